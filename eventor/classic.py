@@ -1,0 +1,249 @@
+"""
+The imperative API of Eventor 5.1: ``add_event``, ``add_step``, ``add_assoc``,
+``trigger_event``, ``run``, ``close``. It builds the same `FlowGraph` as the declarative
+front end and runs it on the same engine.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from eventor.clock import Clock
+from eventor.config import Config, default_program, load_config
+from eventor.engine import Engine, EngineOptions, RunSummary
+from eventor.enums import RunMode
+from eventor.exceptions import EventorUsageError, FlowDefinitionError, NotSupportedError
+from eventor.graph import EventSpec, FlowGraph, GraphBuilder, StepSpec
+from eventor.log import make_logger
+from eventor.store import Store, open_store
+
+__all__ = ["Eventor", "new_run_id"]
+
+
+def new_run_id() -> str:
+    """A fresh run id that sorts by creation time: ``20261128-061502-3fa9c1``."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def _caller(depth: int = 2) -> str:
+    frame = sys._getframe(depth)
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+def _name_of(value: Any, what: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, EventSpec | StepSpec):
+        return value.name
+    raise EventorUsageError(
+        f"{value!r} is not {what}: pass what add_event()/add_step() returned, or its name"
+    )
+
+
+class Eventor:
+    """
+    A flow built call by call, run on the Eventor engine and recorded in a run store.
+
+    Args:
+        name: the flow's name (default: the program's file name).
+        store: ``""`` for ``{workdir}/{program}.run.db``, ``":memory:"``, a file path, a
+            SQLAlchemy URL, a tag under the config's ``DATABASES``, or a `Store`.
+        run_mode: RUN_RESTART (RUN_RECOVER and RUN_CONTINUE are not available yet).
+        recovery_run: the attempt to recover from (with RUN_RECOVER).
+        run_id: the run's id in the store (generated when empty).
+        config: a dict, a YAML file path, or YAML text (see `eventor.config`).
+        clock: a time source (tests pass a `MockClock`).
+        config_tag: the config's root tag (default ``$EVENTOR_CONFIG_TAG`` or ``EVENTOR``).
+    """
+
+    def __init__(
+        self,
+        name: str = "",
+        store: str | Store = "",
+        run_mode: RunMode | str = RunMode.restart,
+        recovery_run: int | None = None,
+        run_id: str = "",
+        config: Mapping[str, Any] | str | Config | None = None,
+        *,
+        clock: Clock | None = None,
+        config_tag: str | None = None,
+    ) -> None:
+        self.config = load_config(config, tag=config_tag)
+        self.run_mode = RunMode(getattr(run_mode, "value", run_mode))
+        if self.run_mode is not RunMode.restart:
+            raise NotSupportedError(
+                f"run_mode={self.run_mode.value!r}",
+                "recovery and continue are not in this version; use RUN_RESTART",
+            )
+        self.recovery_run = recovery_run
+        self.program = default_program()
+        self.name = name or self.program
+        self.run_id = run_id or new_run_id()
+        self._clock = clock
+        self._log = make_logger(self.name, self.config.LOGGING)
+        if isinstance(store, str):
+            self.store: Store = open_store(store, program=self.program,
+                                           workdir=self.config.workdir,
+                                           databases=self.config.DATABASES)
+            self._owns_store = True
+        else:
+            self.store, self._owns_store = store, False
+        self._builder = GraphBuilder(self.name)
+        self._early_triggers: list[tuple[str, Any]] = []
+        self._engine: Engine | None = None
+        self._closed = False
+        self.summary: RunSummary | None = None
+
+    # -- building ----------------------------------------------------------------------
+
+    def _check_open(self, doing: str) -> None:
+        if self._closed:
+            raise EventorUsageError(f"cannot {doing}: this Eventor is closed")
+        if self._engine is not None:
+            raise EventorUsageError(
+                f"cannot {doing} after run() started: the flow is frozen then; "
+                "add every event and step before the first run()"
+            )
+
+    def _raise_new_problems(self, before: int) -> None:
+        if len(self._builder.problems) > before:
+            problems = self._builder.problems[before:]
+            del self._builder.problems[before:]
+            raise FlowDefinitionError(self.name, problems)
+
+    def add_event(self, name: str, expr: Any = None) -> EventSpec:
+        """
+        Add an event; with ``expr`` an expression event (a tuple means *and*, `or_` means *or*).
+
+        Returns:
+            The event, to pass to ``add_assoc``, ``triggers`` and ``trigger_event``.
+        """
+        self._check_open("add an event")
+        before = len(self._builder.problems)
+        spec = self._builder.add_event(name, expr, where=_caller())
+        self._raise_new_problems(before)
+        return spec
+
+    def add_step(
+        self,
+        name: str,
+        func: Callable[..., Any] | None = None,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        triggers: Mapping[Any, Any] | None = None,
+        acquires: Iterable[Any] | None = None,
+        releases: Iterable[Any] | None = None,
+        recovery: Mapping[Any, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        host: str | None = None,
+    ) -> StepSpec:
+        """
+        Add a step: ``func(*args, **kwargs)`` run as a task per triggered sequence.
+
+        ``triggers`` maps a status (``STEP_SUCCESS``, ...) to an event or a tuple of events;
+        ``config`` may set ``task_construct``, ``max_concurrent`` and ``stop_on_exception``
+        for this step.
+        """
+        self._check_open("add a step")
+        before = len(self._builder.problems)
+        spec = StepSpec.make(name, func, args, kwargs, triggers, acquires, releases, recovery,
+                             config, host)
+        self._builder.add_step(spec, where=_caller())
+        self._raise_new_problems(before)
+        return spec
+
+    def add_assoc(self, event: Any, *assocs: Any, delay: float = 0) -> None:
+        """When ``event`` fires in a sequence, trigger each of ``assocs`` (events or steps) there."""
+        self._check_open("add an association")
+        if not assocs:
+            raise EventorUsageError("add_assoc needs at least one event or step to associate")
+        source = _name_of(event, "an event")
+        where = _caller()
+        for target in assocs:
+            self._builder.add_assoc(source, _name_of(target, "an event or a step"), delay, where)
+
+    def trigger_event(self, event: Any, sequence: Any = None) -> None:
+        """Fire ``event`` in ``sequence`` (any str or int; default ``0``) when the run proceeds."""
+        name = _name_of(event, "an event")
+        if self._closed:
+            raise EventorUsageError("cannot trigger an event: this Eventor is closed")
+        if self._engine is not None:
+            self._engine.trigger(name, sequence)
+        elif name not in self._builder:
+            from eventor.validate import did_you_mean
+
+            raise EventorUsageError(
+                f"cannot trigger {name!r}: no such event was added."
+                + did_you_mean(name, self._builder.where)
+            )
+        else:
+            self._early_triggers.append((name, sequence))
+
+    # -- running -----------------------------------------------------------------------
+
+    @property
+    def graph(self) -> FlowGraph:
+        """The validated graph (built, and frozen, on first use)."""
+        return self._ensure_engine().graph
+
+    def _ensure_engine(self) -> Engine:
+        if self._engine is None:
+            if self._closed:
+                raise EventorUsageError("this Eventor is closed")
+            graph = self._builder.build()
+            cfg = self.config
+            options = EngineOptions(
+                max_concurrent=cfg.max_concurrent,
+                stop_on_exception=cfg.stop_on_exception,
+                task_construct=cfg.task_construct,
+                envvar_prefix=cfg.envvar_prefix,
+                thread_workers=cfg.max_concurrent if cfg.max_concurrent > 0 else 32,
+                sequence_arg_name=cfg.sequence_arg_name,
+                pass_logger_to_task=cfg.pass_logger_to_task,
+            )
+            engine = Engine(graph, self.store, run_id=self.run_id, program=self.program,
+                            options=options, clock=self._clock, log=self._log,
+                            mode=self.run_mode)
+            for name, sequence in self._early_triggers:
+                engine.trigger(name, sequence)
+            self._early_triggers.clear()
+            self._engine = engine
+        return self._engine
+
+    def run(self, max_loops: int = -1) -> bool:
+        """
+        Run until nothing is pending (or for ``max_loops`` rounds).
+
+        Returns:
+            False when a step failed and no failure/complete trigger handled it; else True.
+            The details are in ``self.summary``.
+        """
+        self.summary = self._ensure_engine().run(max_loops)
+        return bool(self.summary)
+
+    __call__ = run  # Eventor 1.x programs ran a flow with ev()
+
+    def close(self) -> None:
+        """Stop executors (no process or thread is left behind) and close the store."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._engine is not None:
+                self._engine.close()
+        finally:
+            if self._owns_store:
+                self.store.close()
+
+    def __enter__(self) -> Eventor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Eventor(name={self.name!r}, run_id={self.run_id!r}, store={self.store.address!r})"

@@ -1,0 +1,235 @@
+"""
+Eventor's configuration: a dict, a YAML file or YAML text, under a root tag, validated on load.
+
+The root tag is ``EVENTOR`` unless ``$EVENTOR_CONFIG_TAG`` or ``tag=`` names another. Values
+may say ``${VAR}`` to take them from the environment (so passwords need not live in files).
+Every mistake is an `EventorConfigError` naming the key path and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from eventor.exceptions import EventorConfigError
+
+__all__ = ["DEFAULT_TAG", "Config", "default_program", "load_config"]
+
+DEFAULT_TAG = "EVENTOR"
+
+LOGGING_KEYS = {
+    "logging_level": (str, int),
+    "logdir": (str,),
+    "level_formats": (dict,),
+    "console": (bool,),
+    "file_prefix": (str,),
+    "file_suffix": (str,),
+    "file_mode": (str,),
+    "maxBytes": (int,),
+    "backupCount": (int,),
+    "encoding": (str,),
+    "when": (str,),
+    "interval": (int,),
+    "utc": (bool,),
+    "renderer": (str,),
+}
+
+DATABASE_KEYS = {
+    "dialect": (str,),
+    "drivername": (str,),
+    "username": (str,),
+    "password": (str,),
+    "host": (str,),
+    "port": (int,),
+    "database": (str,),
+    "schema": (str,),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings; field names are the config keys of Eventor 5.1."""
+
+    workdir: str = "."
+    logdir: str | None = None
+    task_construct: Any = "process"
+    max_concurrent: int = -1
+    stop_on_exception: bool = True
+    sleep_between_loops: float = 1.0  # accepted for 5.1 programs; the engine never polls
+    shared_db: bool = False
+    envvar_prefix: str = "EVENTOR_"
+    ssh_config: str | None = None
+    ssh_host: str | None = None
+    ssh_port: int | None = None
+    day_to_keep_db: int | None = None
+    pass_logger_to_task: bool = False
+    sequence_arg_name: str | None = None
+    LOGGING: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    DATABASES: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    source: str = ""  # the file the values came from, for error messages
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "workdir": (str,),
+    "logdir": (str,),
+    "task_construct": (str, type),
+    "max_concurrent": (int,),
+    "stop_on_exception": (bool,),
+    "sleep_between_loops": (int, float),
+    "shared_db": (bool,),
+    "envvar_prefix": (str,),
+    "ssh_config": (str,),
+    "ssh_host": (str,),
+    "ssh_port": (int,),
+    "day_to_keep_db": (int,),
+    "pass_logger_to_task": (bool,),
+    "sequence_arg_name": (str,),
+    "LOGGING": (dict,),
+    "DATABASES": (dict,),
+}
+
+
+def load_config(config: Any = None, *, tag: str | None = None, **overrides: Any) -> Config:
+    """
+    Read and validate configuration.
+
+    Args:
+        config: None, a mapping, a path to a YAML file, or YAML text. A mapping or file may hold
+            the settings under the root tag (``{"EVENTOR": {...}}``) or directly.
+        tag: the root tag; default ``$EVENTOR_CONFIG_TAG`` or ``EVENTOR``.
+        overrides: settings that win over the loaded ones (keyword arguments of the API).
+
+    Raises:
+        EventorConfigError: naming the key path and the source.
+    """
+    if isinstance(config, Config):
+        return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    tag = tag or os.environ.get("EVENTOR_CONFIG_TAG") or DEFAULT_TAG
+    data, source = _read(config)
+    if isinstance(data, Mapping) and tag in data:
+        data = data[tag]
+        prefix = f"{tag}."
+    elif isinstance(data, Mapping) and source and data:
+        raise EventorConfigError(
+            f"no {tag!r} section; put the settings under '{tag}:' or set $EVENTOR_CONFIG_TAG",
+            source=source,
+        )
+    else:
+        prefix = f"{tag}." if source else ""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise EventorConfigError(f"expected a mapping of settings, got {data!r}",
+                                 key=tag, source=source)
+    values = _expand(dict(data), prefix.rstrip(".") or tag, source)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return _validate(values, prefix, source)
+
+
+def _read(config: Any) -> tuple[Any, str]:
+    if config is None:
+        return {}, ""
+    if isinstance(config, Mapping):
+        return config, ""
+    if not isinstance(config, str | os.PathLike):
+        raise EventorConfigError(f"config must be a dict, a YAML file path or YAML text, got "
+                                 f"{type(config).__name__}")
+    import yaml
+
+    text = os.fspath(config)
+    looks_like_yaml = isinstance(config, str) and ("\n" in text or ": " in text)
+    if not looks_like_yaml:
+        path = Path(text)
+        if not path.is_file():
+            raise EventorConfigError(f"config file {text} does not exist", source=text)
+        try:
+            return yaml.safe_load(path.read_text()), str(path)
+        except yaml.YAMLError as exc:
+            raise EventorConfigError(f"not valid YAML: {_yaml_where(exc)}", source=str(path)) from None
+    try:
+        return yaml.safe_load(text), "<yaml text>"
+    except yaml.YAMLError as exc:
+        raise EventorConfigError(f"not valid YAML: {_yaml_where(exc)}", source="<yaml text>") from None
+
+
+def _yaml_where(exc: Exception) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(value: Any, key: str, source: str) -> Any:
+    if isinstance(value, str):
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise EventorConfigError(f"environment variable ${{{name}}} is not set",
+                                         key=key, source=source)
+            return os.environ[name]
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, Mapping):
+        return {k: _expand(v, f"{key}.{k}", source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    return value
+
+
+def _check_type(value: Any, types: tuple[type, ...], key: str, source: str) -> None:
+    if value is None:
+        return
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not ok:
+        names = " or ".join(t.__name__ for t in types)
+        raise EventorConfigError(f"expected {names}, got {value!r}", key=key, source=source)
+
+
+def _validate(values: dict[str, Any], prefix: str, source: str) -> Config:
+    for key, value in values.items():
+        if key not in _TYPES:
+            import difflib
+
+            close = difflib.get_close_matches(str(key), list(_TYPES), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(_TYPES)}"
+            raise EventorConfigError(f"unknown key{hint}", key=f"{prefix}{key}", source=source)
+        _check_type(value, _TYPES[key], f"{prefix}{key}", source)
+    _check_section(values.get("LOGGING") or {}, LOGGING_KEYS, f"{prefix}LOGGING", source)
+    for tag, entry in (values.get("DATABASES") or {}).items():
+        key = f"{prefix}DATABASES.{tag}"
+        if not isinstance(entry, Mapping):
+            raise EventorConfigError(f"expected a mapping, got {entry!r}", key=key, source=source)
+        _check_section(entry, DATABASE_KEYS, key, source)
+    limit = values.get("max_concurrent", -1)
+    if limit == 0 or limit < -1:
+        raise EventorConfigError(f"expected a positive int or -1 (no limit), got {limit!r}",
+                                 key=f"{prefix}max_concurrent", source=source)
+    if "LOGGING" in values:
+        values["LOGGING"] = MappingProxyType(dict(values["LOGGING"]))
+    if "DATABASES" in values:
+        values["DATABASES"] = MappingProxyType(dict(values["DATABASES"]))
+    return Config(**values, source=source)
+
+
+def _check_section(section: Mapping[str, Any], known: Mapping[str, tuple[type, ...]],
+                   key: str, source: str) -> None:
+    for name, value in section.items():
+        if name not in known:
+            raise EventorConfigError(f"unknown key; known keys: {', '.join(known)}",
+                                     key=f"{key}.{name}", source=source)
+        _check_type(value, known[name], f"{key}.{name}", source)
+
+
+def default_program() -> str:
+    """The calling program's name: ``simple_classic`` for ``python examples/simple_classic.py``."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
+    return os.path.splitext(os.path.basename(argv0))[0] or "eventor"

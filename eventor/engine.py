@@ -1,0 +1,466 @@
+"""
+The scheduler: turns triggers into tasks, task outcomes into triggers, and records it all.
+
+The engine works in rounds. A round takes every task outcome waiting in the inbox, fires
+matured delays, propagates the resulting triggers through associations and expression
+events to a fixpoint, starts what may start, writes all of it to the store in one
+transaction, and only then hands the started tasks to their executors. Between rounds it
+blocks on the inbox (bounded by the next delay's due time): nothing polls, nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import queue
+import socket
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from eventor.clock import EMPTY, Clock, SystemClock
+from eventor.enums import RunMode, StepStatus
+from eventor.exceptions import EventorUsageError, NotSupportedError
+from eventor.executors import REGISTRY, Executor, Outcome, TaskRun, executor_name
+from eventor.graph import FlowGraph, StepSpec
+from eventor.store import Batch, Row, Store
+from eventor.validate import did_you_mean
+
+__all__ = ["Engine", "EngineOptions", "RunSummary", "Task"]
+
+DEFAULT_SEQUENCE = "0"
+_LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1", socket.gethostname()})
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """Engine-wide settings (the config keys of the same names)."""
+
+    max_concurrent: int = -1  # running tasks at once; -1 for no limit
+    stop_on_exception: bool = True  # after an unhandled failure, start nothing new
+    task_construct: Any = "process"  # default executor
+    envvar_prefix: str = "EVENTOR_"
+    thread_workers: int = 32  # threads of the thread executor (more tasks wait in its queue)
+    sequence_arg_name: str | None = None  # pass the sequence to steps as this keyword
+    pass_logger_to_task: bool = False  # pass the step's logger as ``logger=``
+
+
+@dataclass(slots=True, eq=False)
+class Task:
+    """A step triggered in a sequence, as the engine tracks it."""
+
+    key: int
+    step: StepSpec
+    sequence: str
+    executor: str
+    status: StepStatus
+    created_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    host: str | None = None
+    pid: int | None = None
+    result_kind: str | None = None
+    result: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    exit_code: int | None = None
+    persisted: bool = False  # inserted in the store
+    dirty: bool = False  # changed since, waiting in the round's update list
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """How a run (one call of `Engine.run`) ended; truthy when no failure went unhandled."""
+
+    run_id: str
+    attempt: int
+    status: str  # success, failure, or paused (work left: ready tasks or pending delays)
+    counts: Mapping[str, int] = field(default_factory=dict)  # tasks per status
+    failed: tuple[tuple[str, str], ...] = ()  # (step, sequence) of unhandled failures
+    pending: int = 0  # ready tasks and delays left for a later run
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+class Engine:
+    """
+    Runs one attempt of one run of a `FlowGraph`, recording everything in a `Store`.
+
+    Args:
+        graph: the validated flow.
+        store: where the run is recorded.
+        run_id: the run's identifier in the store.
+        program: the program's name, recorded with the run.
+        options: engine settings.
+        clock: time source; tests pass a `MockClock`.
+        log: a structlog logger.
+        executors: executors by name; missing ones come from the registry when first needed.
+        mode: the attempt's run mode (recorded).
+        logger_name: prefix of the logger names passed to steps.
+    """
+
+    def __init__(
+        self,
+        graph: FlowGraph,
+        store: Store,
+        *,
+        run_id: str,
+        program: str = "eventor",
+        options: EngineOptions | None = None,
+        clock: Clock | None = None,
+        log: Any = None,
+        executors: Mapping[str, Executor] | None = None,
+        mode: RunMode = RunMode.restart,
+        logger_name: str | None = None,
+    ) -> None:
+        self.graph = graph
+        self.store = store
+        self.run_id = run_id
+        self.program = program
+        self.options = options or EngineOptions()
+        self.clock: Clock = clock or SystemClock()
+        self.log = log if log is not None else _NullLog()
+        self.mode = mode
+        self.host = socket.gethostname()
+        self.attempt: int | None = None
+        self._logger_name = logger_name or f"eventor.{graph.name}"
+        self._executors: dict[str, Executor] = dict(executors or {})
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._tasks: dict[tuple[str, str], Task] = {}
+        self._running: dict[int, Task] = {}
+        self._running_by_step: dict[str, int] = {}
+        self._ready: deque[Task] = deque()
+        self._fired: dict[str, set[str]] = {}
+        self._pending: deque[tuple[str, str, str]] = deque()
+        self._delays: list[tuple[float, int, str, str, str]] = []  # (due, n, event, target, seq)
+        self._failures: list[Task] = []
+        self._stopped = False
+        self._closed = False
+        self._keys = itertools.count(1)
+        self._new: list[Task] = []
+        self._dirty: list[Task] = []
+        self._batch = Batch()
+        self._exprs = {ev.name: ev.expr for ev in graph.events.values() if ev.expr is not None}
+        self._executor_of, self._limit_of, self._stop_of = self._plan_steps()
+
+    def _plan_steps(self) -> tuple[dict[str, str], dict[str, int], dict[str, bool]]:
+        default = executor_name(self.options.task_construct)
+        executor_of, limit_of, stop_of = {}, {}, {}
+        for step in self.graph.steps.values():
+            if step.acquires:
+                raise NotSupportedError(
+                    "resource pools (acquires=)",
+                    f"step {step.name!r} acquires {list(step.acquires)!r}; remove acquires= "
+                    "to run this flow with this version",
+                )
+            if step.host not in (None, *_LOCAL_HOSTS):
+                raise NotSupportedError(
+                    "running steps on other hosts (host=)",
+                    f"step {step.name!r} asks for host {step.host!r}; remove host= to run it here",
+                )
+            construct = step.config.get("task_construct")
+            executor_of[step.name] = (
+                "invoke" if step.func is None
+                else default if construct is None
+                else executor_name(construct, key=f"step {step.name!r} config task_construct")
+            )
+            limit_of[step.name] = step.config.get("max_concurrent", -1)
+            stop_of[step.name] = bool(
+                step.config.get("stop_on_exception", self.options.stop_on_exception)
+            )
+        return executor_of, limit_of, stop_of
+
+    # -- public ------------------------------------------------------------------------
+
+    def trigger(self, event: str, sequence: Any = None, source: str = "user") -> None:
+        """Fire ``event`` in ``sequence`` (default ``"0"``) at the next round."""
+        if event not in self.graph.events:
+            raise EventorUsageError(
+                f"cannot trigger {event!r}: flow {self.graph.name!r} has no such event."
+                + did_you_mean(event, self.graph.events)
+            )
+        self._pending.append((event, DEFAULT_SEQUENCE if sequence is None else str(sequence), source))
+
+    def run(self, max_loops: int = -1) -> RunSummary:
+        """
+        Run until nothing is left to do, or for ``max_loops`` rounds.
+
+        Returns when no trigger, task or delay is pending (or the bound is reached, after the
+        running tasks finished and were recorded). Ready tasks that were not started and
+        delays not yet due stay recorded for a later run or ``continue``.
+        """
+        if self._closed:
+            raise EventorUsageError(f"run {self.run_id!r} is closed; create a new Eventor to run again")
+        if self.attempt is None:
+            self.attempt = self.store.begin_attempt(
+                self.run_id, self.program, self.mode.value, now=self.clock.now(),
+                host=self.host, pid=os.getpid(), info={"flow": self.graph.name},
+            )
+            self.log.info("run_started", store=getattr(self.store, "address", "?"),
+                          run_id=self.run_id, attempt=self.attempt)
+        loops = 0
+        item: Any = None
+        while True:
+            self._round(item)
+            loops += 1
+            if self._idle() or 0 < max_loops <= loops:
+                break
+            item = self._wait()
+        while self._running:  # bounded run: let running tasks finish, start nothing new
+            self._round(self._inbox.get(), start=False)
+        summary = self._summary()
+        self.store.end_attempt(self.run_id, self.attempt, summary.status, now=self.clock.now())
+        self.log.info("run_finished", status=summary.status, run_id=self.run_id)
+        return summary
+
+    def close(self) -> None:
+        """Stop every executor (killing child processes still running) and forget them."""
+        if self._closed:
+            return
+        self._closed = True
+        executors, self._executors = self._executors, {}
+        for executor in executors.values():
+            executor.close()
+
+    # -- the round ---------------------------------------------------------------------
+
+    def _round(self, item: Any, start: bool = True) -> None:
+        now = self.clock.now()
+        if item is not None and item is not EMPTY:
+            self._on_outcome(item, now)
+        while True:
+            try:
+                self._on_outcome(self._inbox.get_nowait(), now)
+            except queue.Empty:
+                break
+        if self._delays and not self._stopped:
+            self._mature_delays(now)
+        self._propagate(now)
+        started = self._start_ready(now) if start else []
+        self._flush()
+        for task in started:
+            self._submit(task)
+
+    def _idle(self) -> bool:
+        if self._running or self._pending:
+            return False
+        return self._stopped or not (self._ready or self._delays)
+
+    def _wait(self) -> Any:
+        deadline = self._delays[0][0] if self._delays and not self._stopped else None
+        if deadline is None and not self._running:
+            return EMPTY
+        return self.clock.wait(self._inbox, deadline)
+
+    def _on_outcome(self, outcome: Outcome, now: float) -> None:
+        task = self._running.pop(outcome.key)
+        name = task.step.name
+        self._running_by_step[name] -= 1
+        task.ended_at = now
+        task.pid = outcome.pid
+        task.result_kind, task.result = outcome.result_kind, outcome.result
+        task.error_type, task.error_message = outcome.error_type, outcome.error_message
+        task.traceback, task.exit_code = outcome.traceback, outcome.exit_code
+        self._touch(task)
+        step = task.step
+        if outcome.ok:
+            task.status = StepStatus.success
+            self.log.info("step_succeeded", step=name, sequence=task.sequence, result=task.result)
+            self._status_triggers(task, StepStatus.success)
+        else:
+            task.status = StepStatus.failure
+            handled = bool(step.triggered_by(StepStatus.failure) or step.triggered_by(StepStatus.complete))
+            self.log.log(
+                logging.WARNING if handled else logging.ERROR, "step_failed", step=name,
+                sequence=task.sequence, error=f"{outcome.error_type}: {outcome.error_message}",
+                handled=handled,
+            )
+            self._status_triggers(task, StepStatus.failure)
+            if not handled:
+                self._failures.append(task)
+                if self._stop_of[name]:
+                    self._stopped = True
+        self._status_triggers(task, StepStatus.complete)
+
+    def _status_triggers(self, task: Task, status: StepStatus) -> None:
+        events = task.step.triggered_by(status)
+        if events:
+            source = f"{task.step.name}:{status.value}"
+            self._pending.extend((event, task.sequence, source) for event in events)
+
+    def _propagate(self, now: float) -> None:
+        pending, graph, batch = self._pending, self.graph, self._batch
+        while pending:
+            event, seq, source = pending.popleft()
+            fired = self._fired.get(seq)
+            if fired is None:
+                fired = self._fired[seq] = set()
+            if event in fired:
+                continue  # an event fires at most once per sequence
+            fired.add(event)
+            batch.triggers.append({
+                "run_id": self.run_id, "attempt": self.attempt, "event": event, "sequence": seq,
+                "created_at": now, "source": source, "acted": True,
+            })
+            for assoc in graph.assocs_from(event):
+                if assoc.delay > 0:
+                    self._schedule(event, assoc.target, seq, now + assoc.delay, now)
+                else:
+                    self._reach(assoc.target, seq, event, now)
+            for dependent in graph.dependents(event):
+                if dependent not in fired and _holds(self._exprs[dependent], fired):
+                    pending.append((dependent, seq, "expr"))
+
+    def _reach(self, target: str, seq: str, via: str, now: float) -> None:
+        if target in self.graph.events:
+            self._pending.append((target, seq, f"assoc:{via}"))
+            return
+        key = (target, seq)
+        if key in self._tasks:
+            return  # at most one task per (step, sequence) in an attempt
+        step = self.graph.steps[target]
+        task = Task(next(self._keys), step, seq, self._executor_of[target], StepStatus.ready, now)
+        self._tasks[key] = task
+        self._new.append(task)
+        self._ready.append(task)
+        self._status_triggers(task, StepStatus.ready)
+
+    def _schedule(self, event: str, target: str, seq: str, due: float, now: float) -> None:
+        heapq.heappush(self._delays, (due, next(self._keys), event, target, seq))
+        self._batch.delays.append({
+            "run_id": self.run_id, "attempt": self.attempt, "event": event, "target": target,
+            "sequence": seq, "activated_at": now, "due_at": due, "fired_at": None,
+        })
+
+    def _mature_delays(self, now: float) -> None:
+        delays = self._delays
+        while delays and delays[0][0] <= now:
+            _, _, event, target, seq = heapq.heappop(delays)
+            self._batch.delays_fired.append({
+                "run_id": self.run_id, "attempt": self.attempt, "event": event,
+                "target": target, "sequence": seq, "fired_at": now,
+            })
+            self._reach(target, seq, event, now)
+
+    def _start_ready(self, now: float) -> list[Task]:
+        started: list[Task] = []
+        ready, cap = self._ready, self.options.max_concurrent
+        deferred: list[Task] = []
+        while ready and not self._stopped:
+            if 0 < cap <= len(self._running):
+                break
+            task = ready.popleft()
+            name = task.step.name
+            running = self._running_by_step.get(name, 0)
+            if 0 < self._limit_of[name] <= running:
+                deferred.append(task)
+                continue
+            task.status = StepStatus.active
+            task.started_at = now
+            task.host = self.host
+            self._touch(task)
+            self._running[task.key] = task
+            self._running_by_step[name] = running + 1
+            started.append(task)
+            if task.step.triggered_by(StepStatus.active):
+                self._status_triggers(task, StepStatus.active)
+                self._propagate(now)
+        ready.extendleft(reversed(deferred))
+        return started
+
+    def _touch(self, task: Task) -> None:
+        if task.persisted and not task.dirty:
+            task.dirty = True
+            self._dirty.append(task)
+
+    def _flush(self) -> None:
+        batch = self._batch
+        if self._new:
+            batch.new_tasks = [self._row(t) for t in self._new]
+        if self._dirty:
+            batch.task_updates = [self._row(t) for t in self._dirty]
+        self.store.write(batch)
+        for task in self._new:
+            task.persisted = True
+        for task in self._dirty:
+            task.dirty = False
+        self._new, self._dirty, self._batch = [], [], Batch()
+
+    def _row(self, t: Task) -> Row:
+        return {
+            "run_id": self.run_id, "attempt": self.attempt, "step": t.step.name,
+            "sequence": t.sequence, "status": t.status.value, "executor": t.executor,
+            "created_at": t.created_at, "started_at": t.started_at, "ended_at": t.ended_at,
+            "host": t.host, "pid": t.pid, "result_kind": t.result_kind, "result": t.result,
+            "error_type": t.error_type, "error_message": t.error_message,
+            "traceback": t.traceback, "exit_code": t.exit_code,
+        }
+
+    # -- running tasks -----------------------------------------------------------------
+
+    def _submit(self, task: Task) -> None:
+        step, prefix = task.step, self.options.envvar_prefix
+        logger_name = f"{self._logger_name}.{step.name}"
+        env = {
+            f"{prefix}STEP_NAME": step.name,
+            f"{prefix}STEP_SEQUENCE": task.sequence,
+            f"{prefix}STEP_RECOVERY": str(self.attempt),
+            f"{prefix}LOGGER_NAME": logger_name,
+        }
+        kwargs: Mapping[str, Any] = step.kwargs
+        if self.options.sequence_arg_name or self.options.pass_logger_to_task:
+            extra = dict(kwargs)
+            if self.options.sequence_arg_name:
+                extra[self.options.sequence_arg_name] = task.sequence
+            if self.options.pass_logger_to_task:
+                extra["logger"] = logging.getLogger(logger_name)
+            kwargs = MappingProxyType(extra)
+        run = TaskRun(task.key, self.run_id, step.name, task.sequence, self.attempt or 0,
+                      step.func, step.args, kwargs, env)
+        self.log.info("step_started", step=step.name, sequence=task.sequence)
+        try:
+            self._executor(task.executor).submit(run, self._inbox.put)
+        except Exception as exc:  # e.g. fork refused: the task fails, the engine goes on
+            self._inbox.put(Outcome(task.key, False, error_type=type(exc).__qualname__,
+                                    error_message=f"could not start: {exc}"))
+
+    def _executor(self, name: str) -> Executor:
+        executor = self._executors.get(name)
+        if executor is None:
+            if self._closed:
+                raise EventorUsageError(f"run {self.run_id!r} is closed")
+            factory = REGISTRY[name]
+            executor = factory(self.options.thread_workers) if name == "thread" else factory()
+            self._executors[name] = executor
+        return executor
+
+    def _summary(self) -> RunSummary:
+        counts: dict[str, int] = {}
+        for task in self._tasks.values():
+            counts[task.status.value] = counts.get(task.status.value, 0) + 1
+        failed = tuple((t.step.name, t.sequence) for t in self._failures)
+        pending = len(self._ready) + len(self._delays)
+        status = "failure" if failed else "paused" if pending else "success"
+        return RunSummary(self.run_id, self.attempt or 0, status, MappingProxyType(counts),
+                          failed, pending)
+
+
+def _holds(expr: Any, fired: set[str]) -> bool:
+    return expr in fired if isinstance(expr, str) else bool(expr.holds(fired.__contains__))
+
+
+class _NullLog:
+    """A logger that drops everything (the engine's default when none is given)."""
+
+    def __getattr__(self, _name: str) -> Any:
+        return lambda *args, **kwargs: None

@@ -1,0 +1,114 @@
+"""
+Every error Eventor raises, in one tree.
+
+    EventorError
+    ├── FlowDefinitionError (TypeError)       the graph is wrong: unknown event, duplicate name, ...
+    ├── EventorConfigError (ValueError)       a config key is unknown, mistyped, or missing
+    ├── EventorUsageError (RuntimeError)      an API called out of order (add after run, use after close)
+    ├── NotSupportedError (NotImplementedError)  a feature this version does not have yet
+    └── StoreError                            the run store cannot be used
+        ├── StoreURLError (ValueError)        the store address is malformed or names an unknown driver
+        ├── StoreUnavailableError (ConnectionError)  the database cannot be reached or opened
+        ├── NotAStoreError                    the file or database holds something else
+        ├── SchemaVersionError                the store was written by an incompatible Eventor
+        └── StoreIntegrityError               a write broke an at-most-once rule
+
+Each error carries its culprit as an attribute and says how to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class EventorError(Exception):
+    """Base class of every error raised by Eventor."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a flow definition: where, what, and the fix."""
+
+    subject: str  # "step 's1'", "event 'ready'", "association run_step1 -> s9"
+    message: str
+    fix: str = ""
+    where: str = ""  # "file.py:12" when known
+
+    def __str__(self) -> str:
+        text = f"{self.subject}: {self.message}"
+        if self.fix:
+            text += f" {self.fix}"
+        if self.where:
+            text += f" [{self.where}]"
+        return text
+
+
+class FlowDefinitionError(EventorError, TypeError):
+    """
+    A flow's graph is invalid.
+
+    Lists every problem found, not only the first, so that one edit fixes them all.
+    """
+
+    def __init__(self, flow: str, problems: Sequence[Problem]) -> None:
+        self.flow = flow
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        head = f"flow {flow!r} has {count} problem{'s' if count != 1 else ''}:"
+        super().__init__("\n  - ".join([head, *(str(p) for p in self.problems)]))
+
+
+class EventorConfigError(EventorError, ValueError):
+    """A configuration value is unknown, of the wrong type, or missing."""
+
+    def __init__(self, message: str, *, key: str = "", source: str = "") -> None:
+        self.key = key
+        self.source = source
+        where = f" (in {source})" if source else ""
+        super().__init__(f"{key}: {message}{where}" if key else f"{message}{where}")
+
+
+class EventorUsageError(EventorError, RuntimeError):
+    """An API was called out of order, e.g. adding a step after the run started."""
+
+
+class NotSupportedError(EventorError, NotImplementedError):
+    """A feature that this version of Eventor does not provide yet."""
+
+    def __init__(self, feature: str, detail: str = "") -> None:
+        self.feature = feature
+        super().__init__(f"{feature} is not supported yet{': ' + detail if detail else ''}")
+
+
+class StoreError(EventorError):
+    """The run store cannot be used."""
+
+    def __init__(self, message: str, *, store: str = "") -> None:
+        self.store = store  # the store's address, password masked
+        super().__init__(message)
+
+
+class StoreURLError(StoreError, ValueError):
+    """The store address is malformed or names a driver that is not installed."""
+
+
+class StoreUnavailableError(StoreError, ConnectionError):
+    """The database cannot be reached or opened."""
+
+
+class NotAStoreError(StoreError):
+    """The file or database exists but is not an Eventor run store; it was left untouched."""
+
+
+class SchemaVersionError(StoreError):
+    """The store was written with a schema this version of Eventor cannot use."""
+
+    def __init__(self, message: str, *, store: str = "", found: int = 0, expected: int = 0):
+        self.found = found
+        self.expected = expected
+        super().__init__(message, store=store)
+
+
+class StoreIntegrityError(StoreError):
+    """A write broke one of the store's at-most-once rules (e.g. a second task for one step)."""

@@ -1,0 +1,61 @@
+"""
+Executors run tasks; the engine looks them up by name in an explicit registry.
+
+``process`` (the default) forks a child per task, ``thread`` uses a thread pool, and
+``invoke`` runs the task in the engine itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from eventor.exceptions import EventorConfigError
+from eventor.executors.base import Executor, Outcome, TaskRun, encode_result, run_task, task_env
+from eventor.executors.inline import InvokeExecutor
+from eventor.executors.process import ProcessExecutor
+from eventor.executors.thread import ThreadExecutor
+
+__all__ = [
+    "REGISTRY",
+    "Executor",
+    "InvokeExecutor",
+    "Outcome",
+    "ProcessExecutor",
+    "TaskRun",
+    "ThreadExecutor",
+    "encode_result",
+    "executor_name",
+    "run_task",
+    "task_env",
+]
+
+REGISTRY: dict[str, Callable[..., Executor]] = {
+    "process": ProcessExecutor,
+    "thread": ThreadExecutor,
+    "invoke": InvokeExecutor,
+}
+
+
+def executor_name(value: Any, *, key: str = "task_construct") -> str:
+    """
+    The registry name for what a user gave as ``task_construct``.
+
+    Besides the names, Eventor 5.1's spellings are accepted: ``threading.Thread`` and
+    ``multiprocessing.Process`` (or any of its context's ``Process`` classes).
+
+    Raises:
+        EventorConfigError: naming ``key`` and the accepted values.
+    """
+    if isinstance(value, str) and value in REGISTRY:
+        return value
+    if value is threading.Thread:
+        return "thread"
+    if isinstance(value, type) and value.__name__.endswith("Process") and (
+        value.__module__.startswith("multiprocessing")
+    ):
+        return "process"
+    raise EventorConfigError(
+        f"unknown executor {value!r}; use one of {', '.join(map(repr, REGISTRY))}", key=key
+    )

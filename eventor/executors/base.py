@@ -1,0 +1,119 @@
+"""
+What an executor runs (`TaskRun`), what it reports back (`Outcome`), and the one-method interface.
+
+An executor's ``submit(task, done)`` starts the task and returns at once; when the task ends,
+the executor calls ``done(outcome)`` exactly once, from any thread. The engine hands it a
+``done`` that only puts the outcome in its inbox, so executors never touch engine state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["Executor", "Outcome", "TaskRun", "encode_result", "run_task", "task_env"]
+
+REPR_LIMIT = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRun:
+    """One task to run: a step's callable bound to a sequence of a run."""
+
+    key: int  # the engine's handle for the task; echoed in the outcome
+    run_id: str
+    step: str
+    sequence: str
+    recovery: int
+    func: Callable[..., Any] | None
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    env: Mapping[str, str]  # {prefix}STEP_NAME, ..._SEQUENCE, ..._RECOVERY, ..._LOGGER_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a task ended. Everything in it is plain text or numbers, so it crosses processes."""
+
+    key: int
+    ok: bool
+    result_kind: str | None = None  # "json" (result is JSON text) or "repr" (result is its repr)
+    result: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    exit_code: int | None = None  # set when a process ended without reporting
+    pid: int | None = None
+
+
+class Executor(Protocol):
+    """A way to run tasks: in the engine, on a thread, in a child process, on another host."""
+
+    name: str
+
+    def submit(self, task: TaskRun, done: Callable[[Outcome], None]) -> None:
+        """Start ``task``; call ``done`` once with its outcome when it ends."""
+        ...
+
+    def close(self) -> None:
+        """Stop everything this executor started; leave no thread or process behind."""
+        ...
+
+
+_current: ContextVar[TaskRun | None] = ContextVar("eventor_task", default=None)
+
+
+def task_env() -> Mapping[str, str]:
+    """
+    The Eventor variables of the task running in this thread, e.g. ``EVENTOR_STEP_NAME``.
+
+    Process steps also find them in ``os.environ``; thread and invoke steps share the
+    process's environment with each other, so they must read them here instead.
+    """
+    task = _current.get()
+    return dict(task.env) if task is not None else {}
+
+
+def encode_result(value: Any) -> tuple[str | None, str | None]:
+    """A step's return value as stored: JSON when it serializes, else its (truncated) repr."""
+    if value is None:
+        return None, None
+    try:
+        return "json", json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+        return "repr", text if len(text) <= REPR_LIMIT else text[:REPR_LIMIT] + "..."
+
+
+def run_task(task: TaskRun, pid: int | None = None) -> Outcome:
+    """Call the task's function here and now, and describe how it ended."""
+    if task.func is None:
+        return Outcome(task.key, True, pid=pid)
+    token = _current.set(task)
+    try:
+        value = task.func(*task.args, **task.kwargs)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a step's SystemExit is its failure, not the engine's exit
+        return Outcome(
+            task.key,
+            False,
+            error_type=type(exc).__qualname__,
+            error_message=str(exc),
+            traceback=traceback.format_exc(),
+            pid=pid,
+        )
+    finally:
+        _current.reset(token)
+    kind, text = encode_result(value)
+    return Outcome(task.key, True, kind, text, pid=pid)
+
+
+def step_logger(task: TaskRun, prefix: str) -> logging.Logger:
+    """The stdlib logger a step should log to (its name is in ``{prefix}LOGGER_NAME``)."""
+    return logging.getLogger(task.env.get(f"{prefix}LOGGER_NAME", task.step))

@@ -1,0 +1,20 @@
+"""The ``invoke`` executor: runs a task in the engine's own thread, before the engine goes on."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from eventor.executors.base import Outcome, TaskRun, run_task
+
+
+class InvokeExecutor:
+    """Runs each task synchronously in the engine; no isolation, no concurrency, no overhead."""
+
+    name = "invoke"
+
+    def submit(self, task: TaskRun, done: Callable[[Outcome], None]) -> None:
+        done(run_task(task, os.getpid()))
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,424 @@
+"""
+The flow graph as plain, immutable data: events, expression events, steps and associations.
+
+Both front ends (the classic `Eventor` API and the declarative `Flow` classes) build a
+`FlowGraph` through one `GraphBuilder`; the engine only ever reads the frozen result. This
+module does no I/O and imports nothing else of Eventor's but the enums and exceptions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, TypeAlias
+
+from eventor.enums import StepReplay, StepStatus
+from eventor.exceptions import Problem
+
+__all__ = [
+    "And",
+    "Assoc",
+    "EventSpec",
+    "FlowGraph",
+    "GraphBuilder",
+    "Operand",
+    "Or",
+    "StepSpec",
+    "or_",
+    "to_operand",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    """Holds in a sequence once every operand has fired there."""
+
+    operands: tuple[Operand, ...]
+
+    def holds(self, fired: Callable[[str], bool]) -> bool:
+        return all(_holds(op, fired) for op in self.operands)
+
+    def names(self) -> Iterator[str]:
+        for op in self.operands:
+            yield from _names(op)
+
+    def __str__(self) -> str:
+        return "(" + " & ".join(map(str, self.operands)) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    """Holds in a sequence once any operand has fired there."""
+
+    operands: tuple[Operand, ...]
+
+    def holds(self, fired: Callable[[str], bool]) -> bool:
+        return any(_holds(op, fired) for op in self.operands)
+
+    def names(self) -> Iterator[str]:
+        for op in self.operands:
+            yield from _names(op)
+
+    def __str__(self) -> str:
+        return "(" + " | ".join(map(str, self.operands)) + ")"
+
+
+Operand: TypeAlias = "str | And | Or"
+
+
+def _holds(op: Operand, fired: Callable[[str], bool]) -> bool:
+    return fired(op) if isinstance(op, str) else op.holds(fired)
+
+
+def _names(op: Operand) -> Iterator[str]:
+    if isinstance(op, str):
+        yield op
+    else:
+        yield from op.names()
+
+
+def to_operand(value: Any) -> Operand:
+    """
+    Normalize what users write for an event or an expression into an `Operand`.
+
+    A name or an event object stands for itself, a tuple or list means *and* (the Eventor 5.1
+    convention), and `or_(...)` means *or*; they nest.
+
+    Raises:
+        TypeError: for anything else, naming the value.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, And | Or):
+        return value
+    if isinstance(value, tuple | list):
+        if not value:
+            raise TypeError("an empty tuple is not an event expression; list the events to join")
+        return And(tuple(to_operand(v) for v in value))
+    name = getattr(value, "name", None)
+    if isinstance(name, str) and not callable(value):
+        return name
+    raise TypeError(
+        f"{value!r} is not an event: use an event returned by add_event(), its name, "
+        "a tuple of events (and), or or_(...) (or)"
+    )
+
+
+def or_(*operands: Any) -> Or:
+    """An expression that holds once any of ``operands`` fired: ``add_event('e', expr=or_(a, b))``."""
+    if not operands:
+        raise TypeError("or_() needs at least one event")
+    return Or(tuple(to_operand(op) for op in operands))
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    """An event; with ``expr`` it is an expression event that fires when the expression holds."""
+
+    name: str
+    expr: Operand | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.expr is None else f"{self.name} = {self.expr}"
+
+
+@dataclass(frozen=True, slots=True, eq=True)
+class StepSpec:
+    """
+    A step: what to call, and which events its statuses trigger.
+
+    ``triggers`` maps a status (`StepStatus`) to event names; ``recovery`` maps a status to a
+    `StepReplay`. Keys or values that are not valid stay as given, for validation to report.
+    """
+
+    name: str
+    func: Callable[..., Any] | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    triggers: Mapping[Any, tuple[Any, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    acquires: tuple[Any, ...] = ()
+    releases: tuple[Any, ...] | None = None
+    recovery: Mapping[Any, Any] = field(default_factory=lambda: MappingProxyType({}))
+    config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    host: str | None = None
+
+    @classmethod
+    def make(
+        cls,
+        name: str,
+        func: Callable[..., Any] | None = None,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        triggers: Mapping[Any, Any] | None = None,
+        acquires: Iterable[Any] | None = None,
+        releases: Iterable[Any] | None = None,
+        recovery: Mapping[Any, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        host: str | None = None,
+    ) -> StepSpec:
+        """Build a spec from the loose values users write (events as objects, statuses as text)."""
+        return cls(
+            name=name,
+            func=func,
+            args=tuple(args),
+            kwargs=MappingProxyType(dict(kwargs or {})),
+            triggers=MappingProxyType(
+                {_status(k): _event_names(v) for k, v in (triggers or {}).items()}
+            ),
+            acquires=tuple(acquires or ()),
+            releases=None if releases is None else tuple(releases),
+            recovery=MappingProxyType(
+                {_status(k): _replay(v) for k, v in (recovery or {}).items()}
+            ),
+            config=MappingProxyType(dict(config or {})),
+            host=host,
+        )
+
+    def triggered_by(self, status: StepStatus) -> tuple[str, ...]:
+        """Event names to fire when a task of this step reaches ``status``."""
+        return self.triggers.get(status, ())
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _status(key: Any) -> Any:
+    try:
+        return StepStatus(getattr(key, "value", key))
+    except ValueError:
+        return key
+
+
+def _replay(value: Any) -> Any:
+    try:
+        return StepReplay(getattr(value, "value", value))
+    except ValueError:
+        return value
+
+
+def _event_names(value: Any) -> tuple[Any, ...]:
+    items = value if isinstance(value, tuple | list | set | frozenset) else (value,)
+    out = []
+    for item in items:
+        try:
+            op = to_operand(item)
+        except TypeError:
+            out.append(item)  # reported by validation, with the step that holds it
+            continue
+        out.append(op if isinstance(op, str) else item)
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Assoc:
+    """When ``event`` fires in a sequence, trigger ``target`` (an event or a step) there after ``delay`` s."""
+
+    event: str
+    target: str
+    delay: float = 0.0
+
+    def __str__(self) -> str:
+        return f"{self.event} -> {self.target}" + (f" (delay {self.delay:g}s)" if self.delay else "")
+
+
+@dataclass(frozen=True)
+class FlowGraph:
+    """
+    A validated, immutable flow: its events, steps and associations in definition order.
+
+    Iterating yields every event and step name in the order they were defined;
+    ``graph[name]`` returns the `EventSpec` or `StepSpec`.
+    """
+
+    name: str
+    events: Mapping[str, EventSpec]
+    steps: Mapping[str, StepSpec]
+    assocs: tuple[Assoc, ...]
+    order: tuple[str, ...]
+    _assocs_from: Mapping[str, tuple[Assoc, ...]] = field(init=False, repr=False, compare=False)
+    _dependents: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_event: dict[str, list[Assoc]] = {}
+        for assoc in self.assocs:
+            by_event.setdefault(assoc.event, []).append(assoc)
+        dependents: dict[str, list[str]] = {}
+        for ev in self.events.values():
+            if ev.expr is not None:
+                for name in dict.fromkeys(_names(ev.expr)):
+                    dependents.setdefault(name, []).append(ev.name)
+        object.__setattr__(
+            self, "_assocs_from", MappingProxyType({k: tuple(v) for k, v in by_event.items()})
+        )
+        object.__setattr__(
+            self, "_dependents", MappingProxyType({k: tuple(v) for k, v in dependents.items()})
+        )
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.events or name in self.steps
+
+    def __getitem__(self, name: str) -> EventSpec | StepSpec:
+        if name in self.events:
+            return self.events[name]
+        return self.steps[name]
+
+    def assocs_from(self, event: str) -> tuple[Assoc, ...]:
+        """The associations that fire when ``event`` fires."""
+        return self._assocs_from.get(event, ())
+
+    def dependents(self, event: str) -> tuple[str, ...]:
+        """Expression events whose expression mentions ``event``."""
+        return self._dependents.get(event, ())
+
+    def entry_events(self) -> tuple[str, ...]:
+        """Plain events that nothing in the flow triggers: only a user can start them."""
+        produced = {a.target for a in self.assocs}
+        for step in self.steps.values():
+            for names in step.triggers.values():
+                produced.update(n for n in names if isinstance(n, str))
+        return tuple(
+            ev.name for ev in self.events.values() if ev.expr is None and ev.name not in produced
+        )
+
+    def to_mermaid(self) -> str:
+        """The graph as a Mermaid flowchart (events as rounded nodes, steps as boxes)."""
+        lines = ["flowchart LR"]
+        for name in self.order:
+            lines.append(f"    {name}([{name}])" if name in self.events else f"    {name}[{name}]")
+        for ev in self.events.values():
+            if ev.expr is not None:
+                lines.extend(f"    {n} -. expr .-> {ev.name}" for n in dict.fromkeys(_names(ev.expr)))
+        for a in self.assocs:
+            label = f"|delay {a.delay:g}s|" if a.delay else ""
+            lines.append(f"    {a.event} -->{label} {a.target}")
+        for step in self.steps.values():
+            for status, names in step.triggers.items():
+                lines.extend(f"    {step.name} -->|{status}| {n}" for n in names)
+        return "\n".join(lines) + "\n"
+
+    def to_dot(self) -> str:
+        """The graph in Graphviz DOT (events as ellipses, steps as boxes)."""
+        lines = [f'digraph "{self.name}" {{', "    rankdir=LR;"]
+        for name in self.order:
+            shape = "ellipse" if name in self.events else "box"
+            lines.append(f'    "{name}" [shape={shape}];')
+        for ev in self.events.values():
+            if ev.expr is not None:
+                lines.extend(
+                    f'    "{n}" -> "{ev.name}" [style=dashed];' for n in dict.fromkeys(_names(ev.expr))
+                )
+        for a in self.assocs:
+            label = f' [label="delay {a.delay:g}s"]' if a.delay else ""
+            lines.append(f'    "{a.event}" -> "{a.target}"{label};')
+        for step in self.steps.values():
+            for status, names in step.triggers.items():
+                lines.extend(f'    "{step.name}" -> "{n}" [label="{status}"];' for n in names)
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+
+class GraphBuilder:
+    """
+    Collects events, steps and associations, then builds one validated `FlowGraph`.
+
+    Problems found while adding (a duplicate name, say) are kept and reported together with
+    the whole-graph checks by `build`, so that one error lists everything wrong.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._events: dict[str, EventSpec] = {}
+        self._steps: dict[str, StepSpec] = {}
+        self._assocs: list[Assoc] = []
+        self._order: list[str] = []
+        self.where: dict[str, str] = {}  # node or association -> "file.py:line"
+        self.problems: list[Problem] = []
+
+    def add_event(self, name: str, expr: Any = None, where: str = "") -> EventSpec:
+        operand = None
+        if expr is not None:
+            try:
+                operand = to_operand(expr)
+            except TypeError as exc:
+                self.problems.append(Problem(f"event {name!r}", str(exc), where=where))
+        spec = EventSpec(name, operand)
+        self._add_node(name, "event", where)
+        self._events.setdefault(name, spec)
+        return spec
+
+    def add_step(self, spec: StepSpec, where: str = "") -> StepSpec:
+        self._add_node(spec.name, "step", where)
+        self._steps.setdefault(spec.name, spec)
+        return spec
+
+    def replace_step(self, spec: StepSpec, where: str = "") -> StepSpec:
+        """Put ``spec`` in place of the step of the same name (a subclass's override)."""
+        self._steps[spec.name] = spec
+        self.where[spec.name] = where
+        return spec
+
+    def add_assoc(self, event: str, target: str, delay: float = 0, where: str = "") -> Assoc:
+        assoc = Assoc(event, target, delay)
+        self._assocs.append(assoc)
+        if where:
+            self.where[str(assoc)] = where
+        return assoc
+
+    def _add_node(self, name: str, kind: str, where: str) -> None:
+        if not isinstance(name, str) or not name:
+            self.problems.append(
+                Problem(f"{kind} {name!r}", "a name must be a non-empty string.", where=where)
+            )
+            return
+        if name in self._events or name in self._steps:
+            other = "an event" if name in self._events else "a step"
+            self.problems.append(
+                Problem(
+                    f"{kind} {name!r}",
+                    f"the name is already used by {other}"
+                    + (f" defined at {self.where[name]}" if self.where.get(name) else "")
+                    + ".",
+                    "Give each event and step its own name.",
+                    where,
+                )
+            )
+            return
+        self._order.append(name)
+        self.where[name] = where
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._events or name in self._steps
+
+    def build(self) -> FlowGraph:
+        """
+        Freeze what was added into a `FlowGraph`.
+
+        Raises:
+            FlowDefinitionError: listing every problem found.
+        """
+        from eventor.validate import validate  # validate reads graphs; graphs call it to build
+
+        graph = FlowGraph(
+            name=self.name,
+            events=MappingProxyType(dict(self._events)),
+            steps=MappingProxyType(dict(self._steps)),
+            assocs=tuple(self._assocs),
+            order=tuple(self._order),
+        )
+        validate(graph, self.problems, self.where)
+        return graph
+
+
+def is_number(value: Any) -> bool:
+    """True for a finite int or float (not bool): what a delay or a count must be."""
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    )

@@ -1,0 +1,86 @@
+"""
+The run store: where every run, attempt, trigger, task and delay is recorded.
+
+`Store` is the interface the engine writes through; `open_store` opens the SQLAlchemy
+implementation (a sqlite file by default, ``sqlite://`` in memory, or any SQLAlchemy URL).
+SQLAlchemy is imported only when a store is opened, never by the graph or the front ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["SCHEMA_VERSION", "Batch", "Store", "open_store"]
+
+SCHEMA_VERSION = 1
+
+Row = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one scheduling round changed; the store writes it in one transaction."""
+
+    triggers: list[Row] = field(default_factory=list)
+    new_tasks: list[Row] = field(default_factory=list)
+    task_updates: list[Row] = field(default_factory=list)
+    delays: list[Row] = field(default_factory=list)
+    delays_fired: list[Row] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.triggers or self.new_tasks or self.task_updates or self.delays or self.delays_fired
+        )
+
+
+class Store(Protocol):
+    """What the engine needs of a run store. Every method commits before it returns."""
+
+    address: str  # printable: the password of a URL is masked
+
+    def begin_attempt(self, run_id: str, program: str, mode: str, *, now: float, host: str,
+                      pid: int, info: Mapping[str, Any] | None = None) -> int:
+        """Record a new attempt of ``run_id`` (creating the run when new); return its number."""
+        ...
+
+    def write(self, batch: Batch) -> None:
+        """Write one round's changes atomically."""
+        ...
+
+    def end_attempt(self, run_id: str, attempt: int, status: str, *, now: float) -> None:
+        """Record how an attempt ended: success, failure, stopped or paused."""
+        ...
+
+    def runs(self) -> list[Row]: ...
+    def attempts(self, run_id: str) -> list[Row]: ...
+    def tasks(self, run_id: str, attempt: int | None = None) -> list[Row]: ...
+    def triggers(self, run_id: str, attempt: int | None = None) -> list[Row]: ...
+    def delays(self, run_id: str, attempt: int | None = None) -> list[Row]: ...
+    def close(self) -> None: ...
+
+
+def open_store(
+    target: str = "",
+    *,
+    program: str = "eventor",
+    workdir: str = ".",
+    databases: Mapping[str, Any] | None = None,
+) -> Store:
+    """
+    Open (creating when empty) the run store named by ``target``.
+
+    Args:
+        target: ``""`` for ``{workdir}/{program}.run.db``; ``":memory:"`` for a store that lives
+            as long as this object; a SQLAlchemy URL; a tag under ``databases``; or a file path.
+        program: the program's name, for the default file name.
+        workdir: where the default file goes.
+        databases: the config's ``DATABASES`` section.
+
+    Raises:
+        StoreURLError, StoreUnavailableError, NotAStoreError, SchemaVersionError.
+    """
+    from eventor.store.sql import SqlStore, resolve_url
+
+    return SqlStore(resolve_url(target, program=program, workdir=workdir, databases=databases))

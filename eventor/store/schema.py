@@ -1,0 +1,109 @@
+"""
+The store's tables (SQLAlchemy Core). Unique constraints hold the at-most-once rules.
+
+Times are seconds since the epoch (float): cheap to write, exact to compare, and
+converted for display by the readers that show them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+meta = Table(
+    "eventor_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+runs = Table(
+    "eventor_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("program", String(256), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("info", Text),  # JSON: flow parameters, config summary, code fingerprint
+)
+
+attempts = Table(
+    "eventor_attempts",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("attempt", Integer, primary_key=True),  # 0 for the first run, then one per recovery
+    Column("mode", String(16), nullable=False),
+    Column("status", String(16), nullable=False),  # running, success, failure, stopped, paused
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("host", String(256)),
+    Column("pid", Integer),
+)
+
+triggers = Table(
+    "eventor_triggers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("event", String(256), nullable=False),
+    Column("sequence", String(256), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("source", String(300), nullable=False),  # "user", "step:status", "assoc:event", "expr"
+    Column("acted", Boolean, nullable=False),  # its associations were expanded (same transaction)
+    UniqueConstraint("run_id", "attempt", "event", "sequence", name="uq_trigger_once"),
+)
+
+tasks = Table(
+    "eventor_tasks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("step", String(256), nullable=False),
+    Column("sequence", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("executor", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("host", String(256)),
+    Column("pid", Integer),
+    Column("result_kind", String(16)),
+    Column("result", Text),
+    Column("error_type", String(256)),
+    Column("error_message", Text),
+    Column("traceback", Text),
+    Column("exit_code", Integer),
+    UniqueConstraint("run_id", "attempt", "step", "sequence", name="uq_task_once"),
+)
+
+delays = Table(
+    "eventor_delays",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("event", String(256), nullable=False),
+    Column("target", String(256), nullable=False),
+    Column("sequence", String(256), nullable=False),
+    Column("activated_at", Float, nullable=False),
+    Column("due_at", Float, nullable=False),
+    Column("fired_at", Float),
+    UniqueConstraint("run_id", "attempt", "event", "target", "sequence", name="uq_delay_once"),
+)
+
+Index("ix_eventor_delays_pending", delays.c.run_id, delays.c.fired_at, delays.c.due_at)
+
+TABLES = tuple(t.name for t in metadata.sorted_tables)

@@ -1,0 +1,411 @@
+"""
+The SQLAlchemy run store: sqlite (a WAL file, or in memory) and any SQLAlchemy 2 database.
+
+The engine holds one connection and writes each scheduling round in one transaction. On
+sqlite, transactions begin with ``BEGIN IMMEDIATE`` and connections wait up to
+``BUSY_TIMEOUT`` seconds for a lock, so programs sharing a file queue up instead of failing
+with "database is locked".
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.pool import StaticPool
+
+from eventor.exceptions import (
+    EventorConfigError,
+    NotAStoreError,
+    SchemaVersionError,
+    StoreError,
+    StoreIntegrityError,
+    StoreUnavailableError,
+    StoreURLError,
+)
+from eventor.store import SCHEMA_VERSION, Batch, Row
+from eventor.store.schema import TABLES, attempts, delays, meta, metadata, runs, tasks, triggers
+
+BUSY_TIMEOUT = 60.0  # seconds a sqlite connection waits for another writer
+
+_TASK_KEY = ("run_id", "attempt", "step", "sequence")
+_DELAY_KEY = ("run_id", "attempt", "event", "target", "sequence")
+
+
+def resolve_url(
+    target: str, *, program: str, workdir: str, databases: Mapping[str, Any] | None = None
+) -> URL:
+    """
+    The SQLAlchemy URL for a ``store=`` value (see `eventor.store.open_store`).
+
+    Raises:
+        StoreURLError: for a malformed URL or a tag whose settings do not make one.
+    """
+    databases = databases or {}
+    if not target:
+        return _sqlite_file(Path(workdir) / f"{program}.run.db")
+    if target == ":memory:":
+        return make_url("sqlite://")
+    if "://" in target:
+        try:
+            return make_url(target)
+        except ArgumentError as exc:
+            raise StoreURLError(
+                f"store URL {_mask_text(target)!r} is malformed: {exc}; write it as "
+                "dialect+driver://user:password@host:port/database, e.g. sqlite:///run.db",
+                store=_mask_text(target),
+            ) from None
+    if target in databases:
+        return url_from_config(target, databases[target])
+    return _sqlite_file(Path(target))
+
+
+def _sqlite_file(path: Path) -> URL:
+    return URL.create("sqlite", database=str(path.expanduser().absolute()))
+
+
+def url_from_config(tag: str, entry: Any) -> URL:
+    """A URL from a ``DATABASES`` entry: ``dialect`` sqlite (``database``) or postgresql, ..."""
+    key = f"DATABASES.{tag}"
+    if not isinstance(entry, Mapping):
+        raise EventorConfigError(f"expected a mapping of connection settings, got {entry!r}", key=key)
+    dialect = entry.get("dialect")
+    if dialect == "sqlite":
+        database = entry.get("database")
+        if not database:
+            raise EventorConfigError("a sqlite database needs 'database' (a file path)", key=key)
+        return make_url("sqlite://") if database == ":memory:" else _sqlite_file(Path(database))
+    if not dialect:
+        raise EventorConfigError("missing 'dialect' (sqlite or postgresql)", key=f"{key}.dialect")
+    driver = entry.get("drivername") or ("psycopg" if dialect == "postgresql" else None)
+    drivername = driver if driver and "+" in driver else f"{dialect}+{driver}" if driver else dialect
+    port = entry.get("port")
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool)):
+        raise EventorConfigError(f"expected int, got {port!r}", key=f"{key}.port")
+    url = URL.create(
+        drivername,
+        username=entry.get("username"),
+        password=entry.get("password"),
+        host=entry.get("host"),
+        port=port,
+        database=entry.get("database"),
+    )
+    if entry.get("schema"):
+        url = url.update_query_dict({"eventor_schema": str(entry["schema"])})
+    return url
+
+
+def _mask_text(text: str) -> str:
+    try:
+        return make_url(text).render_as_string(hide_password=True)
+    except ArgumentError:
+        return text.split("@")[-1] if "@" in text else text
+
+
+class SqlStore:
+    """
+    A run store in a SQLAlchemy database.
+
+    Opening it checks what is there before writing anything: an empty database gets the
+    schema; a current Eventor store is used; anything else raises and is left untouched.
+    """
+
+    def __init__(self, url: URL) -> None:
+        schema = url.query.get("eventor_schema")
+        if schema:
+            url = url.difference_update_query(["eventor_schema"])
+        self.url = url
+        self.address = url.render_as_string(hide_password=True)
+        self.is_sqlite = url.get_backend_name() == "sqlite"
+        self.in_memory = self.is_sqlite and url.database in (None, "", ":memory:")
+        self._lock = threading.RLock()
+        self._engine = self._create_engine(url, schema if isinstance(schema, str) else None)
+        try:
+            self._conn: Connection = self._connect()
+            self._reader: Connection = self._connect().execution_options(eventor_read=True)
+            self._prepare()
+        except BaseException:
+            self._engine.dispose()
+            raise
+        t = tasks
+        self._task_update = update(t).where(
+            *(t.c[k] == bindparam(f"k_{k}") for k in _TASK_KEY)
+        )
+        d = delays
+        self._delay_fire = update(d).where(*(d.c[k] == bindparam(f"k_{k}") for k in _DELAY_KEY))
+
+    # -- opening -------------------------------------------------------------------------
+
+    def _create_engine(self, url: URL, schema: str | None) -> Engine:
+        try:
+            if self.is_sqlite:
+                engine = self._sqlite_engine(url)
+            else:
+                engine = create_engine(url, pool_pre_ping=True)
+        except NoSuchModuleError:
+            raise StoreURLError(
+                f"store {self.address}: SQLAlchemy has no dialect {url.drivername!r}; "
+                "use sqlite:///file.db or postgresql+psycopg://user@host/db",
+                store=self.address,
+            ) from None
+        except ModuleNotFoundError as exc:
+            raise StoreURLError(
+                f"store {self.address}: its driver is not installed ({exc.name}); "
+                f"install it, e.g. pip install 'psycopg[binary]' for postgresql+psycopg",
+                store=self.address,
+            ) from None
+        except ArgumentError as exc:
+            raise StoreURLError(f"store {self.address}: {exc}", store=self.address) from None
+        if schema:
+            engine = engine.execution_options(schema_translate_map={None: schema})
+        return engine
+
+    def _sqlite_engine(self, url: URL) -> Engine:
+        if self.in_memory:
+            engine = create_engine(
+                "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+        else:
+            folder = Path(url.database or "").parent
+            if not folder.is_dir():
+                raise StoreUnavailableError(
+                    f"cannot open store {self.address}: folder {folder} does not exist; "
+                    "create it or give another store path",
+                    store=self.address,
+                )
+            engine = create_engine(
+                url, connect_args={"timeout": BUSY_TIMEOUT, "check_same_thread": False}
+            )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # SQLAlchemy, not pysqlite, says when to BEGIN
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA synchronous=NORMAL")  # with WAL: safe when a process dies
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # Writers take the write lock up front: a deferred transaction that upgrades
+            # later can fail with "database is locked" at once, whatever the busy timeout.
+            # Readers stay deferred: under WAL they neither wait for nor block a writer.
+            read = conn.get_execution_options().get("eventor_read")
+            conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+
+        return engine
+
+    def _connect(self) -> Connection:
+        try:
+            return self._engine.connect()
+        except OperationalError as exc:
+            raise StoreUnavailableError(
+                f"cannot connect to store {self.address}: {_first_line(exc)}; check that the "
+                "database is running and the address and credentials are right",
+                store=self.address,
+            ) from None
+
+    def _prepare(self) -> None:
+        try:
+            with self._reader.begin():
+                names = self._table_names(self._reader)
+                if meta.name in names:
+                    self._check_version(self._reader)
+        except DatabaseError as exc:
+            raise NotAStoreError(
+                f"{self.address} is not an Eventor run store ({_first_line(exc)}); it was left "
+                "untouched: give another store path",
+                store=self.address,
+            ) from None
+        ours = names & set(TABLES)
+        if meta.name in names:
+            pass
+        elif ours:
+            raise NotAStoreError(
+                f"{self.address} has Eventor tables ({', '.join(sorted(ours))}) but no "
+                f"{meta.name}; it was left untouched: use a new store",
+                store=self.address,
+            )
+        elif self.is_sqlite and names:
+            raise NotAStoreError(
+                f"{self.address} is a database of something else (tables: "
+                f"{', '.join(sorted(names)[:5])}); it was left untouched: give another store path",
+                store=self.address,
+            )
+        else:
+            self._create_schema(self._conn)
+        if self.is_sqlite and not self.in_memory:
+            # Outside any transaction (the mode cannot change inside one); persistent.
+            self._conn.connection.dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+    def _table_names(self, conn: Connection) -> set[str]:
+        if self.is_sqlite:
+            rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")
+            return {r[0] for r in rows}
+        from sqlalchemy import inspect
+
+        return set(inspect(conn).get_table_names())
+
+    def _check_version(self, conn: Connection) -> None:
+        value = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+        found = int(value) if value is not None and str(value).isdigit() else -1
+        if found != SCHEMA_VERSION:
+            newer = found > SCHEMA_VERSION
+            raise SchemaVersionError(
+                f"store {self.address} has schema version {found}, this Eventor uses "
+                f"{SCHEMA_VERSION}; "
+                + ("upgrade Eventor to use it" if newer else "it cannot be upgraded in place")
+                + "; it was left untouched",
+                store=self.address,
+                found=found,
+                expected=SCHEMA_VERSION,
+            )
+
+    def _create_schema(self, conn: Connection) -> None:
+        with conn.begin():
+            # Two programs may create the same new store at once: the second, holding the
+            # write lock after the first committed, finds the schema and keeps it.
+            if meta.name in self._table_names(conn):
+                return
+            metadata.create_all(conn)
+            conn.execute(insert(meta), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])
+
+    # -- writing -------------------------------------------------------------------------
+
+    def begin_attempt(self, run_id: str, program: str, mode: str, *, now: float, host: str,
+                      pid: int, info: Mapping[str, Any] | None = None) -> int:
+        with self._lock, self._guard("begin attempt"), self._conn.begin():
+            conn = self._conn
+            exists = conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first()
+            if exists and mode == "restart":
+                raise StoreIntegrityError(
+                    f"run {run_id!r} already exists in {self.address}; give a new run_id, or "
+                    "recover or continue that run",
+                    store=self.address,
+                )
+            if not exists:
+                conn.execute(insert(runs), [{
+                    "run_id": run_id, "program": program, "created_at": now,
+                    "info": json.dumps(dict(info or {}), default=str),
+                }])
+            last = conn.execute(
+                select(func.max(attempts.c.attempt)).where(attempts.c.run_id == run_id)
+            ).scalar()
+            attempt = 0 if last is None else last + 1
+            conn.execute(insert(attempts), [{
+                "run_id": run_id, "attempt": attempt, "mode": mode, "status": "running",
+                "started_at": now, "host": host, "pid": pid,
+            }])
+        return attempt
+
+    def write(self, batch: Batch) -> None:
+        if not batch:
+            return
+        with self._lock, self._guard("record a round"), self._conn.begin():
+            conn = self._conn
+            if batch.triggers:
+                conn.execute(insert(triggers), batch.triggers)
+            if batch.new_tasks:
+                conn.execute(insert(tasks), batch.new_tasks)
+            if batch.task_updates:
+                conn.execute(self._task_update, [_keyed(r, _TASK_KEY) for r in batch.task_updates])
+            if batch.delays:
+                conn.execute(insert(delays), batch.delays)
+            if batch.delays_fired:
+                conn.execute(self._delay_fire, [_keyed(r, _DELAY_KEY) for r in batch.delays_fired])
+
+    def end_attempt(self, run_id: str, attempt: int, status: str, *, now: float) -> None:
+        with self._lock, self._guard("end attempt"), self._conn.begin():
+            self._conn.execute(
+                update(attempts)
+                .where(attempts.c.run_id == run_id, attempts.c.attempt == attempt)
+                .values(status=status, ended_at=now)
+            )
+
+    def _guard(self, doing: str) -> _Translate:
+        return _Translate(self.address, doing)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _rows(self, stmt: Any) -> list[Row]:
+        with self._lock, self._guard("read"), self._reader.begin():
+            return [dict(r._mapping) for r in self._reader.execute(stmt)]
+
+    def runs(self) -> list[Row]:
+        return self._rows(select(runs).order_by(runs.c.created_at, runs.c.run_id))
+
+    def attempts(self, run_id: str) -> list[Row]:
+        a = attempts
+        return self._rows(select(a).where(a.c.run_id == run_id).order_by(a.c.attempt))
+
+    def tasks(self, run_id: str, attempt: int | None = None) -> list[Row]:
+        return self._rows(_of_run(tasks, run_id, attempt))
+
+    def triggers(self, run_id: str, attempt: int | None = None) -> list[Row]:
+        return self._rows(_of_run(triggers, run_id, attempt))
+
+    def delays(self, run_id: str, attempt: int | None = None) -> list[Row]:
+        return self._rows(_of_run(delays, run_id, attempt))
+
+    def close(self) -> None:
+        with self._lock:
+            self._reader.close()
+            self._conn.close()
+            self._engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.address!r})"
+
+
+def _of_run(table: Any, run_id: str, attempt: int | None) -> Any:
+    stmt = select(table).where(table.c.run_id == run_id)
+    if attempt is not None:
+        stmt = stmt.where(table.c.attempt == attempt)
+    return stmt.order_by(table.c.id)
+
+
+def _keyed(row: Row, key: tuple[str, ...]) -> Row:
+    return {(f"k_{k}" if k in key else k): v for k, v in row.items()}
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+
+
+class _Translate:
+    """Turns SQLAlchemy errors met while ``doing`` something into Eventor's store errors."""
+
+    def __init__(self, address: str, doing: str) -> None:
+        self.address = address
+        self.doing = doing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: Any, _tb: Any) -> bool:
+        if exc is None or not isinstance(exc, SQLAlchemyError):
+            return False
+        message = f"store {self.address}: could not {self.doing}: {_first_line(exc)}"
+        if isinstance(exc, IntegrityError):
+            raise StoreIntegrityError(
+                message + " (a trigger or task was recorded twice: is another engine running "
+                "this run?)",
+                store=self.address,
+            ) from exc
+        if isinstance(exc, OperationalError):
+            raise StoreUnavailableError(message, store=self.address) from exc
+        raise StoreError(message, store=self.address) from exc
+

@@ -1,0 +1,190 @@
+"""
+Small named checks over a `FlowGraph`; `validate` runs them all and reports every problem at once.
+
+Each check is a function ``check_*(graph, where) -> Iterator[Problem]``; ``where`` maps a
+node name (or an association's text) to the source location that defined it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from eventor.enums import StepReplay, StepStatus
+from eventor.exceptions import FlowDefinitionError, Problem
+from eventor.graph import FlowGraph, _names, is_number
+
+Check = Callable[[FlowGraph, Mapping[str, str]], Iterator[Problem]]
+
+_STATUSES = [s.value for s in StepStatus]
+_REPLAYS = [r.value for r in StepReplay]
+
+
+def did_you_mean(name: Any, candidates: Iterable[str]) -> str:
+    """' Did you mean 'x'?' for the closest candidate, or '' when nothing is close."""
+    if not isinstance(name, str):
+        return ""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def check_expressions(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]:
+    """An expression names only defined events and never depends on itself."""
+    for ev in graph.events.values():
+        if ev.expr is None:
+            continue
+        for name in dict.fromkeys(_names(ev.expr)):
+            if name not in graph.events:
+                hint = " (that is a step; expressions combine events)" if name in graph.steps else ""
+                yield Problem(
+                    f"event {ev.name!r}",
+                    f"its expression {ev.expr} names unknown event {name!r}{hint}."
+                    + did_you_mean(name, graph.events),
+                    f"Define it with add_event({name!r}) or fix the name.",
+                    where.get(ev.name, ""),
+                )
+    for ev in graph.events.values():
+        if ev.expr is not None and _depends_on(graph, ev.name, ev.name, set()):
+            yield Problem(
+                f"event {ev.name!r}",
+                "its expression depends on itself, so it could never fire.",
+                "Remove the cycle between expression events.",
+                where.get(ev.name, ""),
+            )
+
+
+def _depends_on(graph: FlowGraph, start: str, target: str, seen: set[str]) -> bool:
+    spec = graph.events.get(start)
+    if spec is None or spec.expr is None or start in seen:
+        return False
+    seen.add(start)
+    for name in _names(spec.expr):
+        if name == target or _depends_on(graph, name, target, seen):
+            return True
+    return False
+
+
+def check_assocs(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]:
+    """An association goes from a defined event to a defined event or step, with a delay >= 0."""
+    for assoc in graph.assocs:
+        loc = where.get(str(assoc), "")
+        subject = f"association {assoc.event} -> {assoc.target}"
+        if assoc.event not in graph.events:
+            yield Problem(
+                subject,
+                f"{assoc.event!r} is not an event." + did_you_mean(assoc.event, graph.events),
+                "The first argument of add_assoc is an event returned by add_event().",
+                loc,
+            )
+        if assoc.target not in graph:
+            yield Problem(
+                subject,
+                f"{assoc.target!r} is neither an event nor a step."
+                + did_you_mean(assoc.target, list(graph.order)),
+                "Associate an event with events or steps added to this flow.",
+                loc,
+            )
+        if not is_number(assoc.delay) or assoc.delay < 0:
+            yield Problem(
+                subject,
+                f"delay {assoc.delay!r} is not a number of seconds >= 0.",
+                "Use delay=0 for no delay.",
+                loc,
+            )
+
+
+def check_triggers(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]:
+    """A step's triggers map a known status to defined events."""
+    for step in graph.steps.values():
+        loc = where.get(step.name, "")
+        for status, names in step.triggers.items():
+            if not isinstance(status, StepStatus):
+                yield Problem(
+                    f"step {step.name!r}",
+                    f"triggers key {status!r} is not a step status."
+                    + did_you_mean(status, _STATUSES),
+                    f"Use one of {', '.join(_STATUSES)}.",
+                    loc,
+                )
+            for name in names:
+                if not isinstance(name, str):
+                    yield Problem(
+                        f"step {step.name!r}",
+                        f"triggers {{{status}: ...}} holds {name!r}, which is not an event.",
+                        "Give events returned by add_event() or their names.",
+                        loc,
+                    )
+                elif name not in graph.events:
+                    yield Problem(
+                        f"step {step.name!r}",
+                        f"triggers unknown event {name!r} on {status}."
+                        + did_you_mean(name, graph.events),
+                        f"Define it with add_event({name!r}) or fix the name.",
+                        loc,
+                    )
+
+
+def check_steps(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]:
+    """A step's function is callable, its recovery policy is valid, its acquires are (pool, n)."""
+    for step in graph.steps.values():
+        loc = where.get(step.name, "")
+        subject = f"step {step.name!r}"
+        if step.func is not None and not callable(step.func):
+            yield Problem(subject, f"func {step.func!r} is not callable.", "Pass a function or None.", loc)
+        for status, replay in step.recovery.items():
+            if not isinstance(status, StepStatus):
+                yield Problem(
+                    subject,
+                    f"recovery key {status!r} is not a step status." + did_you_mean(status, _STATUSES),
+                    f"Use one of {', '.join(_STATUSES)}.",
+                    loc,
+                )
+            if not isinstance(replay, StepReplay):
+                yield Problem(
+                    subject,
+                    f"recovery value {replay!r} for {status} is not a replay policy."
+                    + did_you_mean(replay, _REPLAYS),
+                    "Use STEP_SKIP or STEP_RERUN.",
+                    loc,
+                )
+        for item in step.acquires:
+            if not (isinstance(item, tuple | list) and len(item) == 2 and _is_count(item[1])):
+                yield Problem(
+                    subject,
+                    f"acquires item {item!r} is not a (pool, count) pair with count >= 1.",
+                    "Write acquires=[(pool, 1)].",
+                    loc,
+                )
+        limit = step.config.get("max_concurrent", -1)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit == 0 or limit < -1:
+            yield Problem(
+                subject,
+                f"config max_concurrent {limit!r} is not a positive int or -1 (no limit).",
+                "Use a positive number of tasks, or -1.",
+                loc,
+            )
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+CHECKS: tuple[Check, ...] = (check_expressions, check_assocs, check_triggers, check_steps)
+
+
+def validate(
+    graph: FlowGraph, problems: Iterable[Problem] = (), where: Mapping[str, str] | None = None
+) -> None:
+    """
+    Run every check over ``graph``.
+
+    Raises:
+        FlowDefinitionError: listing ``problems`` found earlier and everything the checks find.
+    """
+    where = where or {}
+    found = list(problems)
+    for check in CHECKS:
+        found.extend(check(graph, where))
+    if found:
+        raise FlowDefinitionError(graph.name, found)
