@@ -62,7 +62,7 @@ def resolve_url(
     if "://" in target:
         try:
             return make_url(target)
-        except ArgumentError as exc:
+        except (ArgumentError, ValueError) as exc:
             raise StoreURLError(
                 f"store URL {_mask_text(target)!r} is malformed: {exc}; write it as "
                 "dialect+driver://user:password@host:port/database, e.g. sqlite:///run.db",
@@ -111,7 +111,7 @@ def url_from_config(tag: str, entry: Any) -> URL:
 def _mask_text(text: str) -> str:
     try:
         return make_url(text).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return text.split("@")[-1] if "@" in text else text
 
 
@@ -214,6 +214,12 @@ class SqlStore:
             raise StoreUnavailableError(
                 f"cannot connect to store {self.address}: {_first_line(exc)}; check that the "
                 "database is running and the address and credentials are right",
+                store=self.address,
+            ) from None
+        except DatabaseError as exc:
+            raise NotAStoreError(
+                f"{self.address} is not an Eventor run store ({_first_line(exc)}); it was left "
+                "untouched: give another store path",
                 store=self.address,
             ) from None
 

@@ -1,0 +1,188 @@
+"""Executors with real processes and threads: isolation, deaths, environment, cleanup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import eventor as evr
+from tests.conftest import statuses
+
+
+def one_step(make_eventor, func, executor="process", **kw):
+    ev = make_eventor(config={"task_construct": executor})
+    e = ev.add_event("e")
+    ev.add_assoc(e, ev.add_step("s", func=func, **kw))
+    ev.trigger_event(e, 5)
+    return ev
+
+
+def test_process_steps_run_in_a_child_with_their_environment(make_eventor):
+    ev = one_step(make_eventor, lambda: {k: v for k, v in os.environ.items()
+                                         if k.startswith("EVENTOR_")} | {"pid": os.getpid()})
+    assert ev.run()
+    [task] = ev.store.tasks(ev.run_id)
+    import json
+
+    result = json.loads(task["result"])
+    assert result.pop("pid") == task["pid"] != os.getpid()
+    assert result == {"EVENTOR_STEP_NAME": "s", "EVENTOR_STEP_SEQUENCE": "5",
+                      "EVENTOR_STEP_RECOVERY": "0", "EVENTOR_LOGGER_NAME": "eventor.t.s"}
+    assert "EVENTOR_STEP_NAME" not in os.environ
+
+
+def test_the_environment_prefix_is_configurable(make_eventor):
+    ev = make_eventor(config={"task_construct": "process", "envvar_prefix": "ACME_"})
+    e = ev.add_event("e")
+    ev.add_assoc(e, ev.add_step("s", func=lambda: os.environ["ACME_STEP_NAME"]))
+    ev.trigger_event(e)
+    assert ev.run()
+    assert ev.store.tasks(ev.run_id)[0]["result"] == '"s"'
+
+
+def test_a_process_that_exits_without_raising_is_a_failure_with_its_exit_code(make_eventor):
+    ev = one_step(make_eventor, lambda: os._exit(3))
+    assert ev.run() is False
+    [task] = ev.store.tasks(ev.run_id)
+    assert task["status"] == "failure" and task["exit_code"] == 3
+    assert task["error_type"] == "ProcessDied" and "exited with code 3" in task["error_message"]
+
+
+def test_a_process_killed_by_a_signal_is_a_failure_naming_the_signal(make_eventor):
+    ev = one_step(make_eventor, lambda: os.kill(os.getpid(), signal.SIGKILL))
+    assert ev.run() is False
+    [task] = ev.store.tasks(ev.run_id)
+    assert task["exit_code"] == -signal.SIGKILL and "SIGKILL" in task["error_message"]
+
+
+def test_a_process_step_exception_keeps_its_type_message_and_traceback(make_eventor):
+    def fail():
+        raise KeyError("missing")
+
+    ev = one_step(make_eventor, fail)
+    assert ev.run() is False
+    [task] = ev.store.tasks(ev.run_id)
+    assert task["error_type"] == "KeyError" and "missing" in task["error_message"]
+    assert "in fail" in task["traceback"]
+
+
+def test_results_that_are_not_json_are_stored_as_their_repr(make_eventor):
+    class Thing:
+        def __repr__(self):
+            return "<Thing>"
+
+    ev = one_step(make_eventor, Thing)
+    assert ev.run()
+    [task] = ev.store.tasks(ev.run_id)
+    assert (task["result_kind"], task["result"]) == ("repr", "<Thing>")
+
+
+@pytest.mark.parametrize("executor", ["thread", "invoke"])
+def test_thread_and_invoke_steps_read_their_environment_from_task_env(make_eventor, executor):
+    seen = {}
+    barrier = threading.Barrier(3 if executor == "thread" else 1, timeout=5)
+
+    def step():
+        if executor == "thread":
+            barrier.wait()  # all three run at once: nothing may leak between them
+        env = evr.task_env()
+        seen[env["EVENTOR_STEP_SEQUENCE"]] = env["EVENTOR_STEP_NAME"]
+        return "EVENTOR_STEP_NAME" in os.environ
+
+    ev = make_eventor(config={"task_construct": executor})
+    e = ev.add_event("e")
+    ev.add_assoc(e, ev.add_step("s", func=step))
+    for seq in ("a", "b", "c"):
+        ev.trigger_event(e, seq)
+    assert ev.run()
+    assert seen == {"a": "s", "b": "s", "c": "s"}
+    assert {t["result"] for t in ev.store.tasks(ev.run_id)} == {"false"}
+    assert evr.task_env() == {}
+
+
+def test_per_step_task_construct_overrides_the_default(make_eventor):
+    ev = make_eventor(config={"task_construct": "process"})
+    e = ev.add_event("e")
+    ev.add_assoc(e, ev.add_step("here", func=os.getpid, config={"task_construct": "invoke"}),
+                 ev.add_step("child", func=os.getpid))
+    ev.trigger_event(e)
+    assert ev.run()
+    pids = {t["step"]: int(t["result"]) for t in ev.store.tasks(ev.run_id)}
+    assert pids["here"] == os.getpid() != pids["child"]
+
+
+def test_seed_spellings_of_task_construct_are_accepted(make_eventor):
+    import multiprocessing
+
+    for construct, expected in ((threading.Thread, "thread"), (multiprocessing.Process, "process")):
+        ev = make_eventor(config={"task_construct": construct})
+        e = ev.add_event("e")
+        ev.add_assoc(e, ev.add_step("s", func=lambda: 1))
+        ev.trigger_event(e)
+        assert ev.run()
+        assert ev.store.tasks(ev.run_id)[0]["executor"] == expected
+
+
+def test_an_unknown_task_construct_is_a_config_error_naming_the_step(make_eventor):
+    ev = make_eventor()
+    e = ev.add_event("e")
+    ev.add_assoc(e, ev.add_step("s", func=print, config={"task_construct": "fiber"}))
+    with pytest.raises(evr.EventorConfigError, match="step 's' config task_construct: unknown"):
+        ev.run()
+
+
+def test_sequence_arg_name_and_pass_logger_to_task(make_eventor):
+    import logging
+
+    def step(day, logger):
+        assert isinstance(logger, logging.Logger) and logger.name == "eventor.t.s"
+        return day
+
+    ev = make_eventor(config={"sequence_arg_name": "day", "pass_logger_to_task": True})
+    e = ev.add_event("e")
+    ev.add_assoc(e, ev.add_step("s", func=step))
+    ev.trigger_event(e, "2026-11-01")
+    assert ev.run()
+    assert ev.store.tasks(ev.run_id)[0]["result"] == '"2026-11-01"'
+
+
+def test_close_leaves_no_child_process_behind(tmp_path):
+    """A run interrupted while a process step runs: close() kills and reaps the child."""
+    ev = evr.Eventor(name="t", store=str(tmp_path / "c.run.db"),
+                     config={"LOGGING": {"console": False}})
+    pidfile = tmp_path / "pid"
+    e = ev.add_event("e")
+
+    def sleeper():
+        pidfile.write_text(str(os.getpid()))
+        time.sleep(60)
+
+    ev.add_assoc(e, ev.add_step("s", func=sleeper))
+    ev.trigger_event(e)
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        ev.run()
+    child = int(pidfile.read_text())
+    ev.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+    assert not [t for t in threading.enumerate() if t.name.startswith("eventor-")]
+
+
+def test_close_joins_the_thread_pool(make_eventor):
+    ev = one_step(make_eventor, lambda: 1, executor="thread")
+    assert ev.run()
+    ev.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("eventor-")]
+
+
+def test_statuses_are_the_same_whichever_executor(make_eventor):
+    for executor in ("process", "thread", "invoke"):
+        ev = one_step(make_eventor, lambda: "x", executor=executor)
+        assert ev.run()
+        assert statuses(ev) == {("s", "5"): "success"}

@@ -1,0 +1,189 @@
+"""The SQLAlchemy store on real sqlite files: schema, rules in the database, bad inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
+
+import eventor as evr
+from eventor.store import SCHEMA_VERSION, Batch, open_store
+from eventor.store.schema import tasks, triggers
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_new_file_gets_the_schema_in_wal_mode(tmp_path):
+    path = tmp_path / "new.run.db"
+    store = open_store(str(path))
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
+        names = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
+        version = db.execute("select value from eventor_meta").fetchone()[0]
+    assert {"eventor_runs", "eventor_attempts", "eventor_triggers", "eventor_tasks",
+            "eventor_delays"} <= names
+    assert version == str(SCHEMA_VERSION)
+
+
+def test_the_default_store_is_named_after_the_program_in_the_workdir(tmp_path):
+    store = open_store("", program="simple_classic", workdir=str(tmp_path))
+    store.close()
+    assert (tmp_path / "simple_classic.run.db").exists()
+
+
+def test_a_store_is_reopened_with_its_runs(tmp_path):
+    path = str(tmp_path / "s.run.db")
+    store = open_store(path)
+    store.begin_attempt("r1", "prog", "restart", now=1.0, host="h", pid=1)
+    store.close()
+    store = open_store(f"sqlite:///{path}")
+    assert [r["run_id"] for r in store.runs()] == ["r1"]
+    store.close()
+
+
+def test_unique_constraints_hold_at_most_once_in_the_database(tmp_path):
+    store = open_store(str(tmp_path / "u.run.db"))
+    store.begin_attempt("r", "p", "restart", now=1.0, host="h", pid=1)
+    row = {"run_id": "r", "attempt": 0, "event": "e", "sequence": "1", "created_at": 1.0,
+           "source": "user", "acted": True}
+    store.write(Batch(triggers=[row]))
+    with pytest.raises(evr.StoreIntegrityError, match="recorded twice"):
+        store.write(Batch(triggers=[row]))
+    store.close()
+    # The rule lives in the schema itself, not only in Eventor's code:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'u.run.db'}")
+    with engine.begin() as conn, pytest.raises(IntegrityError):
+        conn.execute(insert(triggers), [row])
+    task = {"run_id": "r", "attempt": 0, "step": "s", "sequence": "1", "status": "ready",
+            "executor": "thread", "created_at": 1.0}
+    with engine.begin() as conn, pytest.raises(IntegrityError):
+        conn.execute(insert(tasks), [task, task])
+    engine.dispose()
+
+
+def test_a_restart_with_an_existing_run_id_is_refused(tmp_path):
+    store = open_store(str(tmp_path / "r.run.db"))
+    store.begin_attempt("r", "p", "restart", now=1.0, host="h", pid=1)
+    with pytest.raises(evr.StoreIntegrityError, match="run 'r' already exists"):
+        store.begin_attempt("r", "p", "restart", now=2.0, host="h", pid=1)
+    store.close()
+
+
+def test_in_memory_store_works_and_leaves_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ev = evr.Eventor(name="m", store=":memory:", config={"LOGGING": {"console": False},
+                                                          "task_construct": "thread"})
+    e = ev.add_event("e")
+    ev.add_assoc(e, ev.add_step("s", func=lambda: 1))
+    ev.trigger_event(e)
+    assert ev.run()
+    assert ev.store.tasks(ev.run_id)[0]["status"] == "success"
+    ev.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_store_in_a_missing_folder_is_unavailable(tmp_path):
+    with pytest.raises(evr.StoreUnavailableError, match="folder .*nope does not exist") as info:
+        open_store(str(tmp_path / "nope" / "x.run.db"))
+    assert isinstance(info.value, ConnectionError)
+    assert not (tmp_path / "nope").exists()
+
+
+@pytest.mark.parametrize("url", ["://x", "postgresql+psycopg://u:secret@h:notaport/db"])
+def test_a_malformed_url_is_a_store_url_error_without_the_password(url):
+    with pytest.raises(evr.StoreURLError, match="is malformed") as info:
+        open_store(url)
+    assert isinstance(info.value, ValueError)
+    assert "secret" not in str(info.value)
+
+
+def test_an_unknown_dialect_is_a_store_url_error():
+    with pytest.raises(evr.StoreURLError, match="no dialect 'nosuchdb'"):
+        open_store("nosuchdb://u:secret@host/db")
+
+
+def test_a_database_that_cannot_be_opened_is_unavailable(tmp_path):
+    folder = tmp_path / "a_folder.db"
+    folder.mkdir()
+    with pytest.raises(evr.StoreUnavailableError, match="cannot connect to store .*a_folder.db"):
+        open_store(str(folder))
+    assert list(folder.iterdir()) == []
+
+
+def test_a_text_file_is_not_a_store_and_is_left_untouched(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("these are my notes, not a database\n" * 100)
+    before = digest(path)
+    with pytest.raises(evr.NotAStoreError, match="not an Eventor run store"):
+        open_store(str(path))
+    assert digest(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_foreign_sqlite_database_is_not_a_store_and_is_left_untouched(tmp_path):
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as db:
+        db.execute("create table customers (id integer primary key, name text)")
+    before = digest(path)
+    with pytest.raises(evr.NotAStoreError, match="database of something else.*customers"):
+        open_store(str(path))
+    assert digest(path) == before
+    with sqlite3.connect(path) as db:
+        assert db.execute("pragma journal_mode").fetchone()[0] == "delete"
+
+
+def test_a_store_from_a_newer_eventor_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "future.run.db"
+    open_store(str(path)).close()
+    with sqlite3.connect(path) as db:
+        db.execute("update eventor_meta set value = '99' where key = 'schema_version'")
+    before = digest(path)
+    with pytest.raises(evr.SchemaVersionError, match="schema version 99.*upgrade Eventor") as info:
+        open_store(str(path))
+    assert (info.value.found, info.value.expected) == (99, SCHEMA_VERSION)
+    assert digest(path) == before
+
+
+def test_a_databases_tag_in_config_names_the_store(tmp_path):
+    cfg = {"LOGGING": {"console": False}, "task_construct": "thread",
+           "DATABASES": {"local": {"dialect": "sqlite", "database": str(tmp_path / "tag.db")}}}
+    ev = evr.Eventor(name="t", store="local", config=cfg)
+    assert ev.store.address.endswith("tag.db")
+    ev.close()
+    assert (tmp_path / "tag.db").exists()
+
+
+def test_two_eventors_share_one_store_keyed_by_run_id(tmp_path):
+    path = str(tmp_path / "shared.run.db")
+    ids = []
+    for name in ("a", "b"):
+        ev = evr.Eventor(name=name, store=path, config={"LOGGING": {"console": False},
+                                                        "task_construct": "thread"})
+        e = ev.add_event("e")
+        ev.add_assoc(e, ev.add_step("s", func=lambda n=name: n))
+        ev.trigger_event(e)
+        assert ev.run()
+        ids.append(ev.run_id)
+        ev.close()
+    store = open_store(path)
+    assert [r["run_id"] for r in store.runs()] == ids
+    assert [t["result"] for t in store.tasks(ids[1])] == ['"b"']
+    store.close()
+
+
+def test_the_store_file_is_closed_by_close(tmp_path):
+    path = tmp_path / "c.run.db"
+    store = open_store(str(path))
+    store.close()
+    fds = os.listdir("/proc/self/fd")
+    assert not any(os.path.realpath(f"/proc/self/fd/{fd}") == str(path) for fd in fds)

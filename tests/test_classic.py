@@ -1,0 +1,125 @@
+"""The Eventor 5.1 imperative API: its surface, its errors, and its programs."""
+
+from __future__ import annotations
+
+import pytest
+
+import eventor as evr
+from tests.conftest import statuses
+
+
+def test_the_seed_constants_and_enums_are_there():
+    assert evr.StepStatus.success is evr.STEP_SUCCESS
+    assert [s.value for s in evr.StepStatus] == ["ready", "active", "success", "failure", "complete"]
+    assert (evr.StepReplay.rerun, evr.StepReplay.skip) == (evr.STEP_RERUN, evr.STEP_SKIP)
+    assert tuple(evr.RunMode) == (evr.RUN_RESTART, evr.RUN_RECOVER, evr.RUN_CONTINUE)
+
+
+def test_add_methods_return_specs_usable_by_name_or_object(make_eventor):
+    ev = make_eventor()
+    e1 = ev.add_event("e1")
+    s = ev.add_step("s", triggers={"success": "e2"})
+    ev.add_event("e2")
+    ev.add_assoc("e1", s)
+    ev.add_assoc(e1, "e2")
+    ev.trigger_event("e1", 1)
+    assert ev.run()
+    assert statuses(ev) == {("s", "1"): "success"}
+    assert ev.graph.assocs_from("e1")[1].target == "e2"
+
+
+def test_args_and_kwargs_reach_the_step(make_eventor):
+    ev = make_eventor()
+    e = ev.add_event("e")
+    ev.add_assoc(e, ev.add_step("s", func=lambda a, b, c=0: a + b + c, args=(1, 2),
+                                kwargs={"c": 3}))
+    ev.trigger_event(e)
+    assert ev.run()
+    assert ev.store.tasks(ev.run_id)[0]["result"] == "6"
+
+
+def test_a_duplicate_name_fails_at_the_call_that_adds_it(make_eventor):
+    ev = make_eventor()
+    ev.add_event("x")
+    with pytest.raises(evr.FlowDefinitionError, match=r"event 'x': the name is already used .*test_classic.py:\d+"):
+        ev.add_event("x")
+
+
+def test_unknown_events_are_reported_when_the_run_starts_with_did_you_mean(make_eventor):
+    ev = make_eventor()
+    ev.add_event("run_step1")
+    ev.add_step("s1", triggers={evr.STEP_SUCCESS: "run_step2"})
+    ev.add_assoc("run_step1", "s1")
+    ev.add_assoc("run_stp1", "s1")
+    with pytest.raises(evr.FlowDefinitionError) as info:
+        ev.run()
+    text = str(info.value)
+    assert "triggers unknown event 'run_step2'" in text
+    assert "'run_stp1' is not an event. Did you mean 'run_step1'?" in text
+
+
+def test_triggering_an_unknown_event_names_it(make_eventor):
+    ev = make_eventor()
+    ev.add_event("start")
+    with pytest.raises(evr.EventorUsageError, match="cannot trigger 'strat'.*Did you mean 'start'"):
+        ev.trigger_event("strat")
+
+
+def test_the_graph_is_frozen_once_run_started(make_eventor):
+    ev = make_eventor()
+    ev.add_event("e")
+    ev.run()
+    with pytest.raises(evr.EventorUsageError, match="after run\\(\\) started"):
+        ev.add_step("late")
+
+
+def test_a_closed_eventor_refuses_to_run(make_eventor):
+    ev = make_eventor()
+    ev.add_event("e")
+    ev.close()
+    with pytest.raises(evr.EventorUsageError, match="closed"):
+        ev.run()
+    ev.close()  # closing twice is harmless
+
+
+def test_recovery_and_continue_modes_say_they_are_not_available_yet(tmp_path):
+    for mode in (evr.RUN_RECOVER, evr.RUN_CONTINUE):
+        with pytest.raises(evr.NotSupportedError, match=f"run_mode='{mode.value}'"):
+            evr.Eventor(store=str(tmp_path / "x.db"), run_mode=mode)
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_resources_and_remote_hosts_are_accepted_in_the_graph_but_refused_at_run(make_eventor):
+    ev = make_eventor()
+    e = ev.add_event("e")
+    s = ev.add_step("s", acquires=[("db", 1)], releases=[], recovery={evr.STEP_FAILURE: evr.STEP_SKIP})
+    ev.add_assoc(e, s)
+    assert s.acquires == (("db", 1),) and s.releases == ()
+    with pytest.raises(evr.NotSupportedError, match="resource pools"):
+        ev.run()
+    ev2 = make_eventor(store=":memory:")
+    ev2.add_event("e")
+    ev2.add_assoc("e", ev2.add_step("s", host="far.example.com"))
+    with pytest.raises(evr.NotSupportedError, match="other hosts"):
+        ev2.run()
+
+
+def test_run_ids_are_generated_unique_or_taken_as_given(make_eventor):
+    a, b = make_eventor(store=":memory:"), make_eventor(store=":memory:")
+    assert a.run_id != b.run_id
+    assert make_eventor(store=":memory:", run_id="nightly-1").run_id == "nightly-1"
+
+
+def test_the_seed_call_form_runs(make_eventor):
+    ev = make_eventor()
+    e = ev.add_event("e")
+    ev.add_assoc(e, ev.add_step("s"))
+    ev.trigger_event(e)
+    assert ev() is True
+
+
+def test_context_manager_closes(tmp_path):
+    with evr.Eventor(store=str(tmp_path / "cm.db"), config={"LOGGING": {"console": False}}) as ev:
+        ev.add_event("e")
+    with pytest.raises(evr.EventorUsageError):
+        ev.run()

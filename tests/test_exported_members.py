@@ -1,0 +1,25 @@
+"""The public API is exactly what __all__ says, sorted, and all of it importable."""
+
+import eventor
+
+
+def test_all_is_sorted_and_complete():
+    assert eventor.__all__ == sorted(eventor.__all__)
+    for name in eventor.__all__:
+        assert getattr(eventor, name) is not None
+
+
+def test_public_names_are_pinned():
+    assert set(eventor.__all__) == {
+        "Clock", "Config", "Eventor", "EventorConfigError", "EventorError", "EventorUsageError",
+        "FlowDefinitionError", "FlowGraph", "MockClock", "NotAStoreError", "NotSupportedError",
+        "RUN_CONTINUE", "RUN_RECOVER", "RUN_RESTART", "RunMode", "RunSummary", "STEP_ACTIVE",
+        "STEP_COMPLETE", "STEP_FAILURE", "STEP_READY", "STEP_RERUN", "STEP_SKIP", "STEP_SUCCESS",
+        "SchemaVersionError", "StepReplay", "StepStatus", "StoreError", "StoreIntegrityError",
+        "StoreURLError", "StoreUnavailableError", "SystemClock", "load_config", "or_", "task_env",
+    }
+
+
+def test_every_error_derives_from_eventor_error():
+    errors = [getattr(eventor, n) for n in eventor.__all__ if n.endswith("Error")]
+    assert all(issubclass(e, eventor.EventorError) for e in errors)
