@@ -204,6 +204,7 @@ class Eventor:
                 thread_workers=cfg.max_concurrent if cfg.max_concurrent > 0 else 32,
                 sequence_arg_name=cfg.sequence_arg_name,
                 pass_logger_to_task=cfg.pass_logger_to_task,
+                max_tasks_per_child=cfg.max_tasks_per_child,
             )
             engine = Engine(graph, self.store, run_id=self.run_id, program=self.program,
                             options=options, clock=self._clock, log=self._log,

@@ -71,6 +71,7 @@ class Config:
     day_to_keep_db: int | None = None
     pass_logger_to_task: bool = False
     sequence_arg_name: str | None = None
+    max_tasks_per_child: int = 0  # process workers are reused; 1 forks a fresh one per task
     LOGGING: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     DATABASES: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     source: str = ""  # the file the values came from, for error messages
@@ -91,6 +92,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "day_to_keep_db": (int,),
     "pass_logger_to_task": (bool,),
     "sequence_arg_name": (str,),
+    "max_tasks_per_child": (int,),
     "LOGGING": (dict,),
     "DATABASES": (dict,),
 }

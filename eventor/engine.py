@@ -45,6 +45,7 @@ class EngineOptions:
     task_construct: Any = "process"  # default executor
     envvar_prefix: str = "EVENTOR_"
     thread_workers: int = 32  # threads of the thread executor (more tasks wait in its queue)
+    max_tasks_per_child: int = 0  # tasks a process worker runs before it is replaced; 0: no limit
     sequence_arg_name: str | None = None  # pass the sequence to steps as this keyword
     pass_logger_to_task: bool = False  # pass the step's logger as ``logger=``
 
@@ -150,6 +151,9 @@ class Engine:
         self._new: list[Task] = []
         self._dirty: list[Task] = []
         self._batch = Batch()
+        prefix = self.options.envvar_prefix
+        self._env_keys = tuple(f"{prefix}{k}" for k in
+                               ("STEP_NAME", "STEP_SEQUENCE", "STEP_RECOVERY", "LOGGER_NAME"))
         self._exprs = {ev.name: ev.expr for ev in graph.events.values() if ev.expr is not None}
         self._executor_of, self._limit_of, self._stop_of = self._plan_steps()
 
@@ -409,24 +413,20 @@ class Engine:
     # -- running tasks -----------------------------------------------------------------
 
     def _submit(self, task: Task) -> None:
-        step, prefix = task.step, self.options.envvar_prefix
+        step = task.step
         logger_name = f"{self._logger_name}.{step.name}"
-        env = {
-            f"{prefix}STEP_NAME": step.name,
-            f"{prefix}STEP_SEQUENCE": task.sequence,
-            f"{prefix}STEP_RECOVERY": str(self.attempt),
-            f"{prefix}LOGGER_NAME": logger_name,
-        }
-        kwargs: Mapping[str, Any] = step.kwargs
+        k_name, k_seq, k_recovery, k_logger = self._env_keys
+        env = {k_name: step.name, k_seq: task.sequence, k_recovery: str(self.attempt),
+               k_logger: logger_name}
+        extra: dict[str, Any] | None = None
         if self.options.sequence_arg_name or self.options.pass_logger_to_task:
-            extra = dict(kwargs)
+            extra = {}
             if self.options.sequence_arg_name:
                 extra[self.options.sequence_arg_name] = task.sequence
             if self.options.pass_logger_to_task:
                 extra["logger"] = logging.getLogger(logger_name)
-            kwargs = MappingProxyType(extra)
         run = TaskRun(task.key, self.run_id, step.name, task.sequence, self.attempt or 0,
-                      step.func, step.args, kwargs, env)
+                      step.func, step.args, step.kwargs, env, extra)
         self.log.info("step_started", step=step.name, sequence=task.sequence)
         try:
             self._executor(task.executor).submit(run, self._inbox.put)
@@ -439,8 +439,7 @@ class Engine:
         if executor is None:
             if self._closed:
                 raise EventorUsageError(f"run {self.run_id!r} is closed")
-            factory = REGISTRY[name]
-            executor = factory(self.options.thread_workers) if name == "thread" else factory()
+            executor = REGISTRY[name](self.graph, self.options)
             self._executors[name] = executor
         return executor
 

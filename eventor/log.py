@@ -68,4 +68,5 @@ def make_logger(name: str, settings: Mapping[str, Any] | None = None) -> Any:
         logging.getLogger(f"eventor.{name}"),
         processors=[render_message],
         wrapper_class=structlog.make_filtering_bound_logger(level),
+        cache_logger_on_first_use=True,
     )

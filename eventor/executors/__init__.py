@@ -31,10 +31,11 @@ __all__ = [
     "task_env",
 ]
 
-REGISTRY: dict[str, Callable[..., Executor]] = {
-    "process": ProcessExecutor,
-    "thread": ThreadExecutor,
-    "invoke": InvokeExecutor,
+# name -> factory(graph, engine options) -> Executor
+REGISTRY: dict[str, Callable[[Any, Any], Executor]] = {
+    "process": lambda graph, options: ProcessExecutor(graph.steps, options.max_tasks_per_child),
+    "thread": lambda graph, options: ThreadExecutor(options.thread_workers),
+    "invoke": lambda graph, options: InvokeExecutor(),
 }
 
 

@@ -21,7 +21,7 @@ __all__ = ["Executor", "Outcome", "TaskRun", "encode_result", "run_task", "task_
 REPR_LIMIT = 2000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskRun:
     """One task to run: a step's callable bound to a sequence of a run."""
 
@@ -34,9 +34,10 @@ class TaskRun:
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any]
     env: Mapping[str, str]  # {prefix}STEP_NAME, ..._SEQUENCE, ..._RECOVERY, ..._LOGGER_NAME
+    extra: Mapping[str, Any] | None = None  # keywords the engine adds (sequence_arg_name, logger)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """How a task ended. Everything in it is plain text or numbers, so it crosses processes."""
 
@@ -95,8 +96,9 @@ def run_task(task: TaskRun, pid: int | None = None) -> Outcome:
     if task.func is None:
         return Outcome(task.key, True, pid=pid)
     token = _current.set(task)
+    kwargs = {**task.kwargs, **task.extra} if task.extra else task.kwargs
     try:
-        value = task.func(*task.args, **task.kwargs)
+        value = task.func(*task.args, **kwargs)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # a step's SystemExit is its failure, not the engine's exit

@@ -3,31 +3,71 @@
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from eventor.executors.base import Outcome, TaskRun, run_task
+
+_STOP = None
 
 
 class ThreadExecutor:
     """
-    Runs tasks on up to ``workers`` threads; more wait in the pool's queue.
+    Runs tasks on up to ``workers`` threads, started as needed; more tasks wait in a queue.
 
-    Threads share ``os.environ``, so a thread step reads its Eventor variables with
-    `eventor.task_env()`, never from the environment.
+    A plain queue and long-lived threads, rather than `concurrent.futures`, because the hop
+    to a worker and back is most of a thread step's cost. Threads share ``os.environ``, so a
+    thread step reads its Eventor variables with `eventor.task_env()`.
     """
 
     name = "thread"
 
     def __init__(self, workers: int = 32) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eventor-step")
+        self._max = max(1, workers)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._closed = False
         self._pid = os.getpid()
 
     def submit(self, task: TaskRun, done: Callable[[Outcome], None]) -> None:
-        self._pool.submit(self._run, task, done)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the thread executor is closed")
+            if self._idle:
+                self._idle -= 1  # that worker is spoken for
+            elif len(self._threads) < self._max:
+                thread = threading.Thread(target=self._work, daemon=True,
+                                          name=f"eventor-step-{len(self._threads)}")
+                self._threads.append(thread)
+                thread.start()
+        self._queue.put((task, done))
 
-    def _run(self, task: TaskRun, done: Callable[[Outcome], None]) -> None:
-        done(run_task(task, self._pid))
+    def _work(self) -> None:
+        get, pid = self._queue.get, self._pid
+        while True:
+            item = get()
+            if item is _STOP:
+                return
+            task, done = item
+            done(run_task(task, pid))
+            with self._lock:
+                self._idle += 1
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Let running tasks finish, drop queued ones, and join every thread."""
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        while True:  # drop tasks that never started
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        for _ in threads:
+            self._queue.put(_STOP)
+        for thread in threads:
+            thread.join()

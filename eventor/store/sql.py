@@ -140,12 +140,8 @@ class SqlStore:
         except BaseException:
             self._engine.dispose()
             raise
-        t = tasks
-        self._task_update = update(t).where(
-            *(t.c[k] == bindparam(f"k_{k}") for k in _TASK_KEY)
-        )
-        d = delays
-        self._delay_fire = update(d).where(*(d.c[k] == bindparam(f"k_{k}") for k in _DELAY_KEY))
+        self._statements: dict[tuple[str, str, tuple[str, ...]], _Compiled] = {}
+        self._dbapi = self._engine.dialect.dbapi
 
     # -- opening -------------------------------------------------------------------------
 
@@ -317,20 +313,70 @@ class SqlStore:
         return attempt
 
     def write(self, batch: Batch) -> None:
+        """
+        Write one round in one transaction, straight through the DBAPI cursor.
+
+        This is the engine's hot path: statements are compiled by SQLAlchemy once per
+        shape and then run with ``executemany``, which costs a fraction of going through
+        ``Connection.execute`` for every statement of every round.
+        """
         if not batch:
             return
-        with self._lock, self._guard("record a round"), self._conn.begin():
-            conn = self._conn
-            if batch.triggers:
-                conn.execute(insert(triggers), batch.triggers)
-            if batch.new_tasks:
-                conn.execute(insert(tasks), batch.new_tasks)
-            if batch.task_updates:
-                conn.execute(self._task_update, [_keyed(r, _TASK_KEY) for r in batch.task_updates])
-            if batch.delays:
-                conn.execute(insert(delays), batch.delays)
-            if batch.delays_fired:
-                conn.execute(self._delay_fire, [_keyed(r, _DELAY_KEY) for r in batch.delays_fired])
+        parts = [
+            ("insert", triggers, batch.triggers),
+            ("insert", tasks, batch.new_tasks),
+            ("update", tasks, batch.task_updates),
+            ("insert", delays, batch.delays),
+            ("update", delays, batch.delays_fired),
+        ]
+        with self._lock:
+            dbapi_conn = self._conn.connection.dbapi_connection
+            assert dbapi_conn is not None
+            cursor = dbapi_conn.cursor()
+            try:
+                if self.is_sqlite:
+                    cursor.execute("BEGIN IMMEDIATE")
+                for kind, table, rows in parts:
+                    if rows:
+                        stmt = self._statement(kind, table, rows[0])
+                        cursor.executemany(stmt.sql, [stmt.params(r) for r in rows])
+                dbapi_conn.commit()
+            except BaseException as exc:
+                try:
+                    dbapi_conn.rollback()
+                finally:
+                    cursor.close()
+                if isinstance(exc, self._dbapi.Error):
+                    self._raise_dbapi(exc, "record a round")
+                raise
+            cursor.close()
+
+    def _statement(self, kind: str, table: Any, row: Row) -> _Compiled:
+        shape = (kind, table.name, tuple(row))
+        compiled = self._statements.get(shape)
+        if compiled is None:
+            key = _TASK_KEY if table is tasks else _DELAY_KEY
+            if kind == "insert":
+                stmt = insert(table).values({k: bindparam(k) for k in row})
+                names = {k: k for k in row}
+            else:
+                stmt = update(table).where(*(table.c[k] == bindparam(f"k_{k}") for k in key))
+                stmt = stmt.values({k: bindparam(f"v_{k}") for k in row if k not in key})
+                names = {f"k_{k}": k for k in key} | {f"v_{k}": k for k in row if k not in key}
+            compiled = self._statements[shape] = _Compiled(stmt.compile(self._engine), names)
+        return compiled
+
+    def _raise_dbapi(self, exc: BaseException, doing: str) -> None:
+        message = f"store {self.address}: could not {doing}: {_first_line(exc)}"
+        if isinstance(exc, self._dbapi.IntegrityError):
+            raise StoreIntegrityError(
+                message + " (a trigger or task was recorded twice: is another engine running "
+                "this run?)",
+                store=self.address,
+            ) from exc
+        if isinstance(exc, self._dbapi.OperationalError):
+            raise StoreUnavailableError(message, store=self.address) from exc
+        raise StoreError(message, store=self.address) from exc
 
     def end_attempt(self, run_id: str, attempt: int, status: str, *, now: float) -> None:
         with self._lock, self._guard("end attempt"), self._conn.begin():
@@ -382,8 +428,18 @@ def _of_run(table: Any, run_id: str, attempt: int | None) -> Any:
     return stmt.order_by(table.c.id)
 
 
-def _keyed(row: Row, key: tuple[str, ...]) -> Row:
-    return {(f"k_{k}" if k in key else k): v for k, v in row.items()}
+class _Compiled:
+    """A statement compiled once, and how to turn a row dict into its parameters."""
+
+    def __init__(self, compiled: Any, names: Mapping[str, str]) -> None:
+        self.sql = compiled.string
+        order = compiled.positiontup
+        if order is not None:  # qmark/format paramstyles: a tuple in bind order
+            keys = tuple(names[n] for n in order)
+            self.params: Any = lambda row: tuple([row[k] for k in keys])
+        else:  # named/pyformat: a dict keyed by bind name
+            pairs = tuple(names.items())
+            self.params = lambda row: {n: row[k] for n, k in pairs}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -186,3 +186,54 @@ def test_statuses_are_the_same_whichever_executor(make_eventor):
         ev = one_step(make_eventor, lambda: "x", executor=executor)
         assert ev.run()
         assert statuses(ev) == {("s", "5"): "success"}
+
+
+def chain_of_pids(make_eventor, config):
+    ev = make_eventor(config={"task_construct": "process", **config})
+    e1, e2, e3 = ev.add_event("e1"), ev.add_event("e2"), ev.add_event("e3")
+    ev.add_assoc(e1, ev.add_step("a", func=os.getpid, triggers={evr.STEP_SUCCESS: e2}))
+    ev.add_assoc(e2, ev.add_step("b", func=lambda: os._exit(9),
+                                 triggers={evr.STEP_FAILURE: e3}))
+    ev.add_assoc(e3, ev.add_step("c", func=os.getpid))
+    ev.trigger_event(e1)
+    assert ev.run()
+    return {t["step"]: t for t in ev.store.tasks(ev.run_id)}
+
+
+def test_a_worker_that_dies_is_replaced_and_the_flow_goes_on(make_eventor):
+    tasks = chain_of_pids(make_eventor, {})
+    assert tasks["b"]["exit_code"] == 9 and tasks["b"]["pid"] == int(tasks["a"]["result"])
+    assert int(tasks["c"]["result"]) != int(tasks["a"]["result"])  # a fresh worker
+
+
+def test_idle_workers_are_reused_unless_max_tasks_per_child_says_otherwise(make_eventor):
+    def pids(config):
+        ev = make_eventor(config={"task_construct": "process", **config})
+        first = ev.add_event("e0")
+        events = [first] + [ev.add_event(f"e{i}") for i in range(1, 3)]
+        for i in range(3):
+            ev.add_step(f"s{i}", func=os.getpid,
+                        triggers={evr.STEP_SUCCESS: events[i + 1]} if i < 2 else {})
+            ev.add_assoc(events[i], f"s{i}")
+        ev.trigger_event(first)
+        assert ev.run()
+        return [int(t["result"]) for t in ev.store.tasks(ev.run_id)]
+
+    assert len(set(pids({}))) == 1
+    assert len(set(pids({"max_tasks_per_child": 1}))) == 3
+
+
+def test_a_worker_killed_while_idle_does_not_take_the_next_task_down(make_eventor, tmp_path):
+    pidfile = tmp_path / "worker.pid"
+    ev = make_eventor(config={"task_construct": "process"})
+    e1, e2, e3 = ev.add_event("e1"), ev.add_event("e2"), ev.add_event("e3")
+    ev.add_assoc(e1, ev.add_step("a", func=lambda: pidfile.write_text(str(os.getpid())),
+                                 triggers={evr.STEP_SUCCESS: e2}))
+    ev.add_assoc(e2, ev.add_step("kill", func=lambda: os.kill(int(pidfile.read_text()),
+                                                              signal.SIGKILL),
+                                 config={"task_construct": "invoke"},
+                                 triggers={evr.STEP_SUCCESS: e3}))
+    ev.add_assoc(e3, ev.add_step("c", func=os.getpid))
+    ev.trigger_event(e1)
+    assert ev.run()
+    assert statuses(ev)[("c", "0")] == "success"

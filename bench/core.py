@@ -1,0 +1,114 @@
+"""
+Per-step cost of the engine against the floor of one sqlite commit, in one process.
+
+    python bench/core.py [--chain 1000] [--fanout 10000] [--process-chain 200]
+
+Cases (all on a WAL sqlite file in a temporary folder, logging at WARNING):
+  floor          N single-row inserts, each its own transaction, SQLAlchemy Core
+  fanout-thread  one event triggering N steps, thread executor
+  chain-thread   N steps chained by success events, thread executor
+  chain-process  N steps chained, process executor (a fork per step)
+
+Prints ms/step, the ratio to the floor, and the peak RSS after the fan-out.
+Record results in docs/performance.md with the command line used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, create_engine, event, insert
+
+import eventor as evr
+
+QUIET = {"LOGGING": {"logging_level": "WARNING", "console": False}}
+
+
+def floor(folder: Path, n: int) -> float:
+    """ms per single-row insert committed on its own (the store's durability unit)."""
+    engine = create_engine(f"sqlite:///{folder / 'floor.db'}")
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record):
+        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+        dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+    meta = MetaData()
+    rows = Table("rows", meta, Column("id", Integer, primary_key=True),
+                 Column("name", String(64)), Column("at", Float))
+    meta.create_all(engine)
+    with engine.connect() as conn:
+        start = time.perf_counter()
+        for i in range(n):
+            with conn.begin():
+                conn.execute(insert(rows), {"name": f"row{i}", "at": time.time()})
+        elapsed = time.perf_counter() - start
+    engine.dispose()
+    return elapsed * 1000 / n
+
+
+def noop() -> None:
+    return None
+
+
+def run_flow(folder: Path, name: str, n: int, executor: str, shape: str) -> float:
+    ev = evr.Eventor(name=name, store=str(folder / f"{name}.run.db"),
+                     config={**QUIET, "task_construct": executor})
+    go = ev.add_event("go")
+    if shape == "chain":
+        events = [go] + [ev.add_event(f"e{i}") for i in range(1, n)]
+        for i in range(n):
+            triggers = {evr.STEP_SUCCESS: events[i + 1]} if i + 1 < n else {}
+            ev.add_step(f"s{i}", func=noop, triggers=triggers)
+            ev.add_assoc(events[i], f"s{i}")
+    else:
+        steps = [ev.add_step(f"s{i}", func=noop) for i in range(n)]
+        ev.add_assoc(go, *steps)
+    ev.trigger_event(go, 1)
+    start = time.perf_counter()
+    ok = ev.run()
+    elapsed = time.perf_counter() - start
+    done = sum(1 for t in ev.store.tasks(ev.run_id) if t["status"] == "success")
+    ev.close()
+    if not ok or done != n:
+        raise SystemExit(f"{name}: run failed or incomplete ({done}/{n} succeeded)")
+    return elapsed * 1000 / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--floor", type=int, default=1000)
+    parser.add_argument("--chain", type=int, default=1000)
+    parser.add_argument("--fanout", type=int, default=10000)
+    parser.add_argument("--process-chain", type=int, default=200)
+    args = parser.parse_args()
+    print(f"python {platform.python_version()} on {platform.machine()}, "
+          f"eventor {evr.__name__} from {Path(evr.__file__).parent}")
+    with tempfile.TemporaryDirectory(prefix="eventor-bench-") as tmp:
+        folder = Path(tmp)
+        base = floor(folder, args.floor)
+        rows = [("floor (1 insert + commit)", args.floor, base, None)]
+        fan = run_flow(folder, "fanout", args.fanout, "thread", "fanout")
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rows.append((f"fanout-thread ({args.fanout} steps)", args.fanout, fan, 0.1))
+        rows.append((f"chain-thread ({args.chain} steps)", args.chain,
+                     run_flow(folder, "chain", args.chain, "thread", "chain"), 0.3))
+        rows.append((f"chain-process ({args.process_chain} steps)", args.process_chain,
+                     run_flow(folder, "pchain", args.process_chain, "process", "chain"), 3.0))
+    print(f"{'case':34} {'ms/step':>9} {'x floor':>8} {'target':>8}")
+    for label, _n, ms, target in rows:
+        verdict = "" if target is None else ("ok" if ms <= target else "MISSED")
+        tgt = "" if target is None else f"<={target:g}"
+        print(f"{label:34} {ms:9.3f} {ms / base:8.2f} {tgt:>8} {verdict}")
+    print(f"peak RSS after the fan-out: {peak_mb:.0f} MB (target < 150 MB)")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
