@@ -1,15 +1,15 @@
 """
 The statuses, replay policies and run modes shared by the graph, the engine and the store.
 
-They are `str` enums so that they store and print as their plain names.
+They are `StrEnum`s so that they store and print as their plain names.
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class StepStatus(str, Enum):
+class StepStatus(StrEnum):
     """A task's status; each may trigger events (``triggers={StepStatus.success: (ev,)}``)."""
 
     ready = "ready"  # triggered, waiting to start
@@ -18,29 +18,20 @@ class StepStatus(str, Enum):
     failure = "failure"  # raised, died, or timed out
     complete = "complete"  # success or failure: only a trigger key, never a stored status
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class StepReplay(str, Enum):
+class StepReplay(StrEnum):
     """What recovery does with a task, by the status it had in the recovered attempt."""
 
     rerun = "rerun"
     skip = "skip"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class RunMode(str, Enum):
+class RunMode(StrEnum):
     """How a run starts: fresh, as a recovery of a failed run, or continuing a stopped one."""
 
     restart = "restart"
     recover = "recover"
     continue_ = "continue"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 STEP_READY = StepStatus.ready

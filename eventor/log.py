@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -26,7 +26,7 @@ _SENTENCES = {
 }
 
 
-def render_message(_logger: Any, _method: str, event_dict: dict[str, Any]) -> str:
+def render_message(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> str:
     """The seed's sentence for known events; other events as ``event key=value ...``."""
     event = event_dict.pop("event", "")
     template = _SENTENCES.get(event)

@@ -59,10 +59,7 @@ def _depends_on(graph: FlowGraph, start: str, target: str, seen: set[str]) -> bo
     if spec is None or spec.expr is None or start in seen:
         return False
     seen.add(start)
-    for name in _names(spec.expr):
-        if name == target or _depends_on(graph, name, target, seen):
-            return True
-    return False
+    return any(name == target or _depends_on(graph, name, target, seen) for name in _names(spec.expr))
 
 
 def check_assocs(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]:

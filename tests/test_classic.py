@@ -41,7 +41,8 @@ def test_args_and_kwargs_reach_the_step(make_eventor):
 def test_a_duplicate_name_fails_at_the_call_that_adds_it(make_eventor):
     ev = make_eventor()
     ev.add_event("x")
-    with pytest.raises(evr.FlowDefinitionError, match=r"event 'x': the name is already used .*test_classic.py:\d+"):
+    where = r"event 'x': the name is already used .*test_classic.py:\d+"
+    with pytest.raises(evr.FlowDefinitionError, match=where):
         ev.add_event("x")
 
 

@@ -13,7 +13,7 @@ import json
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NoReturn
 
 from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -141,16 +141,13 @@ class SqlStore:
             self._engine.dispose()
             raise
         self._statements: dict[tuple[str, str, tuple[str, ...]], _Compiled] = {}
-        self._dbapi = self._engine.dialect.dbapi
+        self._dbapi: Any = self._engine.dialect.dbapi
 
     # -- opening -------------------------------------------------------------------------
 
     def _create_engine(self, url: URL, schema: str | None) -> Engine:
         try:
-            if self.is_sqlite:
-                engine = self._sqlite_engine(url)
-            else:
-                engine = create_engine(url, pool_pre_ping=True)
+            engine = self._sqlite_engine(url) if self.is_sqlite else create_engine(url, pool_pre_ping=True)
         except NoSuchModuleError:
             raise StoreURLError(
                 f"store {self.address}: SQLAlchemy has no dialect {url.drivername!r}; "
@@ -250,7 +247,8 @@ class SqlStore:
             self._create_schema(self._conn)
         if self.is_sqlite and not self.in_memory:
             # Outside any transaction (the mode cannot change inside one); persistent.
-            self._conn.connection.dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            dbapi_conn: Any = self._conn.connection.dbapi_connection
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
 
     def _table_names(self, conn: Connection) -> set[str]:
         if self.is_sqlite:
@@ -356,6 +354,7 @@ class SqlStore:
         compiled = self._statements.get(shape)
         if compiled is None:
             key = _TASK_KEY if table is tasks else _DELAY_KEY
+            stmt: Any
             if kind == "insert":
                 stmt = insert(table).values({k: bindparam(k) for k in row})
                 names = {k: k for k in row}
@@ -366,7 +365,7 @@ class SqlStore:
             compiled = self._statements[shape] = _Compiled(stmt.compile(self._engine), names)
         return compiled
 
-    def _raise_dbapi(self, exc: BaseException, doing: str) -> None:
+    def _raise_dbapi(self, exc: BaseException, doing: str) -> NoReturn:
         message = f"store {self.address}: could not {doing}: {_first_line(exc)}"
         if isinstance(exc, self._dbapi.IntegrityError):
             raise StoreIntegrityError(
@@ -457,7 +456,7 @@ class _Translate:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: Any, exc: Any, _tb: Any) -> bool:
+    def __exit__(self, kind: Any, exc: Any, _tb: Any) -> Literal[False]:
         if exc is None or not isinstance(exc, SQLAlchemyError):
             return False
         message = f"store {self.address}: could not {self.doing}: {_first_line(exc)}"
