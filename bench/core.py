@@ -7,7 +7,9 @@ Cases (all on a WAL sqlite file in a temporary folder, logging at WARNING):
   floor          N single-row inserts, each its own transaction, SQLAlchemy Core
   fanout-thread  one event triggering N steps, thread executor
   chain-thread   N steps chained by success events, thread executor
-  chain-process  N steps chained, process executor (a fork per step)
+  chain-process  N steps chained, process executor (reused forked workers)
+  chain-invoke   the same chain run in the engine's thread: engine + store, no hop
+  thread hop     a task handed to a thread and its result handed back, nothing else
 
 Prints ms/step, the ratio to the floor, and the peak RSS after the fan-out.
 Record results in docs/performance.md with the command line used.
@@ -57,6 +59,30 @@ def noop() -> None:
     return None
 
 
+def thread_hop(n: int) -> float:
+    """ms for one round trip engine -> worker thread -> engine (the floor of a thread step)."""
+    import queue
+    import threading
+
+    tasks: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    results: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    def work() -> None:
+        while (item := tasks.get()) is not None:
+            results.put(item)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    start = time.perf_counter()
+    for i in range(n):
+        tasks.put(i)
+        results.get()
+    elapsed = time.perf_counter() - start
+    tasks.put(None)
+    worker.join()
+    return elapsed * 1000 / n
+
+
 def run_flow(folder: Path, name: str, n: int, executor: str, shape: str) -> float:
     ev = evr.Eventor(name=name, store=str(folder / f"{name}.run.db"),
                      config={**QUIET, "task_construct": executor})
@@ -101,6 +127,9 @@ def main() -> None:
                      run_flow(folder, "chain", args.chain, "thread", "chain"), 0.3))
         rows.append((f"chain-process ({args.process_chain} steps)", args.process_chain,
                      run_flow(folder, "pchain", args.process_chain, "process", "chain"), 3.0))
+        rows.append((f"chain-invoke ({args.chain} steps)", args.chain,
+                     run_flow(folder, "ichain", args.chain, "invoke", "chain"), None))
+        rows.append(("thread hop (no engine, no store)", args.chain, thread_hop(args.chain), None))
     print(f"{'case':34} {'ms/step':>9} {'x floor':>8} {'target':>8}")
     for label, _n, ms, target in rows:
         verdict = "" if target is None else ("ok" if ms <= target else "MISSED")
