@@ -9,18 +9,18 @@ with "database is locked".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any
 
 from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
     DatabaseError,
-    IntegrityError,
     NoSuchModuleError,
     OperationalError,
     SQLAlchemyError,
@@ -210,11 +210,14 @@ class SqlStore:
                 store=self.address,
             ) from None
         except DatabaseError as exc:
-            raise NotAStoreError(
-                f"{self.address} is not an Eventor run store ({_first_line(exc)}); it was left "
-                "untouched: give another store path",
-                store=self.address,
-            ) from None
+            raise self._not_a_store(exc) from None
+
+    def _not_a_store(self, exc: DatabaseError) -> NotAStoreError:
+        return NotAStoreError(
+            f"{self.address} is not an Eventor run store ({_first_line(exc)}); it was left "
+            "untouched: give another store path",
+            store=self.address,
+        )
 
     def _prepare(self) -> None:
         try:
@@ -223,14 +226,10 @@ class SqlStore:
                 if meta.name in names:
                     self._check_version(self._reader)
         except DatabaseError as exc:
-            raise NotAStoreError(
-                f"{self.address} is not an Eventor run store ({_first_line(exc)}); it was left "
-                "untouched: give another store path",
-                store=self.address,
-            ) from None
+            raise self._not_a_store(exc) from None
         ours = names & set(TABLES)
         if meta.name in names:
-            pass
+            pass  # a store of this version (checked above)
         elif ours:
             raise NotAStoreError(
                 f"{self.address} has Eventor tables ({', '.join(sorted(ours))}) but no "
@@ -327,9 +326,8 @@ class SqlStore:
             ("insert", delays, batch.delays),
             ("update", delays, batch.delays_fired),
         ]
-        with self._lock:
-            dbapi_conn = self._conn.connection.dbapi_connection
-            assert dbapi_conn is not None
+        with self._lock, self._guard("record a round"):
+            dbapi_conn: Any = self._conn.connection.dbapi_connection
             cursor = dbapi_conn.cursor()
             try:
                 if self.is_sqlite:
@@ -339,15 +337,11 @@ class SqlStore:
                         stmt = self._statement(kind, table, rows[0])
                         cursor.executemany(stmt.sql, [stmt.params(r) for r in rows])
                 dbapi_conn.commit()
-            except BaseException as exc:
-                try:
-                    dbapi_conn.rollback()
-                finally:
-                    cursor.close()
-                if isinstance(exc, self._dbapi.Error):
-                    self._raise_dbapi(exc, "record a round")
+            except BaseException:
+                dbapi_conn.rollback()
                 raise
-            cursor.close()
+            finally:
+                cursor.close()
 
     def _statement(self, kind: str, table: Any, row: Row) -> _Compiled:
         shape = (kind, table.name, tuple(row))
@@ -365,18 +359,6 @@ class SqlStore:
             compiled = self._statements[shape] = _Compiled(stmt.compile(self._engine), names)
         return compiled
 
-    def _raise_dbapi(self, exc: BaseException, doing: str) -> NoReturn:
-        message = f"store {self.address}: could not {doing}: {_first_line(exc)}"
-        if isinstance(exc, self._dbapi.IntegrityError):
-            raise StoreIntegrityError(
-                message + " (a trigger or task was recorded twice: is another engine running "
-                "this run?)",
-                store=self.address,
-            ) from exc
-        if isinstance(exc, self._dbapi.OperationalError):
-            raise StoreUnavailableError(message, store=self.address) from exc
-        raise StoreError(message, store=self.address) from exc
-
     def end_attempt(self, run_id: str, attempt: int, status: str, *, now: float) -> None:
         with self._lock, self._guard("end attempt"), self._conn.begin():
             self._conn.execute(
@@ -385,8 +367,23 @@ class SqlStore:
                 .values(status=status, ended_at=now)
             )
 
-    def _guard(self, doing: str) -> _Translate:
-        return _Translate(self.address, doing)
+    @contextlib.contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        """Turn database errors met while ``doing`` something into Eventor's store errors."""
+        try:
+            yield
+        except (SQLAlchemyError, self._dbapi.Error) as exc:
+            orig = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the DBAPI's error
+            message = f"store {self.address}: could not {doing}: {_first_line(exc)}"
+            if isinstance(orig, self._dbapi.IntegrityError):
+                raise StoreIntegrityError(
+                    message + " (a trigger or task was recorded twice: is another engine "
+                    "running this run?)",
+                    store=self.address,
+                ) from exc
+            if isinstance(orig, self._dbapi.OperationalError):
+                raise StoreUnavailableError(message, store=self.address) from exc
+            raise StoreError(message, store=self.address) from exc
 
     # -- reading -------------------------------------------------------------------------
 
@@ -444,29 +441,3 @@ class _Compiled:
 def _first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-
-
-class _Translate:
-    """Turns SQLAlchemy errors met while ``doing`` something into Eventor's store errors."""
-
-    def __init__(self, address: str, doing: str) -> None:
-        self.address = address
-        self.doing = doing
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, exc: Any, _tb: Any) -> Literal[False]:
-        if exc is None or not isinstance(exc, SQLAlchemyError):
-            return False
-        message = f"store {self.address}: could not {self.doing}: {_first_line(exc)}"
-        if isinstance(exc, IntegrityError):
-            raise StoreIntegrityError(
-                message + " (a trigger or task was recorded twice: is another engine running "
-                "this run?)",
-                store=self.address,
-            ) from exc
-        if isinstance(exc, OperationalError):
-            raise StoreUnavailableError(message, store=self.address) from exc
-        raise StoreError(message, store=self.address) from exc
-
