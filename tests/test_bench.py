@@ -1,0 +1,23 @@
+"""The benchmark script still runs end to end (at toy sizes), so its figures stay reproducible."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "core.py"
+
+
+def test_core_benchmark_runs_every_case_and_prints_ratios(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--floor", "20", "--chain", "20", "--fanout", "50",
+         "--process-chain", "5"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for case in ("floor", "fanout-thread (50 steps)", "chain-thread (20 steps)",
+                 "chain-process (5 steps)", "chain-invoke (20 steps)", "thread hop",
+                 "peak RSS"):
+        assert case in proc.stdout
+    assert list(tmp_path.iterdir()) == []  # everything went to a temporary folder
