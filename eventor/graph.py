@@ -359,12 +359,6 @@ class GraphBuilder:
         self._steps.setdefault(spec.name, spec)
         return spec
 
-    def replace_step(self, spec: StepSpec, where: str = "") -> StepSpec:
-        """Put ``spec`` in place of the step of the same name (a subclass's override)."""
-        self._steps[spec.name] = spec
-        self.where[spec.name] = where
-        return spec
-
     def add_assoc(self, event: str, target: str, delay: float = 0, where: str = "") -> Assoc:
         assoc = Assoc(event, target, delay)
         self._assocs.append(assoc)

@@ -9,7 +9,6 @@ the executor calls ``done(outcome)`` exactly once, from any thread. The engine h
 from __future__ import annotations
 
 import json
-import logging
 import traceback
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -115,7 +114,3 @@ def run_task(task: TaskRun, pid: int | None = None) -> Outcome:
     kind, text = encode_result(value)
     return Outcome(task.key, True, kind, text, pid=pid)
 
-
-def step_logger(task: TaskRun, prefix: str) -> logging.Logger:
-    """The stdlib logger a step should log to (its name is in ``{prefix}LOGGER_NAME``)."""
-    return logging.getLogger(task.env.get(f"{prefix}LOGGER_NAME", task.step))

@@ -210,12 +210,6 @@ class ProcessExecutor:
             else:
                 done(_death(task, worker.pid, os.waitstatus_to_exitcode(status)))
 
-    @property
-    def running(self) -> list[int]:
-        """PIDs of worker processes alive."""
-        with self._lock:
-            return list(self._workers)
-
     def close(self) -> None:
         """End idle workers, terminate busy ones (SIGTERM, then SIGKILL), and reap them all."""
         with self._lock:
