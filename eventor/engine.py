@@ -26,7 +26,7 @@ from eventor.clock import EMPTY, Clock, SystemClock
 from eventor.enums import RunMode, StepStatus
 from eventor.exceptions import EventorUsageError, NotSupportedError
 from eventor.executors import REGISTRY, Executor, Outcome, TaskRun, executor_name
-from eventor.graph import FlowGraph, StepSpec
+from eventor.graph import FlowGraph, StepSpec, holds
 from eventor.store import Batch, Row, Store
 from eventor.validate import did_you_mean
 
@@ -322,7 +322,7 @@ class Engine:
                 else:
                     self._reach(assoc.target, seq, event, now)
             for dependent in graph.dependents(event):
-                if dependent not in fired and _holds(self._exprs[dependent], fired):
+                if dependent not in fired and holds(self._exprs[dependent], fired.__contains__):
                     pending.append((dependent, seq, "expr"))
 
     def _reach(self, target: str, seq: str, via: str, now: float) -> None:
@@ -452,10 +452,6 @@ class Engine:
         status = "failure" if failed else "paused" if pending else "success"
         return RunSummary(self.run_id, self.attempt or 0, status, MappingProxyType(counts),
                           failed, pending)
-
-
-def _holds(expr: Any, fired: set[str]) -> bool:
-    return expr in fired if isinstance(expr, str) else bool(expr.holds(fired.__contains__))
 
 
 class _NullLog:

@@ -26,6 +26,8 @@ __all__ = [
     "Operand",
     "Or",
     "StepSpec",
+    "event_names",
+    "holds",
     "or_",
     "to_operand",
 ]
@@ -38,11 +40,11 @@ class And:
     operands: tuple[Operand, ...]
 
     def holds(self, fired: Callable[[str], bool]) -> bool:
-        return all(_holds(op, fired) for op in self.operands)
+        return all(holds(op, fired) for op in self.operands)
 
     def names(self) -> Iterator[str]:
         for op in self.operands:
-            yield from _names(op)
+            yield from event_names(op)
 
     def __str__(self) -> str:
         return "(" + " & ".join(map(str, self.operands)) + ")"
@@ -55,11 +57,11 @@ class Or:
     operands: tuple[Operand, ...]
 
     def holds(self, fired: Callable[[str], bool]) -> bool:
-        return any(_holds(op, fired) for op in self.operands)
+        return any(holds(op, fired) for op in self.operands)
 
     def names(self) -> Iterator[str]:
         for op in self.operands:
-            yield from _names(op)
+            yield from event_names(op)
 
     def __str__(self) -> str:
         return "(" + " | ".join(map(str, self.operands)) + ")"
@@ -68,11 +70,13 @@ class Or:
 Operand: TypeAlias = "str | And | Or"
 
 
-def _holds(op: Operand, fired: Callable[[str], bool]) -> bool:
+def holds(op: Operand, fired: Callable[[str], bool]) -> bool:
+    """True when ``op`` holds given which events have fired."""
     return fired(op) if isinstance(op, str) else op.holds(fired)
 
 
-def _names(op: Operand) -> Iterator[str]:
+def event_names(op: Operand) -> Iterator[str]:
+    """Every event name in ``op``, in order, with repeats."""
     if isinstance(op, str):
         yield op
     else:
@@ -247,7 +251,7 @@ class FlowGraph:
         dependents: dict[str, list[str]] = {}
         for ev in self.events.values():
             if ev.expr is not None:
-                for name in dict.fromkeys(_names(ev.expr)):
+                for name in dict.fromkeys(event_names(ev.expr)):
                     dependents.setdefault(name, []).append(ev.name)
         object.__setattr__(
             self, "_assocs_from", MappingProxyType({k: tuple(v) for k, v in by_event.items()})
@@ -295,7 +299,7 @@ class FlowGraph:
             lines.append(f"    {name}([{name}])" if name in self.events else f"    {name}[{name}]")
         for ev in self.events.values():
             if ev.expr is not None:
-                lines.extend(f"    {n} -. expr .-> {ev.name}" for n in dict.fromkeys(_names(ev.expr)))
+                lines.extend(f"    {n} -. expr .-> {ev.name}" for n in dict.fromkeys(event_names(ev.expr)))
         for a in self.assocs:
             label = f"|delay {a.delay:g}s|" if a.delay else ""
             lines.append(f"    {a.event} -->{label} {a.target}")
@@ -313,7 +317,7 @@ class FlowGraph:
         for ev in self.events.values():
             if ev.expr is not None:
                 lines.extend(
-                    f'    "{n}" -> "{ev.name}" [style=dashed];' for n in dict.fromkeys(_names(ev.expr))
+                    f'    "{n}" -> "{ev.name}" [style=dashed];' for n in dict.fromkeys(event_names(ev.expr))
                 )
         for a in self.assocs:
             label = f' [label="delay {a.delay:g}s"]' if a.delay else ""

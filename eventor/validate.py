@@ -13,7 +13,7 @@ from typing import Any
 
 from eventor.enums import StepReplay, StepStatus
 from eventor.exceptions import FlowDefinitionError, Problem
-from eventor.graph import FlowGraph, _names, is_number
+from eventor.graph import FlowGraph, event_names, is_number
 
 Check = Callable[[FlowGraph, Mapping[str, str]], Iterator[Problem]]
 
@@ -34,7 +34,7 @@ def check_expressions(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Pr
     for ev in graph.events.values():
         if ev.expr is None:
             continue
-        for name in dict.fromkeys(_names(ev.expr)):
+        for name in dict.fromkeys(event_names(ev.expr)):
             if name not in graph.events:
                 hint = " (that is a step; expressions combine events)" if name in graph.steps else ""
                 yield Problem(
@@ -59,7 +59,7 @@ def _depends_on(graph: FlowGraph, start: str, target: str, seen: set[str]) -> bo
     if spec is None or spec.expr is None or start in seen:
         return False
     seen.add(start)
-    return any(name == target or _depends_on(graph, name, target, seen) for name in _names(spec.expr))
+    return any(name == target or _depends_on(graph, name, target, seen) for name in event_names(spec.expr))
 
 
 def check_assocs(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]:
