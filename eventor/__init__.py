@@ -8,6 +8,8 @@ recorded in a SQLAlchemy store.
 from eventor.classic import Eventor
 from eventor.clock import Clock, MockClock, SystemClock
 from eventor.config import Config, load_config
+from eventor.context import RunResult, StepContext, TaskResult
+from eventor.dsl import Event, or_, step
 from eventor.engine import RunSummary
 from eventor.enums import (
     RUN_CONTINUE,
@@ -31,6 +33,8 @@ from eventor.exceptions import (
     FlowDefinitionError,
     NotAStoreError,
     NotSupportedError,
+    ParameterError,
+    ResultNotStoredError,
     SchemaVersionError,
     StoreError,
     StoreIntegrityError,
@@ -38,24 +42,30 @@ from eventor.exceptions import (
     StoreURLError,
 )
 from eventor.executors.base import task_env
-from eventor.graph import FlowGraph, or_
+from eventor.flow import Flow, flow
+from eventor.graph import FlowGraph
 
 __all__ = [
     "Clock",
     "Config",
+    "Event",
     "Eventor",
     "EventorConfigError",
     "EventorError",
     "EventorUsageError",
+    "Flow",
     "FlowDefinitionError",
     "FlowGraph",
     "MockClock",
     "NotAStoreError",
     "NotSupportedError",
+    "ParameterError",
     "RUN_CONTINUE",
     "RUN_RECOVER",
     "RUN_RESTART",
+    "ResultNotStoredError",
     "RunMode",
+    "RunResult",
     "RunSummary",
     "STEP_ACTIVE",
     "STEP_COMPLETE",
@@ -65,6 +75,7 @@ __all__ = [
     "STEP_SKIP",
     "STEP_SUCCESS",
     "SchemaVersionError",
+    "StepContext",
     "StepReplay",
     "StepStatus",
     "StoreError",
@@ -72,7 +83,10 @@ __all__ = [
     "StoreURLError",
     "StoreUnavailableError",
     "SystemClock",
+    "TaskResult",
+    "flow",
     "load_config",
     "or_",
+    "step",
     "task_env",
 ]

@@ -195,19 +195,8 @@ class Eventor:
             if self._closed:
                 raise EventorUsageError("this Eventor is closed")
             graph = self._builder.build()
-            cfg = self.config
-            options = EngineOptions(
-                max_concurrent=cfg.max_concurrent,
-                stop_on_exception=cfg.stop_on_exception,
-                task_construct=cfg.task_construct,
-                envvar_prefix=cfg.envvar_prefix,
-                thread_workers=cfg.max_concurrent if cfg.max_concurrent > 0 else 32,
-                sequence_arg_name=cfg.sequence_arg_name,
-                pass_logger_to_task=cfg.pass_logger_to_task,
-                max_tasks_per_child=cfg.max_tasks_per_child,
-            )
             engine = Engine(graph, self.store, run_id=self.run_id, program=self.program,
-                            options=options, clock=self._clock, log=self._log,
+                            options=EngineOptions.from_config(self.config), clock=self._clock, log=self._log,
                             mode=self.run_mode)
             for name, sequence in self._early_triggers:
                 engine.trigger(name, sequence)

@@ -18,14 +18,16 @@ import queue
 import socket
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
 from eventor.clock import EMPTY, Clock, SystemClock
+from eventor.config import Config
 from eventor.enums import RunMode, StepStatus
 from eventor.exceptions import EventorUsageError, NotSupportedError
 from eventor.executors import REGISTRY, Executor, Outcome, TaskRun, executor_name
+from eventor.executors.base import TriggerRequest
 from eventor.graph import FlowGraph, StepSpec, holds
 from eventor.store import Batch, Row, Store
 from eventor.validate import did_you_mean
@@ -48,6 +50,24 @@ class EngineOptions:
     max_tasks_per_child: int = 0  # tasks a process worker runs before it is replaced; 0: no limit
     sequence_arg_name: str | None = None  # pass the sequence to steps as this keyword
     pass_logger_to_task: bool = False  # pass the step's logger as ``logger=``
+
+    @classmethod
+    def from_config(cls, config: Config, **overrides: Any) -> EngineOptions:
+        """The options a loaded `Config` asks for; ``overrides`` that are not None win."""
+        options = cls(
+            max_concurrent=config.max_concurrent,
+            stop_on_exception=config.stop_on_exception,
+            task_construct=config.task_construct,
+            envvar_prefix=config.envvar_prefix,
+            thread_workers=config.max_concurrent if config.max_concurrent > 0 else 32,
+            sequence_arg_name=config.sequence_arg_name,
+            pass_logger_to_task=config.pass_logger_to_task,
+            max_tasks_per_child=config.max_tasks_per_child,
+        )
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if overrides.get("max_concurrent", 0) > 0:
+            overrides.setdefault("thread_workers", overrides["max_concurrent"])
+        return replace(options, **overrides)
 
 
 @dataclass(slots=True, eq=False)
@@ -108,6 +128,7 @@ class Engine:
         executors: executors by name; missing ones come from the registry when first needed.
         mode: the attempt's run mode (recorded).
         logger_name: prefix of the logger names passed to steps.
+        info: facts recorded with the run when it is created (e.g. the flow's parameters).
     """
 
     def __init__(
@@ -123,6 +144,7 @@ class Engine:
         executors: Mapping[str, Executor] | None = None,
         mode: RunMode = RunMode.restart,
         logger_name: str | None = None,
+        info: Mapping[str, Any] | None = None,
     ) -> None:
         self.graph = graph
         self.store = store
@@ -134,6 +156,7 @@ class Engine:
         self.mode = mode
         self.host = socket.gethostname()
         self.attempt: int | None = None
+        self.info = {"flow": graph.name, **(info or {})}
         self._logger_name = logger_name or f"eventor.{graph.name}"
         self._executors: dict[str, Executor] = dict(executors or {})
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -145,6 +168,8 @@ class Engine:
         self._pending: deque[tuple[str, str, str]] = deque()
         self._delays: list[tuple[float, int, str, str, str]] = []  # (due, n, event, target, seq)
         self._failures: list[Task] = []
+        self._refused: dict[int, str] = {}  # task key -> why its success does not count
+        self._results: dict[str, dict[str, tuple[str, str]]] = {}  # sequence -> step -> stored
         self._stopped = False
         self._closed = False
         self._keys = itertools.count(1)
@@ -156,6 +181,9 @@ class Engine:
                                ("STEP_NAME", "STEP_SEQUENCE", "STEP_RECOVERY", "LOGGER_NAME"))
         self._exprs = {ev.name: ev.expr for ev in graph.events.values() if ev.expr is not None}
         self._executor_of, self._limit_of, self._stop_of = self._plan_steps()
+        self._wants_results = frozenset(
+            s.name for s in graph.steps.values() if getattr(s.func, "__eventor_context__", False)
+        )
 
     def _plan_steps(self) -> tuple[dict[str, str], dict[str, int], dict[str, bool]]:
         default = executor_name(self.options.task_construct)
@@ -208,7 +236,7 @@ class Engine:
         if self.attempt is None:
             self.attempt = self.store.begin_attempt(
                 self.run_id, self.program, self.mode.value, now=self.clock.now(),
-                host=self.host, pid=os.getpid(), info={"flow": self.graph.name},
+                host=self.host, pid=os.getpid(), info=self.info,
             )
             self.log.info("run_started", store=getattr(self.store, "address", "?"),
                           run_id=self.run_id, attempt=self.attempt)
@@ -227,24 +255,32 @@ class Engine:
         self.log.info("run_finished", status=summary.status, run_id=self.run_id)
         return summary
 
+    def tasks(self) -> tuple[Task, ...]:
+        """This attempt's tasks, in the order they were triggered."""
+        return tuple(self._tasks.values())
+
+    def stop_executors(self) -> None:
+        """Stop the executors started so far (a later `run` starts them again when needed)."""
+        executors, self._executors = self._executors, {}
+        for executor in executors.values():
+            executor.close()
+
     def close(self) -> None:
         """Stop every executor (killing child processes still running) and forget them."""
         if self._closed:
             return
         self._closed = True
-        executors, self._executors = self._executors, {}
-        for executor in executors.values():
-            executor.close()
+        self.stop_executors()
 
     # -- the round ---------------------------------------------------------------------
 
     def _round(self, item: Any, start: bool = True) -> None:
         now = self.clock.now()
         if item is not None and item is not EMPTY:
-            self._on_outcome(item, now)
+            self._on_item(item, now)
         while True:
             try:
-                self._on_outcome(self._inbox.get_nowait(), now)
+                self._on_item(self._inbox.get_nowait(), now)
             except queue.Empty:
                 break
         if self._delays and not self._stopped:
@@ -266,7 +302,25 @@ class Engine:
             return EMPTY
         return self.clock.wait(self._inbox, deadline)
 
+    def _on_item(self, item: Outcome | TriggerRequest, now: float) -> None:
+        if isinstance(item, TriggerRequest):
+            task = self._running.get(item.key)
+            step = task.step.name if task is not None else "?"
+            if item.event in self.graph.events:
+                self._pending.append((item.event, item.sequence, f"{step}:trigger"))
+            else:  # StepContext.trigger checks first; this guards other callers
+                self._refused[item.key] = (
+                    f"it triggered {item.event!r}, which is not an event of flow {self.graph.name!r}."
+                    + did_you_mean(item.event, self.graph.events)
+                )
+        else:
+            self._on_outcome(item, now)
+
     def _on_outcome(self, outcome: Outcome, now: float) -> None:
+        refused = self._refused.pop(outcome.key, None) if self._refused else None
+        if refused is not None and outcome.ok:
+            outcome = Outcome(outcome.key, False, error_type="EventorUsageError",
+                              error_message=refused, pid=outcome.pid)
         task = self._running.pop(outcome.key)
         name = task.step.name
         self._running_by_step[name] -= 1
@@ -279,6 +333,8 @@ class Engine:
         step = task.step
         if outcome.ok:
             task.status = StepStatus.success
+            if outcome.result_kind is not None and outcome.result is not None:
+                self._results.setdefault(task.sequence, {})[name] = (outcome.result_kind, outcome.result)
             self.log.info("step_succeeded", step=name, sequence=task.sequence, result=task.result)
             self._status_triggers(task, StepStatus.success)
         else:
@@ -425,8 +481,11 @@ class Engine:
                 extra[self.options.sequence_arg_name] = task.sequence
             if self.options.pass_logger_to_task:
                 extra["logger"] = logging.getLogger(logger_name)
+        results = None
+        if step.name in self._wants_results:
+            results = dict(self._results.get(task.sequence, {}))  # a copy: it crosses to the task
         run = TaskRun(task.key, self.run_id, step.name, task.sequence, self.attempt or 0,
-                      step.func, step.args, step.kwargs, env, extra)
+                      step.func, step.args, step.kwargs, env, extra, results)
         self.log.info("step_started", step=step.name, sequence=task.sequence)
         try:
             self._executor(task.executor).submit(run, self._inbox.put)

@@ -44,3 +44,22 @@ STEP_SKIP = StepReplay.skip
 RUN_RESTART = RunMode.restart
 RUN_RECOVER = RunMode.recover
 RUN_CONTINUE = RunMode.continue_
+
+EXECUTORS = ("process", "thread", "invoke")  # the executor registry's names
+
+
+def executor_alias(value: object) -> str | None:
+    """
+    The executor name for what a user gave as ``task_construct``, or None when unknown.
+
+    Besides the names, Eventor 5.1's spellings are accepted: ``threading.Thread`` and
+    ``multiprocessing.Process`` (or any of its context's ``Process`` classes).
+    """
+    if isinstance(value, str):
+        return value if value in EXECUTORS else None
+    if isinstance(value, type):
+        if value.__module__ == "threading" and value.__name__ == "Thread":
+            return "thread"
+        if value.__module__.startswith("multiprocessing") and value.__name__.endswith("Process"):
+            return "process"
+    return None

@@ -4,6 +4,8 @@ Every error Eventor raises, in one tree.
     EventorError
     ├── FlowDefinitionError (TypeError)       the graph is wrong: unknown event, duplicate name, ...
     ├── EventorConfigError (ValueError)       a config key is unknown, mistyped, or missing
+    ├── ParameterError (TypeError)            a flow parameter is unknown, missing, or of the wrong type
+    ├── ResultNotStoredError (LookupError)    a step's result was not stored in a readable form
     ├── EventorUsageError (RuntimeError)      an API called out of order (add after run, use after close)
     ├── NotSupportedError (NotImplementedError)  a feature this version does not have yet
     └── StoreError                            the run store cannot be used
@@ -67,6 +69,23 @@ class EventorConfigError(EventorError, ValueError):
         self.source = source
         where = f" (in {source})" if source else ""
         super().__init__(f"{key}: {message}{where}" if key else f"{message}{where}")
+
+
+class ParameterError(EventorError, TypeError):
+    """A flow was given a parameter it does not have, lacks one, or got a value of the wrong type."""
+
+    def __init__(self, message: str, *, flow: str, parameter: str = "") -> None:
+        self.flow = flow
+        self.parameter = parameter
+        super().__init__(message)
+
+
+class ResultNotStoredError(EventorError, LookupError):
+    """A step returned a value that is not JSON (and the flow does not store pickles)."""
+
+    def __init__(self, message: str, *, step: str) -> None:
+        self.step = step
+        super().__init__(message)
 
 
 class EventorUsageError(EventorError, RuntimeError):

@@ -294,37 +294,44 @@ class FlowGraph:
 
     def to_mermaid(self) -> str:
         """The graph as a Mermaid flowchart (events as rounded nodes, steps as boxes)."""
+        ids = {name: name if name.isidentifier() else f"n{i}" for i, name in enumerate(self.order)}
         lines = ["flowchart LR"]
         for name in self.order:
-            lines.append(f"    {name}([{name}])" if name in self.events else f"    {name}[{name}]")
+            label = name if name.isidentifier() else '"' + name.replace('"', "#quot;") + '"'
+            shape = f"([{label}])" if name in self.events else f"[{label}]"
+            lines.append(f"    {ids[name]}{shape}")
         for ev in self.events.values():
             if ev.expr is not None:
-                lines.extend(f"    {n} -. expr .-> {ev.name}" for n in dict.fromkeys(event_names(ev.expr)))
+                lines.extend(f"    {ids[n]} -. expr .-> {ids[ev.name]}"
+                             for n in dict.fromkeys(event_names(ev.expr)) if n in ids)
         for a in self.assocs:
             label = f"|delay {a.delay:g}s|" if a.delay else ""
-            lines.append(f"    {a.event} -->{label} {a.target}")
+            lines.append(f"    {ids[a.event]} -->{label} {ids[a.target]}")
         for step in self.steps.values():
             for status, names in step.triggers.items():
-                lines.extend(f"    {step.name} -->|{status}| {n}" for n in names)
+                lines.extend(f"    {ids[step.name]} -->|{status}| {ids[n]}" for n in names)
         return "\n".join(lines) + "\n"
 
     def to_dot(self) -> str:
         """The graph in Graphviz DOT (events as ellipses, steps as boxes)."""
-        lines = [f'digraph "{self.name}" {{', "    rankdir=LR;"]
+        def q(name: str) -> str:
+            return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        lines = [f"digraph {q(self.name)} {{", "    rankdir=LR;"]
         for name in self.order:
             shape = "ellipse" if name in self.events else "box"
-            lines.append(f'    "{name}" [shape={shape}];')
+            lines.append(f"    {q(name)} [shape={shape}];")
         for ev in self.events.values():
             if ev.expr is not None:
                 lines.extend(
-                    f'    "{n}" -> "{ev.name}" [style=dashed];' for n in dict.fromkeys(event_names(ev.expr))
+                    f"    {q(n)} -> {q(ev.name)} [style=dashed];" for n in dict.fromkeys(event_names(ev.expr))
                 )
         for a in self.assocs:
             label = f' [label="delay {a.delay:g}s"]' if a.delay else ""
-            lines.append(f'    "{a.event}" -> "{a.target}"{label};')
+            lines.append(f"    {q(a.event)} -> {q(a.target)}{label};")
         for step in self.steps.values():
             for status, names in step.triggers.items():
-                lines.extend(f'    "{step.name}" -> "{n}" [label="{status}"];' for n in names)
+                lines.extend(f'    {q(step.name)} -> {q(n)} [label="{status}"];' for n in names)
         lines.append("}")
         return "\n".join(lines) + "\n"
 

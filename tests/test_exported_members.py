@@ -11,12 +11,14 @@ def test_all_is_sorted_and_complete():
 
 def test_public_names_are_pinned():
     assert set(eventor.__all__) == {
-        "Clock", "Config", "Eventor", "EventorConfigError", "EventorError", "EventorUsageError",
-        "FlowDefinitionError", "FlowGraph", "MockClock", "NotAStoreError", "NotSupportedError",
+        "Clock", "Config", "Event", "Eventor", "EventorConfigError", "EventorError", "EventorUsageError",
+        "Flow", "FlowDefinitionError", "FlowGraph", "MockClock", "NotAStoreError",
+        "NotSupportedError", "ParameterError", "ResultNotStoredError", "RunResult",
         "RUN_CONTINUE", "RUN_RECOVER", "RUN_RESTART", "RunMode", "RunSummary", "STEP_ACTIVE",
         "STEP_COMPLETE", "STEP_FAILURE", "STEP_READY", "STEP_RERUN", "STEP_SKIP", "STEP_SUCCESS",
-        "SchemaVersionError", "StepReplay", "StepStatus", "StoreError", "StoreIntegrityError",
-        "StoreURLError", "StoreUnavailableError", "SystemClock", "load_config", "or_", "task_env",
+        "SchemaVersionError", "StepContext", "StepReplay", "StepStatus", "StoreError", "StoreIntegrityError",
+        "StoreURLError", "StoreUnavailableError", "SystemClock", "TaskResult", "flow", "load_config", "or_",
+        "step", "task_env",
     }
 
 

@@ -7,10 +7,10 @@ Executors run tasks; the engine looks them up by name in an explicit registry.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
+from eventor.enums import executor_alias
 from eventor.exceptions import EventorConfigError
 from eventor.executors.base import Executor, Outcome, TaskRun, encode_result, run_task, task_env
 from eventor.executors.inline import InvokeExecutor
@@ -41,22 +41,14 @@ REGISTRY: dict[str, Callable[[Any, Any], Executor]] = {
 
 def executor_name(value: Any, *, key: str = "task_construct") -> str:
     """
-    The registry name for what a user gave as ``task_construct``.
-
-    Besides the names, Eventor 5.1's spellings are accepted: ``threading.Thread`` and
-    ``multiprocessing.Process`` (or any of its context's ``Process`` classes).
+    The registry name for what a user gave as ``task_construct`` (see `executor_alias`).
 
     Raises:
         EventorConfigError: naming ``key`` and the accepted values.
     """
-    if isinstance(value, str) and value in REGISTRY:
-        return value
-    if value is threading.Thread:
-        return "thread"
-    if isinstance(value, type) and value.__name__.endswith("Process") and (
-        value.__module__.startswith("multiprocessing")
-    ):
-        return "process"
+    name = executor_alias(value)
+    if name is not None and name in REGISTRY:
+        return name
     raise EventorConfigError(
         f"unknown executor {value!r}; use one of {', '.join(map(repr, REGISTRY))}", key=key
     )

@@ -15,7 +15,18 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["Executor", "Outcome", "TaskRun", "encode_result", "run_task", "task_env"]
+__all__ = [
+    "Emit",
+    "Executor",
+    "Outcome",
+    "StoredResult",
+    "TaskRun",
+    "TriggerRequest",
+    "current_task",
+    "encode_result",
+    "run_task",
+    "task_env",
+]
 
 REPR_LIMIT = 2000
 
@@ -34,6 +45,7 @@ class TaskRun:
     kwargs: Mapping[str, Any]
     env: Mapping[str, str]  # {prefix}STEP_NAME, ..._SEQUENCE, ..._RECOVERY, ..._LOGGER_NAME
     extra: Mapping[str, Any] | None = None  # keywords the engine adds (sequence_arg_name, logger)
+    results: Mapping[str, tuple[str, str]] | None = None  # step -> (kind, text), for StepContext
 
 
 @dataclass(slots=True)
@@ -51,13 +63,38 @@ class Outcome:
     pid: int | None = None
 
 
+@dataclass(slots=True)
+class TriggerRequest:
+    """A running task asks the engine to fire ``event`` in ``sequence`` (`StepContext.trigger`)."""
+
+    key: int  # the asking task
+    event: str
+    sequence: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    """A result already encoded by the step's wrapper (a pickle the flow opted in to)."""
+
+    kind: str
+    text: str
+
+
+Emit = Callable[[Any], None]
+
+
 class Executor(Protocol):
     """A way to run tasks: in the engine, on a thread, in a child process, on another host."""
 
     name: str
 
-    def submit(self, task: TaskRun, done: Callable[[Outcome], None]) -> None:
-        """Start ``task``; call ``done`` once with its outcome when it ends."""
+    def submit(self, task: TaskRun, done: Callable[[Any], None]) -> None:
+        """
+        Start ``task``; call ``done`` once with its outcome when it ends.
+
+        Before that, ``done`` may also receive the task's `TriggerRequest`s, in the order the
+        task made them.
+        """
         ...
 
     def close(self) -> None:
@@ -65,7 +102,12 @@ class Executor(Protocol):
         ...
 
 
-_current: ContextVar[TaskRun | None] = ContextVar("eventor_task", default=None)
+_current: ContextVar[tuple[TaskRun, Emit | None] | None] = ContextVar("eventor_task", default=None)
+
+
+def current_task() -> tuple[TaskRun, Emit | None] | None:
+    """The task running in this thread and how it reaches its engine, or None outside a task."""
+    return _current.get()
 
 
 def task_env() -> Mapping[str, str]:
@@ -75,14 +117,16 @@ def task_env() -> Mapping[str, str]:
     Process steps also find them in ``os.environ``; thread and invoke steps share the
     process's environment with each other, so they must read them here instead.
     """
-    task = _current.get()
-    return dict(task.env) if task is not None else {}
+    current = _current.get()
+    return dict(current[0].env) if current is not None else {}
 
 
 def encode_result(value: Any) -> tuple[str | None, str | None]:
     """A step's return value as stored: JSON when it serializes, else its (truncated) repr."""
     if value is None:
         return None, None
+    if isinstance(value, StoredResult):
+        return value.kind, value.text
     try:
         return "json", json.dumps(value)
     except (TypeError, ValueError, RecursionError):
@@ -90,11 +134,15 @@ def encode_result(value: Any) -> tuple[str | None, str | None]:
         return "repr", text if len(text) <= REPR_LIMIT else text[:REPR_LIMIT] + "..."
 
 
-def run_task(task: TaskRun, pid: int | None = None) -> Outcome:
-    """Call the task's function here and now, and describe how it ended."""
+def run_task(task: TaskRun, pid: int | None = None, emit: Emit | None = None) -> Outcome:
+    """
+    Call the task's function here and now, and describe how it ended.
+
+    ``emit`` carries the task's `TriggerRequest`s to the engine while it runs.
+    """
     if task.func is None:
         return Outcome(task.key, True, pid=pid)
-    token = _current.set(task)
+    token = _current.set((task, emit))
     kwargs = {**task.kwargs, **task.extra} if task.extra else task.kwargs
     try:
         value = task.func(*task.args, **kwargs)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
-from eventor.executors.base import Outcome, TaskRun, run_task
+from eventor.executors.base import TaskRun, run_task
 
 
 class InvokeExecutor:
@@ -13,8 +14,8 @@ class InvokeExecutor:
 
     name = "invoke"
 
-    def submit(self, task: TaskRun, done: Callable[[Outcome], None]) -> None:
-        done(run_task(task, os.getpid()))
+    def submit(self, task: TaskRun, done: Callable[[Any], None]) -> None:
+        done(run_task(task, os.getpid(), done))
 
     def close(self) -> None:
         pass

@@ -74,7 +74,7 @@ class _Worker:
         self.pid = pid
         self.task_fd = task_fd
         self.result_fd = result_fd
-        self.current: tuple[TaskRun, Callable[[Outcome], None]] | None = None
+        self.current: tuple[TaskRun, Callable[[Any], None]] | None = None
         self.done_count = 0
         self.dead = False  # reaped: must not be given a task
         self.reader: threading.Thread | None = None
@@ -124,7 +124,7 @@ class ProcessExecutor:
 
     # -- engine side ---------------------------------------------------------------------
 
-    def submit(self, task: TaskRun, done: Callable[[Outcome], None]) -> None:
+    def submit(self, task: TaskRun, done: Callable[[Any], None]) -> None:
         message = self._message(task)
         while True:
             with self._lock:
@@ -180,7 +180,13 @@ class ProcessExecutor:
     def _read(self, worker: _Worker) -> None:
         """Relay the worker's outcomes; when it ends, reap it and fail its task if it had one."""
         while (frame := _read_frame(worker.result_fd)) is not None:
-            outcome: Outcome = pickle.loads(frame)
+            outcome = pickle.loads(frame)
+            if not isinstance(outcome, Outcome):  # a message from the running task
+                with self._lock:
+                    current = worker.current
+                if current is not None:
+                    current[1](outcome)
+                continue
             worker.done_count += 1
             retire = 0 < self._max_tasks <= worker.done_count
             with self._lock:
@@ -253,6 +259,10 @@ def _worker_main(task_fd: int, result_fd: int, steps: Mapping[str, Any]) -> None
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         pid = os.getpid()
+
+        def emit(message: Any) -> None:
+            _write_frame(result_fd, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
         while (frame := _read_frame(task_fd)) is not None:
             by_name, task = pickle.loads(frame)
             if by_name:
@@ -261,7 +271,7 @@ def _worker_main(task_fd: int, result_fd: int, steps: Mapping[str, Any]) -> None
             saved = {k: os.environ.get(k) for k in task.env}
             os.environ.update(task.env)
             try:
-                outcome = run_task(task, pid)
+                outcome = run_task(task, pid, emit)
             finally:
                 for key, value in saved.items():
                     if value is None:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from eventor.executors.base import Outcome, TaskRun, run_task
+from eventor.executors.base import TaskRun, run_task
 
 _STOP = None
 
@@ -33,7 +33,7 @@ class ThreadExecutor:
         self._closed = False
         self._pid = os.getpid()
 
-    def submit(self, task: TaskRun, done: Callable[[Outcome], None]) -> None:
+    def submit(self, task: TaskRun, done: Callable[[Any], None]) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the thread executor is closed")
@@ -53,7 +53,7 @@ class ThreadExecutor:
             if item is _STOP:
                 return
             task, done = item
-            done(run_task(task, pid))
+            done(run_task(task, pid, done))
             with self._lock:
                 self._idle += 1
 

@@ -1,0 +1,292 @@
+"""
+What a step sees while it runs (`StepContext`) and what a run returns (`RunResult`).
+
+A step function that takes a ``ctx`` argument is wrapped in a `StepCall`, which builds the
+context from the task the executor is running: the same in the engine's thread, in a worker
+thread, and in a worker process. Results travel as the store keeps them, ``(kind, text)``,
+and are decoded only when read.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import pickle
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from eventor.exceptions import EventorUsageError, ResultNotStoredError
+from eventor.executors.base import StoredResult, TaskRun, TriggerRequest, current_task
+
+__all__ = ["RunResult", "StepCall", "StepContext", "TaskResult", "decode_result"]
+
+
+def decode_result(step: str, kind: str | None, text: str | None, *, allow_pickle: bool = False) -> Any:
+    """
+    A stored result as the value the step returned.
+
+    Raises:
+        ResultNotStoredError: when only the value's repr was stored, or it is a pickle and
+            ``allow_pickle`` is false.
+    """
+    if kind is None or text is None:
+        return None
+    if kind == "json":
+        return json.loads(text)
+    if kind == "pickle":
+        if not allow_pickle:
+            raise ResultNotStoredError(
+                f"step {step!r} stored its result as a pickle, and reading a pickle runs code; "
+                "only a flow with pickle_results=True reads them.", step=step,
+            )
+        return pickle.loads(base64.b64decode(text))
+    raise ResultNotStoredError(
+        f"step {step!r} returned a value that is not JSON-serializable, so only its repr was "
+        f"stored: {text[:200]}. Return JSON data (dict, list, str, number, bool, None), or set "
+        "pickle_results=True on the flow to store pickles.", step=step,
+    )
+
+
+class Results(Mapping[str, Any]):
+    """Earlier steps' results in one sequence, by step name, decoded when read."""
+
+    __slots__ = ("_allow_pickle", "_sequence", "_stored")
+
+    def __init__(self, stored: Mapping[str, tuple[str, str]], sequence: str, allow_pickle: bool):
+        self._stored = stored
+        self._sequence = sequence
+        self._allow_pickle = allow_pickle
+
+    def __getitem__(self, step: str) -> Any:
+        stored = self._stored.get(step)
+        if stored is None:
+            have = ", ".join(map(repr, self._stored)) or "none"
+            raise KeyError(
+                f"no result from step {step!r} in sequence {self._sequence!r}: it has not "
+                f"succeeded here yet, or returned None (steps with results: {have})"
+            )
+        return decode_result(step, *stored, allow_pickle=self._allow_pickle)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stored)
+
+    def __len__(self) -> int:
+        return len(self._stored)
+
+    def __repr__(self) -> str:
+        return f"<Results of sequence {self._sequence!r}: {', '.join(self._stored) or 'none'}>"
+
+
+class StepContext:
+    """
+    The running task, as a step sees it: ``def load(self, ctx): ctx.results["extract"]``.
+
+    Attributes:
+        run_id: the run's id in the store.
+        sequence: the sequence this task runs in.
+        recovery: the attempt number of the run (0 for the first run, more in recoveries).
+        step: the step's name.
+        results: earlier steps' results in this sequence, by step name (read-only).
+    """
+
+    __slots__ = ("_emit", "_events", "_flow_name", "_key", "_log", "_logger_name", "recovery",
+                 "results", "run_id", "sequence", "step")
+
+    def __init__(self, task: TaskRun, emit: Callable[[Any], None] | None, *, flow_name: str,
+                 events: frozenset[str] | None, allow_pickle: bool) -> None:
+        self.run_id = task.run_id
+        self.sequence = task.sequence
+        self.recovery = task.recovery
+        self.step = task.step
+        self.results: Mapping[str, Any] = Results(task.results or {}, task.sequence, allow_pickle)
+        self._key = task.key
+        self._emit = emit
+        self._events = events
+        self._flow_name = flow_name
+        self._logger_name = next(
+            (v for k, v in task.env.items() if k.endswith("LOGGER_NAME")), f"eventor.{flow_name}"
+        )
+        self._log: Any = None
+
+    @property
+    def log(self) -> Any:
+        """A structlog logger bound to the flow, run, step and sequence."""
+        if self._log is None:
+            self._log = structlog.wrap_logger(
+                logging.getLogger(self._logger_name),
+                wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET),
+                processors=[_render],
+            ).bind(flow=self._flow_name, run_id=self.run_id, step=self.step, sequence=self.sequence)
+        return self._log
+
+    def trigger(self, event: Any, sequence: Any = None) -> None:
+        """
+        Fire ``event`` in ``sequence`` (default: this task's) as soon as the engine can.
+
+        A new sequence starts an independent instance of the flow: this is how a step fans
+        out over items or loops. The trigger is recorded before the engine acts on it.
+
+        Raises:
+            EventorUsageError: the flow has no such event, or no engine is listening.
+        """
+        name = event if isinstance(event, str) else getattr(event, "name", None)
+        if not isinstance(name, str):
+            raise EventorUsageError(f"ctx.trigger({event!r}): give an event of the flow or its name")
+        if self._events is not None and name not in self._events:
+            from eventor.validate import did_you_mean
+
+            raise EventorUsageError(
+                f"ctx.trigger({name!r}): flow {self._flow_name!r} has no such event."
+                + did_you_mean(name, self._events)
+            )
+        if self._emit is None:
+            raise EventorUsageError("ctx.trigger() works only while the step runs under an engine")
+        seq = self.sequence if sequence is None else str(sequence)
+        self._emit(TriggerRequest(self._key, name, seq))
+
+    def __repr__(self) -> str:
+        return f"<StepContext {self.step}[{self.sequence}] run={self.run_id} attempt={self.recovery}>"
+
+
+def _render(_logger: Any, _method: str, event_dict: Any) -> str:
+    event = event_dict.pop("event", "")
+    context = " ".join(f"{k}={event_dict.pop(k)}" for k in ("step", "sequence")
+                       if k in event_dict)
+    event_dict.pop("flow", None)
+    event_dict.pop("run_id", None)
+    extra = " ".join(f"{k}={v!r}" for k, v in event_dict.items())
+    return " ".join(part for part in (event, extra, f"({context})" if context else "") if part)
+
+
+class StepCall:
+    """
+    A step's function bound to its flow instance (for methods) and given a `StepContext`.
+
+    The engine sees a plain callable; ``__eventor_context__`` tells it to send the
+    sequence's earlier results with the task.
+    """
+
+    __slots__ = ("__eventor_context__", "_flow", "allow_pickle", "events", "flow_name", "func")
+
+    def __init__(self, func: Callable[..., Any], *, flow: Any = None, wants_ctx: bool,
+                 flow_name: str, events: frozenset[str] | None = None,
+                 allow_pickle: bool = False) -> None:
+        self.func = func
+        # A weak reference: the engine holds its steps, and must not keep the flow alive.
+        self._flow = None if flow is None else weakref.ref(flow)
+        self.__eventor_context__ = wants_ctx
+        self.flow_name = flow_name
+        self.events = events
+        self.allow_pickle = allow_pickle
+
+    def __call__(self) -> Any:
+        args: tuple[Any, ...] = ()
+        if self._flow is not None:
+            flow = self._flow()
+            if flow is None:
+                raise EventorUsageError(f"step {self.func.__name__!r}: its flow object is gone")
+            args = (flow,)
+        if self.__eventor_context__:
+            current = current_task()
+            if current is None:
+                raise EventorUsageError(f"step {self.func.__name__!r} was called outside a run")
+            task, emit = current
+            ctx = StepContext(task, emit, flow_name=self.flow_name, events=self.events,
+                              allow_pickle=self.allow_pickle)
+            args = (*args, ctx)
+        value = self.func(*args)
+        if self.allow_pickle and value is not None:
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError, RecursionError):
+                text = base64.b64encode(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+                return StoredResult("pickle", text.decode("ascii"))
+        return value
+
+    def __repr__(self) -> str:
+        return f"<step {getattr(self.func, '__qualname__', self.func)!r}>"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """One task of a run: its step, sequence, final status, stored result and error."""
+
+    step: str
+    sequence: str
+    status: str
+    result_kind: str | None = None
+    result_text: str | None = None
+    error: str | None = None  # "ErrorType: message" for a failed task
+    allow_pickle: bool = False
+
+    @property
+    def value(self) -> Any:
+        """The step's return value (decoded from the store's JSON, or its pickle)."""
+        return decode_result(self.step, self.result_kind, self.result_text,
+                             allow_pickle=self.allow_pickle)
+
+
+class RunResult:
+    """
+    How a flow's run ended; truthy when no step failure went unhandled.
+
+    ``result["extract"]`` is the return value of step ``extract`` when it ran in one
+    sequence; ``result["extract", "2026-11-01"]`` picks the sequence.
+    """
+
+    def __init__(self, summary: Any, tasks: tuple[TaskResult, ...]) -> None:
+        self.summary = summary
+        self.tasks = tasks
+
+    @property
+    def run_id(self) -> str:
+        return str(self.summary.run_id)
+
+    @property
+    def attempt(self) -> int:
+        return int(self.summary.attempt)
+
+    @property
+    def status(self) -> str:
+        """``success``, ``failure``, or ``paused`` (work left for a later run)."""
+        return str(self.summary.status)
+
+    @property
+    def statuses(self) -> dict[tuple[str, str], str]:
+        """(step, sequence) -> final status of that task."""
+        return {(t.step, t.sequence): t.status for t in self.tasks}
+
+    @property
+    def failed(self) -> tuple[tuple[str, str], ...]:
+        """(step, sequence) of failures no failure/complete trigger handled."""
+        return tuple(self.summary.failed)
+
+    def __bool__(self) -> bool:
+        return bool(self.summary)
+
+    def task(self, step: str, sequence: Any = None) -> TaskResult:
+        """The task of ``step`` (in ``sequence``; optional when it ran in one only)."""
+        found = [t for t in self.tasks
+                 if t.step == step and (sequence is None or t.sequence == str(sequence))]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            where = "" if sequence is None else f" in sequence {sequence!r}"
+            ran = ", ".join(dict.fromkeys(t.step for t in self.tasks)) or "none"
+            raise KeyError(f"step {step!r} did not run{where} (steps that ran: {ran})")
+        seqs = ", ".join(repr(t.sequence) for t in found)
+        raise KeyError(f"step {step!r} ran in several sequences ({seqs}); "
+                       f"ask for one: result[{step!r}, sequence]")
+
+    def __getitem__(self, key: str | tuple[str, Any]) -> Any:
+        step, sequence = (key, None) if isinstance(key, str) else key
+        return self.task(step, sequence).value
+
+    def __repr__(self) -> str:
+        return (f"RunResult(run_id={self.run_id!r}, status={self.status!r}, "
+                f"tasks={len(self.tasks)}, failed={list(self.failed)!r})")

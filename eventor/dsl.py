@@ -1,0 +1,629 @@
+"""
+The declarative front end: `Event` attributes, the `@step` decorator, `Flow` classes and `@flow`.
+
+Decorators only record: `@step(...)` attaches one frozen `StepMark` to the function and
+returns the function itself. `FlowMeta` compiles a class body once, when the class is
+created, into the same `FlowGraph` the classic API builds (through the same `GraphBuilder`),
+and reports every problem in one `FlowDefinitionError`. Running a flow lives in `Flow`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeAlias, TypeVar, overload
+
+from eventor.enums import EXECUTORS, StepStatus, executor_alias
+from eventor.exceptions import FlowDefinitionError, Problem
+from eventor.graph import And, FlowGraph, GraphBuilder, Operand, Or, StepSpec, is_number
+from eventor.validate import did_you_mean
+
+__all__ = [
+    "Event",
+    "Expr",
+    "FlowMeta",
+    "Param",
+    "StepMark",
+    "compile_flow",
+    "or_",
+    "step",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_NO_TRUTH = (
+    "{what} has no truth value: combine events with & (both) and | (either), "
+    "not with 'and', 'or', 'not' or 'if'"
+)
+
+
+def _caller(depth: int) -> str:
+    frame = sys._getframe(depth + 1)
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+class _Combinable:
+    """What events and expressions share: & and | build expressions; no truth value."""
+
+    __slots__ = ()
+
+    def __and__(self, other: EventRef) -> Expr:
+        return Expr("&", (self, other), _caller(1))
+
+    def __rand__(self, other: EventRef) -> Expr:
+        return Expr("&", (other, self), _caller(1))
+
+    def __or__(self, other: EventRef) -> Expr:
+        return Expr("|", (self, other), _caller(1))
+
+    def __ror__(self, other: EventRef) -> Expr:
+        return Expr("|", (other, self), _caller(1))
+
+    def __bool__(self) -> bool:
+        raise TypeError(_NO_TRUTH.format(what=repr(self)))
+
+
+class Event(_Combinable):
+    """
+    An event of a flow, named after the class attribute it is assigned to.
+
+    Args:
+        entry: start the flow with this event (by default, the entry events are those that
+            nothing in the flow triggers).
+    """
+
+    __slots__ = ("entry", "name", "where")
+
+    def __init__(self, *, entry: bool = False) -> None:
+        self.name: str | None = None
+        self.entry = entry
+        self.where = _caller(1)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        if self.name is None:
+            self.name = name
+
+    def __repr__(self) -> str:
+        if self.name is None:
+            return "<Event without a name: assign it to an attribute of a Flow class>"
+        return f"Event({self.name!r}{', entry=True' if self.entry else ''})"
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class Expr(_Combinable):
+    """An expression over events (``a & b``, ``a | b``); a class attribute names it."""
+
+    op: str  # "&" or "|"
+    operands: tuple[Any, ...]
+    where: str = field(default="", compare=False)
+
+    def __str__(self) -> str:
+        return "(" + f" {self.op} ".join(
+            o.name if isinstance(o, Event) and o.name else str(o) for o in self.operands
+        ) + ")"
+
+    def __repr__(self) -> str:
+        return f"Expr{self}"
+
+
+EventRef: TypeAlias = "Event | Expr | str | tuple[Any, ...]"
+
+
+def or_(*operands: Any) -> Any:
+    """Either of ``operands``: ``or_(a, b)`` is ``a | b`` (and works on names in the classic API)."""
+    from eventor import graph
+
+    if any(isinstance(op, _Combinable) for op in operands):
+        return Expr("|", tuple(operands), _caller(1))
+    return graph.or_(*operands)
+
+
+@dataclass(frozen=True, slots=True)
+class StepMark:
+    """What ``@step(...)`` recorded about a function, as written (checked when a flow compiles)."""
+
+    on: Any = None
+    success: Any = ()
+    failure: Any = ()
+    complete: Any = ()
+    ready: Any = ()
+    active: Any = ()
+    delay: Any = 0
+    acquires: Any = None
+    releases: Any = None
+    recovery: Any = None
+    executor: Any = None
+    host: Any = None
+    name: Any = None
+    config: Any = None
+
+
+_STATUS_OPTIONS = ("success", "failure", "complete", "ready", "active")
+
+
+@overload
+def step(func: F, /) -> F: ...
+
+
+@overload
+def step(
+    *,
+    on: EventRef | None = None,
+    success: EventRef | Iterable[Any] = (),
+    failure: EventRef | Iterable[Any] = (),
+    complete: EventRef | Iterable[Any] = (),
+    ready: EventRef | Iterable[Any] = (),
+    active: EventRef | Iterable[Any] = (),
+    delay: float = 0,
+    acquires: Iterable[Any] | None = None,
+    releases: Iterable[Any] | None = None,
+    recovery: Mapping[Any, Any] | None = None,
+    executor: str | None = None,
+    host: str | None = None,
+    name: str | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> Callable[[F], F]: ...
+
+
+def step(func: Any = None, /, **options: Any) -> Any:
+    """
+    Mark a function as a step: ``@step(on=start, success=extracted)``.
+
+    Records the options on the function and returns the function unchanged; a `Flow` class
+    (or the classic ``add_step``) reads them. ``on`` is the event (or expression) that runs
+    the step; ``success``, ``failure``, ``complete``, ``ready`` and ``active`` are the events
+    (one, or a tuple) the step's task fires on reaching that status; ``delay`` waits that many
+    seconds after ``on`` fires. Mistakes are reported when the flow class is created.
+    """
+    unknown = set(options) - set(StepMark.__dataclass_fields__)
+    if unknown:
+        bad = sorted(unknown)[0]
+        raise TypeError(f"@step() got an unexpected option {bad!r}."
+                        + did_you_mean(bad, StepMark.__dataclass_fields__))
+    mark = StepMark(**options)
+
+    def record(fn: F) -> F:
+        if not callable(fn):
+            raise TypeError(f"@step decorates a function, not {fn!r}")
+        fn.__eventor_step__ = mark  # type: ignore[attr-defined]
+        return fn
+
+    return record(func) if func is not None else record
+
+
+def mark_of(value: Any) -> StepMark | None:
+    """The `StepMark` of a function decorated with `@step`, else None."""
+    mark = getattr(value, "__eventor_step__", None)
+    return mark if isinstance(mark, StepMark) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A flow parameter: an annotated class attribute, optionally with a default."""
+
+    name: str
+    type: Any
+    default: Any = inspect.Parameter.empty
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+
+@dataclass(slots=True)
+class _StepMember:
+    attr: str
+    func: Callable[..., Any]
+    mark: StepMark
+    method: bool  # defined in a class body (gets self) rather than a module-level function
+
+
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    """How a compiled flow calls one of its steps."""
+
+    func: Callable[..., Any]
+    method: bool
+    wants_ctx: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledFlow:
+    """The result of compiling a flow class: its graph, entry events, parameters and steps."""
+
+    graph: FlowGraph
+    entries: tuple[str, ...]
+    params: Mapping[str, Param]
+    steps: Mapping[str, StepInfo]  # step name -> how to call it
+    names: Mapping[int, str]  # id(Event or Expr object) -> event name
+
+
+# Flow attributes and instance keywords a parameter must not shadow.
+FLOW_OPTIONS = ("name", "store", "config", "max_concurrent", "executor", "stop_on_exception",
+                "pickle_results")
+RESERVED = frozenset({*FLOW_OPTIONS, "run_id", "clock", "graph", "parameters", "param_values",
+                      "run", "trigger", "recover", "resume", "close", "cli", "options",
+                      "entry_events"})
+
+
+class _Compiler:
+    """Turns the members of a flow class (and its bases) into a `CompiledFlow`."""
+
+    def __init__(self, cls: type, flow_name: str, where: str) -> None:
+        self.cls = cls
+        self.flow = flow_name
+        self.where = where
+        self.problems: list[Problem] = []
+        self.events: dict[str, Event | Expr | tuple[Any, ...]] = {}
+        self.steps: dict[str, _StepMember] = {}
+        self.params: dict[str, Param] = {}
+        self.names: dict[int, str] = {}
+        self.produced: set[str] = set()
+
+    def problem(self, subject: str, message: str, fix: str = "", where: str = "") -> None:
+        self.problems.append(Problem(subject, message, fix, where))
+
+    # -- collecting the class and its bases ---------------------------------------------
+
+    def collect(self) -> None:
+        for klass in reversed(self.cls.__mro__):
+            if klass is object or getattr(klass, "__eventor_root__", False) is klass:
+                continue
+            self._collect_params(klass)
+            for attr, value in vars(klass).items():
+                if attr.startswith("__") and attr.endswith("__"):
+                    continue
+                self._collect(klass, attr, value)
+
+    def _collect(self, klass: type, attr: str, value: Any) -> None:
+        mark = mark_of(value)
+        if isinstance(value, Event | Expr) or _is_event_tuple(value):
+            if attr in self.steps:
+                self.problem(f"event {attr!r}", f"it hides step {attr!r} of a base flow.",
+                             "Give the event another name.", _where_of(value))
+                return
+            if isinstance(value, Event | Expr) and id(value) in self.names and (
+                self.names[id(value)] != attr
+            ):
+                self.problem(
+                    f"event {attr!r}",
+                    f"it is the same object as event {self.names[id(value)]!r}.",
+                    "Create a separate Event() for each name.", _where_of(value),
+                )
+                return
+            self.events[attr] = value
+            if isinstance(value, Event | Expr):
+                self.names[id(value)] = attr
+        elif mark is not None:
+            if attr in self.events:
+                self.problem(f"step {attr!r}", f"it hides event {attr!r} of a base flow.",
+                             "Give the step another name.", _where_of(value))
+                return
+            self.steps[attr] = _StepMember(attr, value, mark, _is_method(value, klass))
+        elif attr in self.steps:
+            inherited = self.steps[attr]
+            if inspect.isfunction(value):  # a plain override keeps the step's wiring
+                self.steps[attr] = _StepMember(attr, value, inherited.mark, _is_method(value, klass))
+            else:
+                self.problem(
+                    f"step {attr!r}",
+                    f"{klass.__qualname__}.{attr} = {value!r} hides the step of a base flow.",
+                    "Override a step with a method (with or without @step).", self.where,
+                )
+        elif attr in self.params and not callable(value):
+            old = self.params[attr]
+            self.params[attr] = Param(attr, old.type, value, old.doc)  # a new default
+        elif _looks_like_parameter(attr, value) and klass is self.cls:
+            self.problem(
+                f"parameter {attr!r}",
+                f"it has no type annotation, so it is not a parameter ({attr} = {value!r}).",
+                f"Write `{attr}: {type(value).__name__} = {value!r}`; for a constant, "
+                "use an UPPER_CASE or _private name.", self.where,
+            )
+
+    def _collect_params(self, klass: type) -> None:
+        annotations = inspect.get_annotations(klass)
+        if not annotations:
+            return
+        try:
+            hints = typing.get_type_hints(klass, include_extras=True)
+        except Exception:  # names only resolvable at runtime: keep the raw annotations
+            hints = {}
+        for name, raw in annotations.items():
+            hint = hints.get(name, raw)
+            if _is_classvar(hint) or name.startswith("_"):
+                continue
+            if name in RESERVED:
+                self.problem(
+                    f"parameter {name!r}",
+                    "the name is taken by a Flow option or method.",
+                    "Rename the parameter.", self.where,
+                )
+                continue
+            doc = ""
+            if typing.get_origin(hint) is typing.Annotated:
+                doc = next((m for m in typing.get_args(hint)[1:] if isinstance(m, str)), "")
+                hint = typing.get_args(hint)[0]
+            default = vars(klass).get(name, inspect.Parameter.empty)
+            if isinstance(default, Event | Expr) or mark_of(default) is not None:
+                continue  # an annotated event or step is not a parameter
+            self.params[name] = Param(name, hint, default, doc)
+
+    # -- resolving references ------------------------------------------------------------
+
+    def event_name(self, value: Any, subject: str, option: str, where: str) -> str | None:
+        """The name of the event ``value`` refers to; a problem and None when it is none."""
+        if isinstance(value, str):
+            if value in self.events:
+                return value
+            hint = " (that is a step; a step runs on an event)" if value in self.step_names() else ""
+            self.problem(subject, f"{option}={value!r} is not an event of flow {self.flow!r}{hint}."
+                         + did_you_mean(value, self.events),
+                         "Use an event defined in the flow.", where)
+            return None
+        if isinstance(value, Event | Expr):
+            name = self.names.get(id(value))
+            if name is not None:
+                return name
+            if isinstance(value, Event):
+                if value.name is None:
+                    self.problem(subject, f"{option}= holds an Event() that is not a flow attribute.",
+                                 "Define the event as a class attribute and use that.", where)
+                else:
+                    self.problem(subject, f"{option}= holds event {value.name!r} of another flow.",
+                                 "Use the events of this flow (a subclass inherits its base's).",
+                                 where)
+                return None
+        if mark_of(value) is not None:
+            self.problem(subject, f"{option}= holds step {getattr(value, '__name__', value)!r}, "
+                         "not an event.",
+                         "A step runs on an event; give its success= event instead.", where)
+        else:
+            self.problem(subject, f"{option}={value!r} is not an event.",
+                         "Use an Event() attribute of the flow, or its name.", where)
+        return None
+
+    def operand(self, value: Any, subject: str, where: str, top: bool = False) -> Operand | None:
+        """``value`` (an event, a name, an expression, a tuple meaning *and*) as an Operand."""
+        if isinstance(value, Expr) and (top or id(value) not in self.names):
+            kind = And if value.op == "&" else Or
+            parts: list[Operand] = []
+            for item in value.operands:
+                part = self.operand(item, subject, where)
+                if part is None:
+                    return None
+                if isinstance(part, kind) and not (
+                    isinstance(item, Expr) and id(item) in self.names
+                ):
+                    parts.extend(part.operands)  # a & b & c is one And, not two
+                else:
+                    parts.append(part)
+            return kind(tuple(parts))
+        if isinstance(value, tuple | list):
+            if not value:
+                self.problem(subject, "an empty tuple is not an event expression.",
+                             "List the events to join.", where)
+                return None
+            items = [self.operand(v, subject, where) for v in value]
+            return None if None in items else And(tuple(i for i in items if i is not None))
+        if isinstance(value, And | Or):  # or_() over names
+            return value
+        return self.event_name(value, subject, "on", where)
+
+    def step_names(self) -> set[str]:
+        return {m.mark.name if isinstance(m.mark.name, str) else m.attr for m in self.steps.values()}
+
+    # -- building ------------------------------------------------------------------------
+
+    def build(self) -> CompiledFlow:
+        builder = GraphBuilder(self.flow)
+        inline: dict[str, Operand] = {}
+        for attr, value in self.events.items():
+            where = _where_of(value)
+            if isinstance(value, Event):
+                builder.add_event(attr, where=where)
+            else:
+                builder.add_event(attr, self.operand(value, f"event {attr!r}", where, top=True), where)
+        infos: dict[str, StepInfo] = {}
+        for member in self.steps.values():
+            built = self._step(member, builder, inline)
+            if built is not None:
+                infos[built[0]] = built[1]
+        entries = self._entries()
+        builder.problems[:0] = self.problems
+        graph = builder.build()
+        return CompiledFlow(graph, entries, MappingProxyType(self.params),
+                            MappingProxyType(infos), MappingProxyType(self.names))
+
+    def _step(self, member: _StepMember, builder: GraphBuilder,
+              inline: dict[str, Operand]) -> tuple[str, StepInfo] | None:
+        mark, func = member.mark, member.func
+        name = mark.name if mark.name is not None else member.attr
+        subject = f"step {name!r}"
+        where = _where_of(func)
+        wants_ctx = self._signature(func, member.method, subject, where)
+        triggers: dict[StepStatus, list[str]] = {}
+        for option in _STATUS_OPTIONS:
+            value = getattr(mark, option)
+            items = value if isinstance(value, tuple | list) else (value,) if value is not None else ()
+            for item in items:
+                if isinstance(item, Expr) and id(item) not in self.names:
+                    self.problem(subject, f"{option}= holds the expression {item}.",
+                                 "A step fires plain events; an expression fires by itself when "
+                                 "it holds.", where)
+                    continue
+                event = self.event_name(item, subject, option, where)
+                if event is not None:
+                    triggers.setdefault(StepStatus(option), []).append(event)
+                    self.produced.add(event)
+        config = dict(mark.config) if isinstance(mark.config, Mapping) else {}
+        if mark.config is not None and not isinstance(mark.config, Mapping):
+            self.problem(subject, f"config={mark.config!r} is not a dict.",
+                         "Write config={'max_concurrent': 2}, say.", where)
+        if mark.executor is not None:
+            if executor_alias(mark.executor) is None:
+                self.problem(subject, f"executor={mark.executor!r} is unknown."
+                             + did_you_mean(mark.executor, EXECUTORS),
+                             f"Use one of {', '.join(map(repr, EXECUTORS))}.", where)
+            else:
+                config["task_construct"] = mark.executor
+        delay = mark.delay
+        if not is_number(delay) or delay < 0:
+            self.problem(subject, f"delay={delay!r} is not a number of seconds >= 0.",
+                         "Use delay=0 for no delay.", where)
+            delay = 0
+        spec = StepSpec.make(name, func, triggers=triggers, acquires=mark.acquires,
+                             releases=mark.releases, recovery=mark.recovery, config=config,
+                             host=mark.host)
+        on = self._on(mark.on, subject, where, builder, inline)  # an inline expression first
+        builder.add_step(spec, where)
+        if on is not None:
+            builder.add_assoc(on, name, delay, where)
+        return (name, StepInfo(func, member.method, wants_ctx)) if isinstance(name, str) else None
+
+    def _on(self, value: Any, subject: str, where: str, builder: GraphBuilder,
+            inline: dict[str, Operand]) -> str | None:
+        if value is None:
+            self.problem(subject, "it has no on= event, so nothing would ever run it.",
+                         "Write @step(on=some_event).", where)
+            return None
+        if isinstance(value, Expr | tuple | list) and not (
+            isinstance(value, Expr) and id(value) in self.names
+        ):
+            operand = self.operand(value, subject, where, top=True)
+            if operand is None:
+                return None
+            name = str(operand)[1:-1] if isinstance(operand, And | Or) else operand
+            if name not in inline and name not in self.events:
+                inline[name] = operand
+                builder.add_event(name, operand, where)
+            return name
+        return self.event_name(value, subject, "on", where)
+
+    def _signature(self, func: Callable[..., Any], method: bool, subject: str, where: str) -> bool:
+        """True when the step takes a ctx; a problem when its signature does not fit."""
+        try:
+            params = list(inspect.signature(func).parameters.values())
+        except (TypeError, ValueError):
+            return False
+        shape = "(self)` or `(self, ctx)" if method else "()` or `(ctx)"
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if method:
+            if not positional:
+                self.problem(subject, "the method takes no self.", f"Define it as `def {subject[6:-1]}"
+                             f"{shape}`.", where)
+                return False
+            positional = positional[1:]
+        required = [p for p in positional if p.default is p.empty]
+        required += [p for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+        if len(required) > 1 or any(p.kind is p.KEYWORD_ONLY for p in required):
+            names = ", ".join(p.name for p in required)
+            self.problem(subject, f"it requires {names}, but a step gets at most one argument, "
+                         "its StepContext.", f"Define it as `def {subject[6:-1]}{shape}`.", where)
+            return False
+        return bool(positional) or any(p.kind is p.VAR_POSITIONAL for p in params)
+
+    def _entries(self) -> tuple[str, ...]:
+        plain = {n: v for n, v in self.events.items() if isinstance(v, Event)}
+        explicit = tuple(n for n, v in plain.items() if v.entry)
+        if explicit:
+            return explicit
+        entries = tuple(n for n in plain if n not in self.produced)
+        if not entries and self.steps:
+            self.problem(f"flow {self.flow!r}", "it has no entry event: every event is fired by a "
+                         "step or is an expression, so nothing could start it.",
+                         "Add an event no step fires, or mark one Event(entry=True).", self.where)
+        return entries
+
+
+def _is_event_tuple(value: Any) -> bool:
+    return isinstance(value, tuple) and bool(value) and all(
+        isinstance(v, Event | Expr) or _is_event_tuple(v) for v in value
+    )
+
+
+def _is_method(func: Any, klass: type) -> bool:
+    qualname = getattr(func, "__qualname__", "")
+    return bool(qualname == f"{klass.__qualname__}.{getattr(func, '__name__', '')}")
+
+
+def _is_classvar(hint: Any) -> bool:
+    return hint is ClassVar or typing.get_origin(hint) is ClassVar or (
+        isinstance(hint, str) and hint.startswith(("ClassVar", "typing.ClassVar"))
+    )
+
+
+def _looks_like_parameter(attr: str, value: Any) -> bool:
+    if attr.startswith("_") or attr.isupper() or callable(value):
+        return False
+    if isinstance(value, staticmethod | classmethod | property | types.MemberDescriptorType):
+        return False
+    return isinstance(value, str | int | float | bool | list | dict | tuple | set | type(None))
+
+
+def _where_of(value: Any) -> str:
+    if isinstance(value, Event | Expr):
+        return value.where
+    code = getattr(inspect.unwrap(value), "__code__", None) if callable(value) else None
+    return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else ""
+
+
+def compile_flow(cls: type, name: str, where: str = "") -> CompiledFlow:
+    """
+    Compile a flow class (with its bases) into a `CompiledFlow`.
+
+    Raises:
+        FlowDefinitionError: listing every problem in the class and its bases.
+    """
+    compiler = _Compiler(cls, name, where)
+    compiler.collect()
+    return compiler.build()
+
+
+class FlowMeta(type):
+    """Compiles each `Flow` subclass, once, when it is created; see `compile_flow`."""
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], ns: dict[str, Any], **options: Any) -> FlowMeta:
+        cls = super().__new__(mcs, name, bases, ns)
+        if not any(isinstance(b, FlowMeta) for b in bases):
+            cls.__eventor_root__ = cls  # type: ignore[attr-defined]
+            return cls
+        where = options.pop("__where__", None) or _caller(1)
+        inherited = dict(getattr(cls, "__eventor_options__", {}))
+        inherited.pop("name", None)  # a subclass is its own flow
+        problems = [
+            Problem(f"flow {name!r}", f"unknown option {key!r}." + did_you_mean(key, FLOW_OPTIONS),
+                    f"Flow options are {', '.join(FLOW_OPTIONS)}.", where)
+            for key in options if key not in FLOW_OPTIONS
+        ]
+        merged = {**inherited, **{k: v for k, v in options.items() if k in FLOW_OPTIONS}}
+        flow_name = merged.get("name") or name
+        try:
+            compiled = compile_flow(cls, flow_name, where)
+        except FlowDefinitionError as exc:
+            if problems:
+                raise FlowDefinitionError(flow_name, [*problems, *exc.problems]) from None
+            raise exc.with_traceback(None) from None
+        if problems:
+            raise FlowDefinitionError(flow_name, problems)
+        cls.__eventor_options__ = MappingProxyType(merged)  # type: ignore[attr-defined]
+        cls.__eventor_compiled__ = compiled  # type: ignore[attr-defined]
+        cls.graph = compiled.graph  # type: ignore[attr-defined]
+        cls.parameters = compiled.params  # type: ignore[attr-defined]
+        cls.entry_events = compiled.entries  # type: ignore[attr-defined]
+        return cls
+
+    def __init__(cls, name: str, bases: tuple[type, ...], ns: dict[str, Any], **options: Any) -> None:
+        super().__init__(name, bases, ns)
+
+    def _compiled(cls) -> CompiledFlow:
+        compiled = cls.__dict__.get("__eventor_compiled__")
+        if compiled is None:
+            raise TypeError(f"{cls.__qualname__} is the base of flows; subclass it to define one")
+        return typing.cast(CompiledFlow, compiled)

@@ -1,0 +1,309 @@
+"""
+Running declarative flows: the `Flow` base class and the `@flow` decorator.
+
+``Etl(day="2026-11-01").run()`` checks the parameters, opens the run store, binds the
+compiled graph's steps to the flow object, triggers the entry events and runs the engine;
+it returns a `RunResult`. The flow object is one run: later ``trigger``/``run`` calls
+continue it.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any, ClassVar, TypeVar, overload
+
+from eventor.classic import new_run_id
+from eventor.clock import Clock
+from eventor.config import default_program, load_config
+from eventor.context import RunResult, StepCall, TaskResult
+from eventor.dsl import FLOW_OPTIONS, Event, Expr, FlowMeta, Param, _caller
+from eventor.engine import Engine, EngineOptions, RunSummary
+from eventor.exceptions import (
+    EventorUsageError,
+    NotSupportedError,
+    ParameterError,
+)
+from eventor.graph import FlowGraph
+from eventor.log import make_logger
+from eventor.store import Store, open_store
+from eventor.validate import did_you_mean
+
+__all__ = ["Flow", "flow"]
+
+T = TypeVar("T")
+
+
+class Flow(metaclass=FlowMeta):
+    """
+    Base class of declarative flows: events as `Event()` attributes, steps as `@step` methods.
+
+    Instantiate with the flow's parameters (and, optionally, flow options or a ``run_id``);
+    the object then records one run in the store.
+
+    Args:
+        run_id: the run's id in the store (generated when omitted).
+        clock: a time source (tests pass a `MockClock`).
+        **values: parameters by name, and flow options (``store``, ``config``,
+            ``max_concurrent``, ``executor``, ``stop_on_exception``, ``pickle_results``)
+            that override the class's.
+
+    Raises:
+        ParameterError: an unknown or missing parameter, or a value of the wrong type.
+    """
+
+    graph: ClassVar[FlowGraph]  # the compiled graph (set on each subclass)
+    parameters: ClassVar[Mapping[str, Param]]  # the flow's parameters, by name
+    entry_events: ClassVar[tuple[str, ...]]  # the events a run starts with
+
+    def __init__(self, *, run_id: str | None = None, clock: Clock | None = None, **values: Any):
+        cls = type(self)
+        compiled = cls._compiled()
+        params = compiled.params
+        flow_name = compiled.graph.name
+        self.options: dict[str, Any] = dict(cls.__eventor_options__)  # type: ignore[attr-defined]
+        given: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in params:
+                given[key] = _checked(flow_name, params[key], value)
+            elif key in FLOW_OPTIONS and key != "name":
+                self.options[key] = value
+            else:
+                known = ", ".join(params) or "none"
+                raise ParameterError(
+                    f"flow {flow_name!r} has no parameter {key!r}."
+                    + did_you_mean(key, [*params, *FLOW_OPTIONS])
+                    + f" Its parameters: {known}.", flow=flow_name, parameter=key,
+                )
+        for param in params.values():
+            if param.name in given:
+                continue
+            if param.required:
+                raise ParameterError(
+                    f"flow {flow_name!r} needs parameter {param.name!r} "
+                    f"({_type_name(param.type)}): pass {cls.__name__}({param.name}=...).",
+                    flow=flow_name, parameter=param.name,
+                )
+            given[param.name] = param.default
+        self.param_values: Mapping[str, Any] = types.MappingProxyType(given)
+        for key, value in given.items():
+            setattr(self, key, value)
+        self.run_id = run_id or new_run_id()
+        self._clock = clock
+        self._engine: Engine | None = None
+        self._held: list[Any] = []  # what the finalizer closes: the store, when ours
+        self._finalizer = weakref.finalize(self, _release, self._held)
+        self._started = False
+        self._triggered = False
+
+    # -- running -------------------------------------------------------------------------
+
+    def trigger(self, event: Event | Expr | str, sequence: Any = None) -> None:
+        """
+        Fire ``event`` in ``sequence`` (default ``0``) when the flow next runs.
+
+        Raises:
+            EventorUsageError: the flow has no such event.
+        """
+        engine = self._ensure_engine()
+        engine.trigger(self._event_name(event), sequence)
+        self._triggered = True
+
+    def run(self, sequence: Any = None, *, max_loops: int = -1) -> RunResult:
+        """
+        Run the flow until nothing is left to do (or for ``max_loops`` rounds).
+
+        The first run triggers the entry events in ``sequence`` (default ``0``) unless
+        `trigger` was called first; later runs continue the same run, and trigger the entry
+        events again only for a given ``sequence``.
+
+        Returns:
+            The `RunResult`: truthy when no failure went unhandled.
+        """
+        engine = self._ensure_engine()
+        if sequence is not None or not (self._started or self._triggered):
+            for name in type(self).entry_events:
+                engine.trigger(name, sequence)
+        self._started, self._triggered = True, False
+        try:
+            summary = engine.run(max_loops)
+        finally:
+            engine.stop_executors()  # no worker outlives run(); the next run starts new ones
+        return self._result(summary, engine)
+
+    @classmethod
+    def recover(cls, run_id: str, **values: Any) -> RunResult:
+        """Recover a failed run: a new attempt that skips what succeeded (not available yet)."""
+        raise NotSupportedError(
+            f"{cls.__name__}.recover({run_id!r})",
+            "recovery is not in this version yet; start a new run with "
+            f"{cls.__name__}(...).run()",
+        )
+
+    @classmethod
+    def resume(cls, run_id: str, **values: Any) -> RunResult:
+        """Continue a paused run where it stopped (not available yet)."""
+        raise NotSupportedError(
+            f"{cls.__name__}.resume({run_id!r})",
+            "continuing a run is not in this version yet; run it to the end with run()",
+        )
+
+    def close(self) -> None:
+        """Stop the executors and close the store (when the flow opened it)."""
+        if self._engine is not None:
+            self._engine.close()
+        self._finalizer()
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.param_values.items())
+        return f"{type(self).__name__}({params}) run_id={self.run_id!r}"
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _event_name(self, event: Any) -> str:
+        if isinstance(event, str):
+            return event
+        name = type(self)._compiled().names.get(id(event))
+        if name is None:
+            raise EventorUsageError(f"{event!r} is not an event of flow {self.graph.name!r}")
+        return name
+
+    def _ensure_engine(self) -> Engine:
+        if self._engine is not None:
+            return self._engine
+        if not self._finalizer.alive:
+            raise EventorUsageError(f"{self!r} is closed; create a new flow object to run again")
+        options = self.options
+        config = load_config(options.get("config"))
+        store = options.get("store", "")
+        program = default_program()
+        if isinstance(store, str):
+            store = open_store(store, program=program, workdir=config.workdir,
+                               databases=config.DATABASES)
+            self._held.append(store)
+        graph = self._bound_graph()
+        self._engine = Engine(
+            graph, store, run_id=self.run_id, program=program,
+            options=EngineOptions.from_config(
+                config, max_concurrent=options.get("max_concurrent"),
+                task_construct=options.get("executor"),
+                stop_on_exception=options.get("stop_on_exception"),
+            ),
+            clock=self._clock, log=make_logger(graph.name, config.LOGGING),
+            info={"params": json.loads(json.dumps(dict(self.param_values), default=str))},
+        )
+        return self._engine
+
+    def _bound_graph(self) -> FlowGraph:
+        """The class's graph with each step's function bound to this object."""
+        compiled = type(self)._compiled()
+        graph = compiled.graph
+        events = frozenset(graph.events)
+        allow_pickle = bool(self.options.get("pickle_results", False))
+        steps = {}
+        for name, spec in graph.steps.items():
+            info = compiled.steps[name]
+            call = StepCall(info.func, flow=self if info.method else None,
+                            wants_ctx=info.wants_ctx, flow_name=graph.name, events=events,
+                            allow_pickle=allow_pickle)
+            steps[name] = replace(spec, func=call)
+        return replace(graph, steps=types.MappingProxyType(steps))
+
+    def _result(self, summary: RunSummary, engine: Engine) -> RunResult:
+        allow_pickle = bool(self.options.get("pickle_results", False))
+        tasks = tuple(
+            TaskResult(t.step.name, t.sequence, t.status.value, t.result_kind, t.result,
+                       f"{t.error_type}: {t.error_message}" if t.error_type else None,
+                       allow_pickle)
+            for t in engine.tasks()
+        )
+        return RunResult(summary, tasks)
+
+
+def _release(held: list[Any]) -> None:
+    while held:
+        held.pop().close()
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp)
+
+
+def _checked(flow_name: str, param: Param, value: Any) -> Any:
+    """``value`` when it fits ``param``'s type, else a `ParameterError` that names both."""
+    if _fits(value, param.type):
+        return value
+    raise ParameterError(
+        f"flow {flow_name!r} parameter {param.name!r} expects {_type_name(param.type)}, "
+        f"got {type(value).__name__} {value!r}.", flow=flow_name, parameter=param.name,
+    )
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    if tp is Any or isinstance(tp, str | typing.TypeVar):
+        return True  # an annotation that cannot be checked at runtime
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _fits(value, typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(tp))
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    if tp is None or tp is type(None):
+        return value is None
+    if origin is not None:
+        return isinstance(origin, type) and isinstance(value, origin)
+    if not isinstance(tp, type):
+        return True
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+@overload
+def flow(cls: type, /) -> Any: ...
+
+
+@overload
+def flow(
+    *,
+    name: str | None = None,
+    store: str | Store | None = None,
+    config: Mapping[str, Any] | str | None = None,
+    max_concurrent: int | None = None,
+    executor: str | None = None,
+    stop_on_exception: bool | None = None,
+    pickle_results: bool | None = None,
+) -> Callable[[type], Any]: ...
+
+
+def flow(cls: type | None = None, /, **options: Any) -> Any:
+    """
+    Make a plain class a flow: ``@flow`` or ``@flow(store="sqlite:///etl.db", max_concurrent=4)``.
+
+    Returns a `Flow` subclass of the class, so ``super()`` and ``isinstance`` keep working.
+    """
+    options = {k: v for k, v in options.items() if v is not None}
+    where = _caller(1)
+
+    def make(plain: type) -> Any:
+        if isinstance(plain, FlowMeta):
+            raise TypeError(f"{plain.__qualname__} is already a Flow; give options as class "
+                            f"keywords: class {plain.__name__}(Flow, max_concurrent=4)")
+        ns = {"__module__": plain.__module__, "__qualname__": plain.__qualname__,
+              "__doc__": plain.__doc__}
+        return FlowMeta(plain.__name__, (plain, Flow), ns, __where__=where, **options)
+
+    return make(cls) if cls is not None else make
