@@ -14,9 +14,11 @@ from typing import Any
 
 from eventor.clock import Clock
 from eventor.config import Config, default_program, load_config
+from eventor.context import StepCall
+from eventor.dsl import fit_signature, mark_of
 from eventor.engine import Engine, EngineOptions, RunSummary
 from eventor.enums import RunMode
-from eventor.exceptions import EventorUsageError, FlowDefinitionError, NotSupportedError
+from eventor.exceptions import EventorUsageError, FlowDefinitionError, NotSupportedError, Problem
 from eventor.graph import EventSpec, FlowGraph, GraphBuilder, StepSpec
 from eventor.log import make_logger
 from eventor.store import Store, open_store
@@ -130,7 +132,7 @@ class Eventor:
 
     def add_step(
         self,
-        name: str,
+        name: str | Callable[..., Any],
         func: Callable[..., Any] | None = None,
         args: Iterable[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
@@ -147,12 +149,43 @@ class Eventor:
         ``triggers`` maps a status (``STEP_SUCCESS``, ...) to an event or a tuple of events;
         ``config`` may set ``task_construct``, ``max_concurrent`` and ``stop_on_exception``
         for this step.
+
+        A function decorated with `@step` may be given alone (``add_step(extract)``): its
+        name, its wiring (``on=`` becomes an association) and its options come from the
+        decorator, and it gets a `StepContext` when it takes one. Arguments given here win.
         """
         self._check_open("add a step")
+        if callable(name):
+            func = name
+            name = getattr(func, "__name__", "")
+        mark = mark_of(func)
+        where = _caller()
         before = len(self._builder.problems)
+        if mark is not None and not args and not kwargs:
+            assert func is not None
+            name = mark.name or name
+            wants_ctx, problem, fix = fit_signature(func, False, name)
+            if problem:
+                self._builder.problems.append(Problem(f"step {name!r}", problem, fix, where))
+            func = StepCall(func, wants_ctx=wants_ctx, flow_name=self.name)
+            triggers = triggers if triggers is not None else {
+                status: getattr(mark, status) for status in ("success", "failure", "complete",
+                                                             "ready", "active")
+                if getattr(mark, status) not in ((), None)
+            }
+            acquires = acquires if acquires is not None else mark.acquires
+            releases = releases if releases is not None else mark.releases
+            recovery = recovery if recovery is not None else mark.recovery
+            config = config if config is not None else {
+                **(mark.config or {}),
+                **({"task_construct": mark.executor} if mark.executor else {}),
+            }
+            host = host if host is not None else mark.host
         spec = StepSpec.make(name, func, args, kwargs, triggers, acquires, releases, recovery,
                              config, host)
-        self._builder.add_step(spec, where=_caller())
+        self._builder.add_step(spec, where=where)
+        if mark is not None and mark.on is not None:
+            self._builder.add_assoc(_name_of(mark.on, "an event"), spec.name, mark.delay, where)
         self._raise_new_problems(before)
         return spec
 

@@ -9,6 +9,7 @@ and reports every problem in one `FlowDefinitionError`. Running a flow lives in 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
 import types
@@ -30,6 +31,8 @@ __all__ = [
     "Param",
     "StepMark",
     "compile_flow",
+    "fit_signature",
+    "mark_of",
     "or_",
     "step",
 ]
@@ -298,8 +301,7 @@ class _Compiler:
                 )
                 return
             self.events[attr] = value
-            if isinstance(value, Event | Expr):
-                self.names[id(value)] = attr
+            self.names[id(value)] = attr
         elif mark is not None:
             if attr in self.events:
                 self.problem(f"step {attr!r}", f"it hides event {attr!r} of a base flow.",
@@ -329,14 +331,14 @@ class _Compiler:
 
     def _collect_params(self, klass: type) -> None:
         annotations = inspect.get_annotations(klass)
-        if not annotations:
-            return
-        try:
-            hints = typing.get_type_hints(klass, include_extras=True)
-        except Exception:  # names only resolvable at runtime: keep the raw annotations
-            hints = {}
+        module = sys.modules.get(klass.__module__)
+        scope = {**vars(typing), **(vars(module) if module else {})}
         for name, raw in annotations.items():
-            hint = hints.get(name, raw)
+            hint = raw
+            if isinstance(raw, str):  # from __future__ import annotations
+                # A name only the module's runtime knows keeps its text, and is not checked.
+                with contextlib.suppress(Exception):
+                    hint = eval(raw, scope, dict(vars(klass)))
             if _is_classvar(hint) or name.startswith("_"):
                 continue
             if name in RESERVED:
@@ -367,7 +369,7 @@ class _Compiler:
                          + did_you_mean(value, self.events),
                          "Use an event defined in the flow.", where)
             return None
-        if isinstance(value, Event | Expr):
+        if isinstance(value, Event | Expr | tuple):
             name = self.names.get(id(value))
             if name is not None:
                 return name
@@ -391,16 +393,16 @@ class _Compiler:
 
     def operand(self, value: Any, subject: str, where: str, top: bool = False) -> Operand | None:
         """``value`` (an event, a name, an expression, a tuple meaning *and*) as an Operand."""
-        if isinstance(value, Expr) and (top or id(value) not in self.names):
+        if not top and isinstance(value, Expr | tuple) and id(value) in self.names:
+            return self.names[id(value)]
+        if isinstance(value, Expr):
             kind = And if value.op == "&" else Or
             parts: list[Operand] = []
             for item in value.operands:
                 part = self.operand(item, subject, where)
                 if part is None:
                     return None
-                if isinstance(part, kind) and not (
-                    isinstance(item, Expr) and id(item) in self.names
-                ):
+                if isinstance(part, kind) and id(item) not in self.names:
                     parts.extend(part.operands)  # a & b & c is one And, not two
                 else:
                     parts.append(part)
@@ -493,9 +495,7 @@ class _Compiler:
             self.problem(subject, "it has no on= event, so nothing would ever run it.",
                          "Write @step(on=some_event).", where)
             return None
-        if isinstance(value, Expr | tuple | list) and not (
-            isinstance(value, Expr) and id(value) in self.names
-        ):
+        if isinstance(value, Expr | tuple | list) and id(value) not in self.names:
             operand = self.operand(value, subject, where, top=True)
             if operand is None:
                 return None
@@ -507,27 +507,10 @@ class _Compiler:
         return self.event_name(value, subject, "on", where)
 
     def _signature(self, func: Callable[..., Any], method: bool, subject: str, where: str) -> bool:
-        """True when the step takes a ctx; a problem when its signature does not fit."""
-        try:
-            params = list(inspect.signature(func).parameters.values())
-        except (TypeError, ValueError):
-            return False
-        shape = "(self)` or `(self, ctx)" if method else "()` or `(ctx)"
-        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        if method:
-            if not positional:
-                self.problem(subject, "the method takes no self.", f"Define it as `def {subject[6:-1]}"
-                             f"{shape}`.", where)
-                return False
-            positional = positional[1:]
-        required = [p for p in positional if p.default is p.empty]
-        required += [p for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
-        if len(required) > 1 or any(p.kind is p.KEYWORD_ONLY for p in required):
-            names = ", ".join(p.name for p in required)
-            self.problem(subject, f"it requires {names}, but a step gets at most one argument, "
-                         "its StepContext.", f"Define it as `def {subject[6:-1]}{shape}`.", where)
-            return False
-        return bool(positional) or any(p.kind is p.VAR_POSITIONAL for p in params)
+        wants_ctx, problem, fix = fit_signature(func, method, subject[6:-1])
+        if problem:
+            self.problem(subject, problem, fix, where)
+        return wants_ctx
 
     def _entries(self) -> tuple[str, ...]:
         plain = {n: v for n, v in self.events.items() if isinstance(v, Event)}
@@ -540,6 +523,33 @@ class _Compiler:
                          "step or is an expression, so nothing could start it.",
                          "Add an event no step fires, or mark one Event(entry=True).", self.where)
         return entries
+
+
+def fit_signature(func: Callable[..., Any], method: bool, name: str) -> tuple[bool, str, str]:
+    """
+    Whether a step function takes a ctx, and what is wrong with its signature, if anything.
+
+    A method step is ``def s(self)`` or ``def s(self, ctx)``; a function step ``def s()`` or
+    ``def s(ctx)``. Returns ``(wants_ctx, problem, fix)``; ``problem`` is "" when it fits.
+    """
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return False, "", ""
+    shape = (f"`def {name}(self)` or `def {name}(self, ctx)`" if method
+             else f"`def {name}()` or `def {name}(ctx)`")
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if method:
+        if not positional:
+            return False, "the method takes no self.", f"Define it as {shape}."
+        positional = positional[1:]
+    required = [p for p in positional if p.default is p.empty]
+    required += [p for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    if len(required) > 1 or any(p.kind is p.KEYWORD_ONLY for p in required):
+        names = ", ".join(p.name for p in required)
+        return (False, f"it requires {names}, but a step gets at most one argument, its "
+                "StepContext.", f"Define it as {shape}.")
+    return bool(positional) or any(p.kind is p.VAR_POSITIONAL for p in params), "", ""
 
 
 def _is_event_tuple(value: Any) -> bool:
@@ -589,8 +599,9 @@ def compile_flow(cls: type, name: str, where: str = "") -> CompiledFlow:
 class FlowMeta(type):
     """Compiles each `Flow` subclass, once, when it is created; see `compile_flow`."""
 
-    def __new__(mcs, name: str, bases: tuple[type, ...], ns: dict[str, Any], **options: Any) -> FlowMeta:
-        cls = super().__new__(mcs, name, bases, ns)
+    def __new__(mcs, cls_name: str, bases: tuple[type, ...], ns: dict[str, Any], /,
+                **options: Any) -> FlowMeta:
+        cls = super().__new__(mcs, cls_name, bases, ns)
         if not any(isinstance(b, FlowMeta) for b in bases):
             cls.__eventor_root__ = cls  # type: ignore[attr-defined]
             return cls
@@ -598,12 +609,12 @@ class FlowMeta(type):
         inherited = dict(getattr(cls, "__eventor_options__", {}))
         inherited.pop("name", None)  # a subclass is its own flow
         problems = [
-            Problem(f"flow {name!r}", f"unknown option {key!r}." + did_you_mean(key, FLOW_OPTIONS),
+            Problem(f"flow {cls_name!r}", f"unknown option {key!r}." + did_you_mean(key, FLOW_OPTIONS),
                     f"Flow options are {', '.join(FLOW_OPTIONS)}.", where)
             for key in options if key not in FLOW_OPTIONS
         ]
         merged = {**inherited, **{k: v for k, v in options.items() if k in FLOW_OPTIONS}}
-        flow_name = merged.get("name") or name
+        flow_name = merged.get("name") or cls_name
         try:
             compiled = compile_flow(cls, flow_name, where)
         except FlowDefinitionError as exc:
@@ -619,8 +630,9 @@ class FlowMeta(type):
         cls.entry_events = compiled.entries  # type: ignore[attr-defined]
         return cls
 
-    def __init__(cls, name: str, bases: tuple[type, ...], ns: dict[str, Any], **options: Any) -> None:
-        super().__init__(name, bases, ns)
+    def __init__(cls, cls_name: str, bases: tuple[type, ...], ns: dict[str, Any], /,
+                 **options: Any) -> None:
+        super().__init__(cls_name, bases, ns)
 
     def _compiled(cls) -> CompiledFlow:
         compiled = cls.__dict__.get("__eventor_compiled__")

@@ -1,0 +1,389 @@
+"""Declarative flows run on the engine: parameters, results, dynamic triggers, subclasses."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date
+
+import pytest
+
+import eventor as evr
+from eventor import Event, Flow, step
+
+QUIET = {"LOGGING": {"console": False}}
+
+
+@pytest.fixture
+def opts(tmp_path):
+    """Flow options for a test: a real sqlite file in tmp_path, no console logging."""
+    return {"store": str(tmp_path / "flow.run.db"), "config": QUIET}
+
+
+class Etl(Flow):
+    day: str = "today"
+    rows: int = 3
+
+    start = Event()
+    extracted = Event()
+    checked = Event()
+    ready = extracted & checked
+    failed = Event()
+
+    @step(on=start, success=extracted)
+    def extract(self, ctx):
+        return {"day": self.day, "rows": list(range(self.rows))}
+
+    @step(on=start, success=checked, failure=failed)
+    def check(self):
+        if self.day == "bad":
+            raise ValueError("bad day")
+
+    @step(on=ready)
+    def load(self, ctx):
+        return len(ctx.results["extract"]["rows"])
+
+    @step(on=failed)
+    def alert(self, ctx):
+        return f"alerted for {ctx.sequence}"
+
+
+@pytest.mark.parametrize("executor", ["invoke", "thread", "process"])
+def test_a_flow_runs_and_passes_results_on_every_executor(opts, executor):
+    result = Etl(day="2026-11-01", executor=executor, **opts).run()
+    assert result
+    assert result.status == "success"
+    assert result.statuses == {("extract", "0"): "success", ("check", "0"): "success",
+                               ("load", "0"): "success"}
+    assert result["extract"] == {"day": "2026-11-01", "rows": [0, 1, 2]}
+    assert result["load"] == 3
+
+
+def test_a_handled_failure_runs_the_failure_branch_and_the_run_succeeds(opts):
+    result = Etl(day="bad", executor="invoke", **opts).run()
+    assert result
+    assert result.statuses == {("extract", "0"): "success", ("check", "0"): "failure",
+                               ("alert", "0"): "success"}
+    assert result.task("check").error == "ValueError: bad day"
+    assert result["alert"] == "alerted for 0"
+
+
+def test_an_unhandled_failure_makes_the_result_falsy(opts):
+    class Fragile(Flow):
+        start = Event()
+
+        @step(on=start)
+        def boom(self):
+            raise RuntimeError("no")
+
+    result = Fragile(executor="thread", **opts).run()
+    assert not result
+    assert result.status == "failure"
+    assert result.failed == (("boom", "0"),)
+
+
+def test_the_run_is_recorded_with_its_parameters(opts):
+    flow = Etl(rows=5, **opts)
+    result = flow.run()
+    store = evr.Eventor(store=opts["store"], config=QUIET).store
+    run = next(r for r in store.runs() if r["run_id"] == result.run_id)
+    info = run["info"] if isinstance(run["info"], dict) else json.loads(run["info"])
+    assert info == {"flow": "Etl", "params": {"day": "today", "rows": 5}}
+    assert {t["step"] for t in store.tasks(result.run_id)} == {"extract", "check", "load"}
+    store.close()
+    flow.close()
+
+
+def test_parameters_are_checked_by_type_and_name():
+    with pytest.raises(evr.ParameterError, match="parameter 'rows' expects int, got str '3'"):
+        Etl(rows="3")
+    with pytest.raises(evr.ParameterError, match="has no parameter 'dya'. Did you mean 'day'?"):
+        Etl(dya="x")
+
+    class Needs(Flow):
+        when: date
+        ratio: float = 1.0
+        note: str | None = None
+        start = Event()
+
+        @step(on=start)
+        def s(self): ...
+
+    with pytest.raises(evr.ParameterError, match=r"needs parameter 'when' \(date\)"):
+        Needs()
+    flow = Needs(when=date(2026, 11, 1), ratio=2, note=None)
+    assert (flow.when, flow.ratio, flow.note) == (date(2026, 11, 1), 2, None)
+    assert isinstance(evr.ParameterError("x", flow="f"), TypeError)
+
+
+def test_many_sequences_run_in_one_run(opts):
+    flow = Etl(executor="thread", **opts)
+    for day in ("mon", "tue", "wed"):
+        flow.trigger(Etl.start, day)
+    result = flow.run()
+    assert result
+    assert sorted(s for (step_, s) in result.statuses if step_ == "load") == ["mon", "tue", "wed"]
+    with pytest.raises(KeyError, match=r"ran in several sequences .* result\['load', sequence\]"):
+        result["load"]
+    assert result["load", "tue"] == 3
+    flow.close()
+
+
+def test_later_runs_continue_the_run_and_a_sequence_adds_one(opts):
+    with Etl(executor="invoke", **opts) as flow:
+        first = flow.run()
+        again = flow.run()
+        third = flow.run(sequence="x")
+    assert first.run_id == again.run_id == third.run_id
+    assert len(again.tasks) == 3  # nothing new ran
+    assert {s for (_, s) in third.statuses} == {"0", "x"}
+
+
+def test_triggering_an_unknown_event_says_which_exist(opts):
+    with Etl(**opts) as flow, pytest.raises(evr.EventorUsageError, match="Did you mean 'start'"):
+        flow.trigger("strat")
+
+
+def test_a_closed_flow_cannot_run_again(opts):
+    flow = Etl(executor="invoke", **opts)
+    flow.run()
+    flow.close()
+    with pytest.raises(evr.EventorUsageError, match="is closed"):
+        Etl(executor="invoke", **opts).close() or flow.run(sequence="late")
+
+
+# -- dynamic triggers --------------------------------------------------------------------
+
+
+class Loops(Flow):
+    """A loop over items, one sequence each, and a nested loop inside each item."""
+
+    start = Event(entry=True)  # item and part are fired only by ctx.trigger: not entries
+    item = Event()
+    part = Event()
+
+    @step(on=start)
+    def fan_out(self, ctx):
+        for i in [1, 2, 3]:
+            ctx.trigger(self.item, f"{i}")
+
+    @step(on=item)
+    def per_item(self, ctx):
+        for j in ["a", "b"]:
+            ctx.trigger("part", f"{ctx.sequence}.{j}")
+        return int(ctx.sequence)
+
+    @step(on=part)
+    def per_part(self, ctx):
+        return ctx.sequence
+
+
+def test_ctx_trigger_fans_out_into_new_sequences_and_nested_loops(opts):
+    result = Loops(executor="invoke", **opts).run()
+    assert result
+    assert [(t.step, t.sequence) for t in result.tasks] == [
+        ("fan_out", "0"),
+        ("per_item", "1"), ("per_item", "2"), ("per_item", "3"),
+        ("per_part", "1.a"), ("per_part", "1.b"), ("per_part", "2.a"), ("per_part", "2.b"),
+        ("per_part", "3.a"), ("per_part", "3.b"),
+    ]
+    assert result["per_part", "2.b"] == "2.b"
+    store = evr.Eventor(store=opts["store"], config=QUIET).store
+    sources = {(t["event"], t["sequence"]): t["source"] for t in store.triggers(result.run_id)}
+    store.close()
+    assert sources[("item", "2")] == "fan_out:trigger"
+    assert sources[("part", "3.a")] == "per_item:trigger"
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+def test_ctx_trigger_works_from_threads_and_processes(opts, executor):
+    result = Loops(executor=executor, **opts).run()
+    assert result
+    assert sorted(result.statuses) == sorted(
+        [("fan_out", "0")] + [("per_item", str(i)) for i in (1, 2, 3)]
+        + [("per_part", f"{i}.{j}") for i in (1, 2, 3) for j in "ab"]
+    )
+    assert set(result.statuses.values()) == {"success"}
+
+
+def test_ctx_trigger_of_an_unknown_event_fails_the_step_with_the_fix(opts):
+    class Typo(Flow):
+        start = Event()
+        item = Event()
+
+        @step(on=start)
+        def fan_out(self, ctx):
+            ctx.trigger("itme", 1)
+
+        @step(on=item)
+        def handle(self): ...
+
+    result = Typo(executor="process", **opts).run()
+    assert not result
+    assert result.task("fan_out").error == (
+        "EventorUsageError: ctx.trigger('itme'): flow 'Typo' has no such event. Did you mean 'item'?")
+
+
+def test_a_loop_that_retriggers_its_own_entry_ends_when_the_step_stops(opts):
+    class Countdown(Flow):
+        tick = Event(entry=True)
+
+        @step(on=tick)
+        def count(self, ctx):
+            n = int(ctx.sequence)
+            if n < 4:
+                ctx.trigger(self.tick, n + 1)
+            return n
+
+    result = Countdown(executor="thread", **opts).run()
+    assert [result["count", n] for n in range(5)] == [0, 1, 2, 3, 4]
+
+
+# -- context and results ---------------------------------------------------------------
+
+
+def test_the_step_context_describes_the_task(opts):
+    class Probe(Flow):
+        start = Event()
+
+        @step(on=start)
+        def probe(self, ctx):
+            ctx.log.info("probing", n=1)
+            return {"run_id": ctx.run_id, "sequence": ctx.sequence, "step": ctx.step,
+                    "recovery": ctx.recovery, "results": dict(ctx.results),
+                    "env": os.environ.get("EVENTOR_STEP_NAME")}
+
+    flow = Probe(executor="process", **opts)
+    result = flow.run(sequence="s1")
+    assert result["probe"] == {"run_id": flow.run_id, "sequence": "s1", "step": "probe",
+                               "recovery": 0, "results": {}, "env": "probe"}
+    flow.close()
+
+
+def test_results_that_are_not_json_are_refused_unless_the_flow_stores_pickles(opts):
+    class Objects(Flow):
+        start = Event()
+        made = Event()
+
+        @step(on=start, success=made)
+        def make(self):
+            return {1, 2, 3}
+
+        @step(on=made)
+        def use(self, ctx):
+            return sorted(ctx.results["make"])
+
+    plain = Objects(executor="process", **opts).run()
+    assert not plain
+    assert "returned a value that is not JSON-serializable" in plain.task("use").error
+    assert "pickle_results=True" in plain.task("use").error
+    with pytest.raises(evr.ResultNotStoredError, match=r"only its repr was stored: \{1, 2, 3\}"):
+        plain["make"]
+
+    pickled = Objects(executor="process", pickle_results=True, **opts).run()
+    assert pickled
+    assert pickled["make"] == {1, 2, 3}
+    assert pickled["use"] == [1, 2, 3]
+
+
+def test_missing_results_name_the_steps_that_have_some(opts):
+    class Early(Flow):
+        start = Event()
+        done = Event()
+
+        @step(on=start, success=done)
+        def first(self):
+            return 1
+
+        @step(on=done)
+        def second(self, ctx):
+            return ctx.results["nope"]
+
+    result = Early(executor="invoke", **opts).run()
+    assert "no result from step 'nope' in sequence '0'" in result.task("second").error
+    assert "steps with results: 'first'" in result.task("second").error
+
+
+# -- subclasses, function steps, the decorator, the classic API ------------------------
+
+
+class Daily(Etl):
+    reported = Event()
+
+    @step(on=Etl.extracted, success=reported)
+    def load(self, ctx):
+        return "replaced"
+
+    @step(on=reported)
+    def report(self, ctx):
+        return f"{ctx.results['load']} for {self.day}"
+
+    def check(self):
+        super().check()
+        return "checked twice"
+
+
+def test_a_subclass_runs_its_replacements_extensions_and_super_calls(opts):
+    result = Daily(day="fri", executor="process", **opts).run()
+    assert result
+    assert [t.step for t in result.tasks] == ["extract", "check", "load", "report"]
+    assert result["report"] == "replaced for fri"
+    assert result["check"] == "checked twice"
+
+
+@step(on="start", success="extracted")
+def extract_fn(ctx):
+    return [ctx.sequence] * 2
+
+
+@step(on="extracted")
+def load_fn(ctx):
+    return ctx.results["extract"] + ["loaded"]
+
+
+class Functions(Flow):
+    start = Event()
+    extracted = Event()
+    extract = extract_fn
+    load = load_fn
+
+
+def test_module_level_function_steps_run_without_self(opts):
+    result = Functions(executor="process", **opts).run(sequence="7")
+    assert result["load"] == ["7", "7", "loaded"]
+
+
+def test_the_classic_api_adds_step_decorated_functions_with_their_wiring(make_eventor):
+    ev = make_eventor()
+    ev.add_event("start")
+    ev.add_event("extracted")
+    ev.add_step("extract", extract_fn)
+    ev.add_step(load_fn)
+    ev.trigger_event("start", 3)
+    assert ev.run()
+    rows = {t["step"]: t["result"] for t in ev.store.tasks(ev.run_id)}
+    assert rows == {"extract": '["3", "3"]', "load_fn": '["3", "3", "loaded"]'}
+
+
+def test_a_decorated_plain_class_runs_with_super_calls(opts):
+    class Base:
+        def greet(self):
+            return "hello"
+
+    @evr.flow(executor="invoke")
+    class Greeter(Base):
+        who: str = "world"
+        start = Event()
+
+        @step(on=start)
+        def greet(self):
+            return f"{super().greet()} {self.who}"
+
+    assert Greeter(who="you", **opts).run()["greet"] == "hello you"
+
+
+def test_recover_and_resume_say_they_are_not_available_yet():
+    with pytest.raises(evr.NotSupportedError, match=r"Etl.recover\('r1'\) is not supported yet"):
+        Etl.recover("r1")
+    with pytest.raises(evr.NotSupportedError, match="resume"):
+        Etl.resume("r1")
