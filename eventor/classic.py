@@ -41,6 +41,9 @@ def _name_of(value: Any, what: str) -> str:
         return value
     if isinstance(value, EventSpec | StepSpec):
         return value.name
+    name = getattr(value, "name", None)  # an Event attribute of a Flow class
+    if isinstance(name, str) and not callable(value):
+        return name
     raise EventorUsageError(
         f"{value!r} is not {what}: pass what add_event()/add_step() returned, or its name"
     )

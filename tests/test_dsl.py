@@ -38,6 +38,13 @@ class Etl(Flow):
 # -- compiling -------------------------------------------------------------------------
 
 
+def shape(graph):
+    """A graph with its step functions left out (the classic API wraps @step functions)."""
+    steps = {s.name: (s.triggers, s.recovery, s.acquires, s.releases, s.config, s.host)
+             for s in graph.steps.values()}
+    return graph.name, graph.events, graph.assocs, graph.order, steps
+
+
 def test_the_graph_equals_the_classic_apis_graph_for_the_same_flow(tmp_path):
     with evr.Eventor(name="Etl", store=str(tmp_path / "c.db"),
                      config={"LOGGING": {"console": False}}) as ev:
@@ -45,16 +52,16 @@ def test_the_graph_equals_the_classic_apis_graph_for_the_same_flow(tmp_path):
             ev.add_event(name)
         ev.add_event("ready", expr=("extracted", "checked"))
         ev.add_event("failed")
-        ev.add_step("extract", Etl.extract, triggers={evr.STEP_SUCCESS: "extracted"})
-        ev.add_step("check", Etl.check, triggers={evr.STEP_SUCCESS: "checked",
-                                                  evr.STEP_FAILURE: "failed"})
-        ev.add_step("load", Etl.load, recovery={evr.STEP_SUCCESS: evr.STEP_SKIP})
-        ev.add_step("alert", Etl.alert)
+        ev.add_step("extract", triggers={evr.STEP_SUCCESS: "extracted"})
         ev.add_assoc("start", "extract")
+        ev.add_step("check", triggers={evr.STEP_SUCCESS: "checked", evr.STEP_FAILURE: "failed"})
+        ev.add_step("load", recovery={evr.STEP_SUCCESS: evr.STEP_SKIP})
+        ev.add_step("alert")
         ev.add_assoc("start", "check")
         ev.add_assoc("ready", "load")
         ev.add_assoc("failed", "alert")
-        assert Etl.graph == ev.graph
+        assert shape(Etl.graph) == shape(ev.graph)
+    assert Etl.graph.steps["extract"].func is Etl.__dict__["extract"]
 
 
 def test_events_and_steps_keep_their_definition_order():
