@@ -24,3 +24,43 @@ def test_simple_classic_runs_the_chain_and_records_it(tmp_path):
     with sqlite3.connect(tmp_path / "simple_classic.run.db") as db:
         rows = db.execute("select step, sequence, status from eventor_tasks order by id").fetchall()
     assert rows == [("s1", "1", "success"), ("s2", "1", "success"), ("s3", "1", "success")]
+
+
+def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_etl_runs_the_design_flow_and_prints_the_result(tmp_path):
+    proc = run_example("etl.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "load[0]: success -> 14" in proc.stdout
+    assert "extracting day='today' (step=extract sequence=0)" in proc.stderr
+    with sqlite3.connect(tmp_path / "etl.run.db") as db:
+        rows = db.execute("select step, status from eventor_tasks order by id").fetchall()
+    assert sorted(rows) == [("check", "success"), ("extract", "success"), ("load", "success")]
+
+
+def test_etl_takes_the_failure_branch_on_a_bad_day(tmp_path):
+    proc = run_example("etl.py", "bad", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "check[0]: failure (ValueError: no data for day 'bad')" in proc.stdout
+    assert 'alert[0]: success -> "alerted about bad"' in proc.stdout
+    assert "load[0]" not in proc.stdout
+
+
+def test_simple_dsl_logs_what_simple_classic_logs(tmp_path):
+    proc = run_example("simple_dsl.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for step, prog in (("s1", "prog1"), ("s2", "prog2"), ("s3", "prog3")):
+        assert f"Running step {step}[1]" in proc.stderr
+        assert f'Step completed {step}[1], status: success, result "{prog}"' in proc.stderr
+    with sqlite3.connect(tmp_path / "simple_dsl.run.db") as db:
+        rows = db.execute("select step, sequence, status from eventor_tasks order by id").fetchall()
+    assert rows == [("s1", "1", "success"), ("s2", "1", "success"), ("s3", "1", "success")]
+
+
+def test_the_subclass_example_replaces_load_and_adds_a_report(tmp_path):
+    proc = run_example("etl_daily.py", "2026-11-01", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "2026-11-01: loaded 14"
