@@ -40,8 +40,8 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 _NO_TRUTH = (
-    "{what} has no truth value: combine events with & (both) and | (either), "
-    "not with 'and', 'or', 'not' or 'if'"
+    "{what} has no truth value: use & not 'and', | not 'or' (a & b fires once both fired, "
+    "a | b once either did)"
 )
 
 
@@ -68,7 +68,10 @@ class _Combinable:
         return Expr("|", (other, self), _caller(1))
 
     def __bool__(self) -> bool:
-        raise TypeError(_NO_TRUTH.format(what=repr(self)))
+        name = getattr(self, "name", None)
+        what = (f"event {name!r}" if isinstance(name, str) else
+                f"expression {self}" if isinstance(self, Expr) else "an Event")
+        raise TypeError(_NO_TRUTH.format(what=what))
 
 
 class Event(_Combinable):

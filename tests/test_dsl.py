@@ -409,11 +409,15 @@ def test_every_problem_is_listed_in_one_error():
 
 
 def test_and_between_events_fails_at_once_with_the_fix():
-    with pytest.raises(TypeError, match=r"use & \(both\)|combine events with &"):
+    with pytest.raises(TypeError, match=r"^an Event has no truth value: use & not 'and', \| not 'or'"):
         class F(Flow):
             a = Event()
             b = Event()
             both = a and b
+    with pytest.raises(TypeError, match=r"^event 'start' has no truth value"):
+        bool(Etl.start)
+    with pytest.raises(TypeError, match=r"^expression \(extracted & checked\) has no truth value"):
+        _ = not Etl.ready
 
 
 def test_an_unnamed_event_says_where_it_belongs():

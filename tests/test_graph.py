@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +119,29 @@ def test_importing_the_graph_does_not_import_sqlalchemy():
         "assert 'sqlalchemy' not in sys.modules, 'sqlalchemy imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+PACKAGE = Path(__file__).resolve().parent.parent / "eventor"
+
+
+def imported(path: Path) -> set[str]:
+    """Every module a source file imports, at any depth of its body."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_imports_flow_one_way():
+    # The model and the declarative front end know nothing of the engine, store or executors.
+    pure = {"eventor.enums", "eventor.exceptions", "eventor.graph", "eventor.validate", "eventor"}
+    for name in ("graph.py", "validate.py", "dsl.py", "enums.py", "exceptions.py"):
+        ours = {m for m in imported(PACKAGE / name) if m.startswith("eventor")}
+        assert ours <= pure, f"{name} imports {sorted(ours - pure)}"
+    # Only the store touches SQLAlchemy.
+    for path in PACKAGE.rglob("*.py"):
+        if "store" not in path.parts:
+            assert not {m for m in imported(path) if m.startswith("sqlalchemy")}, path
