@@ -9,6 +9,7 @@ Cases (all on a WAL sqlite file in a temporary folder, logging at WARNING):
   chain-thread   N steps chained by success events, thread executor
   chain-process  N steps chained, process executor (reused forked workers)
   chain-invoke   the same chain run in the engine's thread: engine + store, no hop
+  chain-dsl      the thread chain as a Flow class whose steps take ctx and return a result
   thread hop     a task handed to a thread and its result handed back, nothing else
 
 Prints ms/step, the ratio to the floor, and the peak RSS after the fan-out.
@@ -107,6 +108,25 @@ def run_flow(folder: Path, name: str, n: int, executor: str, shape: str) -> floa
     return elapsed * 1000 / n
 
 
+def run_dsl_chain(folder: Path, n: int, executor: str) -> float:
+    """The chain as a Flow class: each step gets a StepContext and returns a stored result."""
+    events = [evr.Event() for _ in range(n)]
+    ns: dict[str, object] = {f"e{i}": ev for i, ev in enumerate(events)}
+    for i in range(n):
+        success = events[i + 1] if i + 1 < n else ()
+        ns[f"s{i}"] = evr.step(on=events[i], success=success)(lambda ctx: len(ctx.results))
+    chain = type(evr.Flow)("Chain", (evr.Flow,), ns)
+    flow = chain(store=str(folder / "dsl.run.db"), config=QUIET, executor=executor)
+    flow.trigger("e0", 1)  # opens the store and binds the steps, as Eventor() does, untimed
+    start = time.perf_counter()
+    result = flow.run()
+    elapsed = time.perf_counter() - start
+    flow.close()
+    if not result or result[f"s{n - 1}"] != n - 1:
+        raise SystemExit(f"chain-dsl: run failed or incomplete: {result}")
+    return elapsed * 1000 / n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--floor", type=int, default=1000)
@@ -129,6 +149,8 @@ def main() -> None:
                      run_flow(folder, "pchain", args.process_chain, "process", "chain"), 3.0))
         rows.append((f"chain-invoke ({args.chain} steps)", args.chain,
                      run_flow(folder, "ichain", args.chain, "invoke", "chain"), None))
+        rows.append((f"chain-dsl-thread ({args.chain} steps)", args.chain,
+                     run_dsl_chain(folder, args.chain, "thread"), None))
         rows.append(("thread hop (no engine, no store)", args.chain, thread_hop(args.chain), None))
     print(f"{'case':34} {'ms/step':>9} {'x floor':>8} {'target':>8}")
     for label, _n, ms, target in rows:
