@@ -83,12 +83,13 @@ class Event(_Combinable):
             nothing in the flow triggers).
     """
 
-    __slots__ = ("entry", "name", "where")
+    __slots__ = ("entry", "flow", "name", "where")
 
     def __init__(self, *, entry: bool = False) -> None:
         self.name: str | None = None
         self.entry = entry
         self.where = _caller(1)
+        self.flow: str | None = None  # the first flow compiled with this event
 
     def __set_name__(self, owner: type, name: str) -> None:
         if self.name is None:
@@ -97,7 +98,10 @@ class Event(_Combinable):
     def __repr__(self) -> str:
         if self.name is None:
             return "<Event without a name: assign it to an attribute of a Flow class>"
-        return f"Event({self.name!r}{', entry=True' if self.entry else ''})"
+        text = f"Event({self.name!r}{', entry=True' if self.entry else ''})"
+        if self.flow is None:
+            return f"<{text}, in no flow: did you forget @flow, or to subclass Flow?>"
+        return text
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -443,6 +447,9 @@ class _Compiler:
         entries = self._entries()
         builder.problems[:0] = self.problems
         graph = builder.build()
+        for value in self.events.values():
+            if isinstance(value, Event) and value.flow is None:
+                value.flow = self.flow
         return CompiledFlow(graph, entries, MappingProxyType(self.params),
                             MappingProxyType(infos), MappingProxyType(self.names))
 

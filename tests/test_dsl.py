@@ -420,8 +420,16 @@ def test_and_between_events_fails_at_once_with_the_fix():
         _ = not Etl.ready
 
 
-def test_an_unnamed_event_says_where_it_belongs():
+def test_an_events_repr_says_when_it_is_in_no_flow():
     assert "assign it to an attribute of a Flow class" in repr(Event())
+
+    class Forgot:
+        start = Event()
+
+    assert repr(Forgot.start) == (
+        "<Event('start'), in no flow: did you forget @flow, or to subclass Flow?>")
+    assert repr(evr.flow(Forgot).start) == "Event('start')"
+    assert repr(Etl.start) == "Event('start')"
 
 
 def test_one_event_object_under_two_names_fails():
