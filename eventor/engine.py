@@ -24,11 +24,12 @@ from typing import Any
 
 from eventor.clock import EMPTY, Clock, SystemClock
 from eventor.config import Config
-from eventor.enums import RunMode, StepStatus
+from eventor.enums import RunMode, StepReplay, StepStatus
 from eventor.exceptions import EventorUsageError, NotSupportedError
 from eventor.executors import REGISTRY, Executor, Outcome, TaskRun, executor_name
 from eventor.executors.base import TriggerRequest
 from eventor.graph import FlowGraph, StepSpec, holds
+from eventor.recovery import changed_steps, fingerprint, owner_alive, pick_attempt, replay
 from eventor.store import Batch, Row, Store
 from eventor.validate import did_you_mean
 
@@ -129,6 +130,8 @@ class Engine:
         mode: the attempt's run mode (recorded).
         logger_name: prefix of the logger names passed to steps.
         info: facts recorded with the run when it is created (e.g. the flow's parameters).
+        attempt: with ``mode`` recover, the attempt to recover from; with continue, the
+            attempt to continue (default: the latest).
     """
 
     def __init__(
@@ -145,6 +148,7 @@ class Engine:
         mode: RunMode = RunMode.restart,
         logger_name: str | None = None,
         info: Mapping[str, Any] | None = None,
+        attempt: int | None = None,
     ) -> None:
         self.graph = graph
         self.store = store
@@ -157,6 +161,13 @@ class Engine:
         self.host = socket.gethostname()
         self.attempt: int | None = None
         self.info = {"flow": graph.name, **(info or {})}
+        self._from_attempt = attempt
+        # Recovery: the recovered attempt's tasks, the triggers its tasks made with
+        # ctx.trigger, and when its delays started.
+        self._prior: dict[tuple[str, str], Row] = {}
+        self._prior_zombie = False
+        self._prior_triggers: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        self._prior_delays: dict[tuple[str, str, str], float] = {}
         self._logger_name = logger_name or f"eventor.{graph.name}"
         self._executors: dict[str, Executor] = dict(executors or {})
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -234,12 +245,7 @@ class Engine:
         if self._closed:
             raise EventorUsageError(f"run {self.run_id!r} is closed; create a new Eventor to run again")
         if self.attempt is None:
-            self.attempt = self.store.begin_attempt(
-                self.run_id, self.program, self.mode.value, now=self.clock.now(),
-                host=self.host, pid=os.getpid(), info=self.info,
-            )
-            self.log.info("run_started", store=getattr(self.store, "address", "?"),
-                          run_id=self.run_id, attempt=self.attempt)
+            self._open_attempt()
         loops = 0
         item: Any = None
         while True:
@@ -251,9 +257,112 @@ class Engine:
         while self._running:  # bounded run: let running tasks finish, start nothing new
             self._round(self._inbox.get(), start=False)
         summary = self._summary()
+        assert self.attempt is not None
         self.store.end_attempt(self.run_id, self.attempt, summary.status, now=self.clock.now())
         self.log.info("run_finished", status=summary.status, run_id=self.run_id)
         return summary
+
+    # -- attempts: restart, recover, continue ---------------------------------------------
+
+    def _open_attempt(self) -> None:
+        now, store = self.clock.now(), self.store
+        if self.mode is RunMode.restart:
+            self.info.setdefault("fingerprint", fingerprint(self.graph))
+            self.attempt = store.begin_attempt(self.run_id, self.program, self.mode.value,
+                                               now=now, host=self.host, pid=os.getpid(),
+                                               info=self.info)
+        elif self.mode is RunMode.recover:
+            prior = self._owned(pick_attempt(store, self.run_id, self._from_attempt))
+            self._load_prior(prior, now)
+            self.attempt = store.begin_attempt(self.run_id, self.program, self.mode.value,
+                                               now=now, host=self.host, pid=os.getpid())
+        else:
+            current = self._owned(pick_attempt(store, self.run_id, self._from_attempt))
+            self.attempt = int(current["attempt"])
+            self._load_state(self.attempt)
+            store.resume_attempt(self.run_id, self.attempt, now=now, host=self.host,
+                                 pid=os.getpid())
+        self.log.info("run_started", store=getattr(store, "address", "?"), run_id=self.run_id,
+                      attempt=self.attempt, mode=self.mode.value)
+
+    def _owned(self, attempt: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``attempt``, unless a live engine still runs it; a dead engine's attempt is ended."""
+        if owner_alive(attempt):
+            raise EventorUsageError(
+                f"run {self.run_id!r} attempt {attempt['attempt']} is still running (pid "
+                f"{attempt['pid']} on {attempt['host']}); wait for it to end, or stop it first"
+            )
+        if attempt["ended_at"] is None:  # its engine died (killed, power lost)
+            self.store.end_attempt(self.run_id, attempt["attempt"], "crashed", now=self.clock.now())
+            self.log.warning("zombie_attempt", run_id=self.run_id, attempt=attempt["attempt"],
+                             pid=attempt["pid"])
+        return attempt
+
+    def _load_prior(self, prior: Mapping[str, Any], now: float) -> None:
+        """Read what recovery needs of the attempt it recovers from."""
+        store, run_id, attempt = self.store, self.run_id, prior["attempt"]
+        self._prior_zombie = prior["ended_at"] is None
+        self._prior = {(r["step"], r["sequence"]): r for r in store.tasks(run_id, attempt)}
+        for row in store.triggers(run_id, attempt):
+            origin = self._trigger_origin(row["source"])
+            if origin is not None:
+                self._prior_triggers.setdefault(origin, []).append((row["event"], row["sequence"]))
+        self._prior_delays = {(d["event"], d["target"], d["sequence"]): d["activated_at"]
+                              for d in store.delays(run_id, attempt)}
+        run = store.run(run_id) or {}
+        info = dict(run.get("info") or {})
+        now_print = fingerprint(self.graph)
+        changed = changed_steps(info.get("fingerprint") or {}, now_print)
+        if changed:
+            self.log.warning("code_changed", run_id=run_id, steps=", ".join(changed))
+        if info.get("fingerprint") != now_print:
+            store.update_run_info(run_id, {**info, "fingerprint": now_print})
+
+    def _trigger_origin(self, source: str) -> tuple[str, str] | None:
+        """(step, sequence) of a ``step[sequence]:trigger`` source, else None."""
+        if not source.endswith("]:trigger"):
+            return None
+        head = source[: -len(":trigger")]
+        at = head.find("[")
+        while at > 0:
+            if head[:at] in self.graph.steps:
+                return head[:at], head[at + 1:-1]
+            at = head.find("[", at + 1)
+        return None
+
+    def _load_state(self, attempt: int) -> None:
+        """Rebuild the engine's state from the attempt being continued."""
+        store, run_id, steps = self.store, self.run_id, self.graph.steps
+        for row in store.triggers(run_id, attempt):
+            self._fired.setdefault(row["sequence"], set()).add(row["event"])
+        for row in store.tasks(run_id, attempt):
+            step = steps.get(row["step"])
+            if step is None:
+                self.log.warning("step_gone", step=row["step"], sequence=row["sequence"])
+                continue
+            task = Task(next(self._keys), step, row["sequence"], self._executor_of[step.name],
+                        StepStatus(row["status"]), row["created_at"], row["started_at"],
+                        row["ended_at"], row["host"], row["pid"], row["result_kind"],
+                        row["result"], row["error_type"], row["error_message"],
+                        row["traceback"], row["exit_code"], persisted=True)
+            self._tasks[(step.name, task.sequence)] = task
+            if task.status is StepStatus.success:
+                if task.result_kind is not None and task.result is not None:
+                    self._results.setdefault(task.sequence, {})[step.name] = (
+                        task.result_kind, task.result)
+            elif task.status is StepStatus.failure:
+                if not (step.triggered_by(StepStatus.failure)
+                        or step.triggered_by(StepStatus.complete)):
+                    self._failures.append(task)
+                    self._stopped = self._stopped or self._stop_of[step.name]
+            else:  # ready, or active when its engine died: start it (again)
+                task.status, task.started_at = StepStatus.ready, None
+                self._touch(task)
+                self._ready.append(task)
+        for row in store.delays(run_id, attempt):
+            if row["fired_at"] is None:
+                heapq.heappush(self._delays, (row["due_at"], next(self._keys), row["event"],
+                                              row["target"], row["sequence"]))
 
     def tasks(self) -> tuple[Task, ...]:
         """This attempt's tasks, in the order they were triggered."""
@@ -305,9 +414,9 @@ class Engine:
     def _on_item(self, item: Outcome | TriggerRequest, now: float) -> None:
         if isinstance(item, TriggerRequest):
             task = self._running.get(item.key)
-            step = task.step.name if task is not None else "?"
+            origin = f"{task.step.name}[{task.sequence}]" if task is not None else "?"
             if item.event in self.graph.events:
-                self._pending.append((item.event, item.sequence, f"{step}:trigger"))
+                self._pending.append((item.event, item.sequence, f"{origin}:trigger"))
             else:  # StepContext.trigger checks first; this guards other callers
                 self._refused[item.key] = (
                     f"it triggered {item.event!r}, which is not an event of flow {self.graph.name!r}."
@@ -330,11 +439,15 @@ class Engine:
         task.error_type, task.error_message = outcome.error_type, outcome.error_message
         task.traceback, task.exit_code = outcome.traceback, outcome.exit_code
         self._touch(task)
-        step = task.step
-        if outcome.ok:
+        self._finish(task, outcome.ok)
+
+    def _finish(self, task: Task, ok: bool) -> None:
+        """Record a task's final status (run, or skipped by recovery) and fire its triggers."""
+        step, name = task.step, task.step.name
+        if ok:
             task.status = StepStatus.success
-            if outcome.result_kind is not None and outcome.result is not None:
-                self._results.setdefault(task.sequence, {})[name] = (outcome.result_kind, outcome.result)
+            if task.result_kind is not None and task.result is not None:
+                self._results.setdefault(task.sequence, {})[name] = (task.result_kind, task.result)
             self.log.info("step_succeeded", step=name, sequence=task.sequence, result=task.result)
             self._status_triggers(task, StepStatus.success)
         else:
@@ -342,7 +455,7 @@ class Engine:
             handled = bool(step.triggered_by(StepStatus.failure) or step.triggered_by(StepStatus.complete))
             self.log.log(
                 logging.WARNING if handled else logging.ERROR, "step_failed", step=name,
-                sequence=task.sequence, error=f"{outcome.error_type}: {outcome.error_message}",
+                sequence=task.sequence, error=f"{task.error_type}: {task.error_message}",
                 handled=handled,
             )
             self._status_triggers(task, StepStatus.failure)
@@ -374,7 +487,9 @@ class Engine:
             })
             for assoc in graph.assocs_from(event):
                 if assoc.delay > 0:
-                    self._schedule(event, assoc.target, seq, now + assoc.delay, now)
+                    # In recovery a delay keeps its first activation: only the rest is waited.
+                    started = self._prior_delays.get((event, assoc.target, seq), now)
+                    self._schedule(event, assoc.target, seq, started + assoc.delay, started)
                 else:
                     self._reach(assoc.target, seq, event, now)
             for dependent in graph.dependents(event):
@@ -392,8 +507,33 @@ class Engine:
         task = Task(next(self._keys), step, seq, self._executor_of[target], StepStatus.ready, now)
         self._tasks[key] = task
         self._new.append(task)
-        self._ready.append(task)
         self._status_triggers(task, StepStatus.ready)
+        prior = self._prior.get(key) if self._prior else None
+        if prior is not None and self._recover_skips(task, prior, now):
+            return
+        self._ready.append(task)
+
+    def _recover_skips(self, task: Task, prior: Row, now: float) -> bool:
+        """Apply the step's recovery policy to a task the recovered attempt had; True if skipped."""
+        status = StepStatus(prior["status"])
+        if self._prior_zombie and status is StepStatus.ready:
+            status = StepStatus.active  # its engine died: it may have been handed out
+        decision, reason = replay(task.step, status)
+        if decision is not StepReplay.skip:
+            self.log.info("step_rerun", step=task.step.name, sequence=task.sequence,
+                          was=status.value, reason=reason)
+            return False
+        task.executor = "skip"
+        task.started_at = task.ended_at = now
+        task.result_kind, task.result = prior["result_kind"], prior["result"]
+        task.error_type, task.error_message = prior["error_type"], prior["error_message"]
+        self.log.info("step_skipped", step=task.step.name, sequence=task.sequence,
+                      was=status.value, reason=reason)
+        self._finish(task, status is not StepStatus.failure)
+        origin = f"{task.step.name}[{task.sequence}]"
+        for event, seq in self._prior_triggers.get((task.step.name, task.sequence), ()):
+            self._pending.append((event, seq, f"{origin}:trigger"))  # its ctx.trigger calls
+        return True
 
     def _schedule(self, event: str, target: str, seq: str, due: float, now: float) -> None:
         heapq.heappush(self._delays, (due, next(self._keys), event, target, seq))

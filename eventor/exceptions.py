@@ -8,6 +8,7 @@ Every error Eventor raises, in one tree.
     ├── ResultNotStoredError (LookupError)    a step's result was not stored in a readable form
     ├── EventorUsageError (RuntimeError)      an API called out of order (add after run, use after close)
     ├── NotSupportedError (NotImplementedError)  a feature this version does not have yet
+    ├── RunNotFoundError (LookupError)        recover/continue named a run or attempt the store lacks
     └── StoreError                            the run store cannot be used
         ├── StoreURLError (ValueError)        the store address is malformed or names an unknown driver
         ├── StoreUnavailableError (ConnectionError)  the database cannot be reached or opened
@@ -98,6 +99,15 @@ class NotSupportedError(EventorError, NotImplementedError):
     def __init__(self, feature: str, detail: str = "") -> None:
         self.feature = feature
         super().__init__(f"{feature} is not supported yet{': ' + detail if detail else ''}")
+
+
+class RunNotFoundError(EventorError, LookupError):
+    """Recover or continue named a run (or attempt) that the store does not hold."""
+
+    def __init__(self, message: str, *, run_id: str, store: str = "") -> None:
+        self.run_id = run_id
+        self.store = store
+        super().__init__(message)
 
 
 class StoreError(EventorError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import date
 
@@ -87,8 +86,9 @@ def test_the_run_is_recorded_with_its_parameters(opts):
     result = flow.run()
     store = evr.Eventor(store=opts["store"], config=QUIET).store
     run = next(r for r in store.runs() if r["run_id"] == result.run_id)
-    info = run["info"] if isinstance(run["info"], dict) else json.loads(run["info"])
-    assert info == {"flow": "Etl", "params": {"day": "today", "rows": 5}}
+    info = run["info"]
+    assert (info["flow"], info["params"]) == ("Etl", {"day": "today", "rows": 5})
+    assert set(info["fingerprint"]) == {"extract", "check", "load", "alert"}
     assert {t["step"] for t in store.tasks(result.run_id)} == {"extract", "check", "load"}
     store.close()
     flow.close()
@@ -191,8 +191,8 @@ def test_ctx_trigger_fans_out_into_new_sequences_and_nested_loops(opts):
     store = evr.Eventor(store=opts["store"], config=QUIET).store
     sources = {(t["event"], t["sequence"]): t["source"] for t in store.triggers(result.run_id)}
     store.close()
-    assert sources[("item", "2")] == "fan_out:trigger"
-    assert sources[("part", "3.a")] == "per_item:trigger"
+    assert sources[("item", "2")] == "fan_out[0]:trigger"
+    assert sources[("part", "3.a")] == "per_item[3]:trigger"
 
 
 @pytest.mark.parametrize("executor", ["thread", "process"])

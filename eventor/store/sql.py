@@ -359,6 +359,21 @@ class SqlStore:
             compiled = self._statements[shape] = _Compiled(stmt.compile(self._engine), names)
         return compiled
 
+    def resume_attempt(self, run_id: str, attempt: int, *, now: float, host: str, pid: int) -> None:
+        with self._lock, self._guard("resume attempt"), self._conn.begin():
+            self._conn.execute(
+                update(attempts)
+                .where(attempts.c.run_id == run_id, attempts.c.attempt == attempt)
+                .values(status="running", ended_at=None, host=host, pid=pid)
+            )
+
+    def update_run_info(self, run_id: str, info: Mapping[str, Any]) -> None:
+        with self._lock, self._guard("update run info"), self._conn.begin():
+            self._conn.execute(
+                update(runs).where(runs.c.run_id == run_id)
+                .values(info=json.dumps(dict(info), default=str))
+            )
+
     def end_attempt(self, run_id: str, attempt: int, status: str, *, now: float) -> None:
         with self._lock, self._guard("end attempt"), self._conn.begin():
             self._conn.execute(
@@ -392,7 +407,12 @@ class SqlStore:
             return [dict(r._mapping) for r in self._reader.execute(stmt)]
 
     def runs(self) -> list[Row]:
-        return self._rows(select(runs).order_by(runs.c.created_at, runs.c.run_id))
+        return [_with_info(r) for r in
+                self._rows(select(runs).order_by(runs.c.created_at, runs.c.run_id))]
+
+    def run(self, run_id: str) -> Row | None:
+        found = self._rows(select(runs).where(runs.c.run_id == run_id))
+        return _with_info(found[0]) if found else None
 
     def attempts(self, run_id: str) -> list[Row]:
         a = attempts
@@ -415,6 +435,13 @@ class SqlStore:
 
     def __repr__(self) -> str:
         return f"SqlStore({self.address!r})"
+
+
+def _with_info(row: Row) -> Row:
+    """A run row with its ``info`` JSON decoded."""
+    text = row.get("info")
+    row["info"] = json.loads(text) if text else {}
+    return row
 
 
 def _of_run(table: Any, run_id: str, attempt: int | None) -> Any:

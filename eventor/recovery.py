@@ -1,0 +1,269 @@
+"""
+What recovery and continue decide, before the engine acts: which run, which attempt, and,
+per task, skip or rerun, and why.
+
+Recovery is a new attempt of a run. Each task that existed in the recovered attempt is
+skipped or rerun by its step's ``recovery`` policy, keyed by the status it had there
+(default: success -> skip, anything else -> rerun). Tasks an engine left ``ready`` or
+``active`` when it died (a *zombie* attempt: not ended, and no live process owns it) count
+as ``active``. `plan_recovery` shows the decisions without running anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from eventor.enums import StepReplay, StepStatus
+from eventor.exceptions import EventorUsageError, RunNotFoundError
+from eventor.graph import FlowGraph, StepSpec
+
+__all__ = [
+    "PlannedTask",
+    "RecoveryPlan",
+    "changed_steps",
+    "fingerprint",
+    "owner_alive",
+    "pick_attempt",
+    "pick_run",
+    "plan_recovery",
+    "replay",
+]
+
+DEFAULT_REPLAY = {
+    StepStatus.success: StepReplay.skip,
+    StepStatus.failure: StepReplay.rerun,
+    StepStatus.ready: StepReplay.rerun,
+    StepStatus.active: StepReplay.rerun,
+}
+
+
+def replay(step: StepSpec, status: StepStatus) -> tuple[StepReplay, str]:
+    """What recovery does with a task of ``step`` that had ``status``, and the rule that says so."""
+    if status in step.recovery:
+        return step.recovery[status], f"recovery={{{status}: {step.recovery[status]}}}"
+    complete = StepStatus.complete
+    if status in (StepStatus.success, StepStatus.failure) and complete in step.recovery:
+        return step.recovery[complete], f"recovery={{complete: {step.recovery[complete]}}}"
+    return DEFAULT_REPLAY[status], f"default for {status}"
+
+
+def owner_alive(attempt: Mapping[str, Any]) -> bool:
+    """
+    True when the process that ran ``attempt`` may still be running it.
+
+    An ended attempt has no owner. On this host the pid is checked; an attempt owned by
+    another host cannot be checked from here, so it counts as alive only while not ended.
+    """
+    if attempt.get("ended_at") is not None:
+        return False
+    pid, host = attempt.get("pid"), attempt.get("host")
+    if host not in (None, "", socket.gethostname()) or not pid:
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process holds that pid
+    return True
+
+
+def pick_run(store: Any, run_id: str, *, program: str, shared_db: bool, log: Any = None) -> str:
+    """
+    The run to recover or continue: ``run_id`` when given, else the latest of ``program``.
+
+    Raises:
+        RunNotFoundError: no such run, or no run of the program in the store.
+        EventorUsageError: ``shared_db`` is set and the program has several runs, so
+            picking the latest could pick another user's run.
+    """
+    if run_id:
+        if store.run(run_id) is None:
+            known = [r["run_id"] for r in store.runs()][-5:]
+            hint = f" Runs in it: {', '.join(known)}." if known else " The store holds no run."
+            raise RunNotFoundError(f"no run {run_id!r} in {store.address}.{hint}",
+                                   run_id=run_id, store=store.address)
+        return run_id
+    mine = [r for r in store.runs() if r["program"] == program]
+    if not mine:
+        raise RunNotFoundError(
+            f"no run of program {program!r} in {store.address} to recover or continue; "
+            "run it first, or give run_id=", run_id="", store=store.address)
+    if shared_db and len(mine) > 1:
+        latest = ", ".join(r["run_id"] for r in mine[-3:])
+        raise EventorUsageError(
+            f"the shared store {store.address} holds {len(mine)} runs of {program!r}; "
+            f"say which with run_id= (the latest: {latest})")
+    chosen = str(mine[-1]["run_id"])
+    if log is not None:
+        log.info("run_picked", run_id=chosen, program=program, runs=len(mine))
+    return chosen
+
+
+def pick_attempt(store: Any, run_id: str, attempt: int | None) -> Mapping[str, Any]:
+    """
+    The attempt row to recover from or continue: ``attempt``, or the latest.
+
+    Raises:
+        RunNotFoundError: the run has no such attempt.
+    """
+    rows = store.attempts(run_id)
+    if attempt is None:
+        if not rows:
+            raise RunNotFoundError(f"run {run_id!r} has no attempt in {store.address}",
+                                   run_id=run_id, store=store.address)
+        return dict(rows[-1])
+    for row in rows:
+        if row["attempt"] == attempt:
+            return dict(row)
+    have = ", ".join(str(r["attempt"]) for r in rows) or "none"
+    raise RunNotFoundError(
+        f"run {run_id!r} has no attempt {attempt} (attempts: {have}); give recovery_run= one "
+        "of those", run_id=run_id, store=store.address)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedTask:
+    """One task of the recovered attempt and what recovery will do with it."""
+
+    step: str
+    sequence: str
+    status: str  # its status in the recovered attempt
+    decision: str  # "skip" or "rerun"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.step}[{self.sequence}]: {self.status} -> {self.decision} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class RecoveryPlan:
+    """What recovering ``run_id`` from ``attempt`` would skip and rerun; nothing is run to make it."""
+
+    run_id: str
+    attempt: int  # the attempt recovered from
+    zombie: bool  # that attempt's engine died without ending it
+    tasks: tuple[PlannedTask, ...]
+    changed: tuple[str, ...] = ()  # steps whose code or wiring changed since the run
+
+    def __iter__(self) -> Iterator[PlannedTask]:
+        return iter(self.tasks)
+
+    @property
+    def skip(self) -> tuple[tuple[str, str], ...]:
+        return tuple((t.step, t.sequence) for t in self.tasks if t.decision == "skip")
+
+    @property
+    def rerun(self) -> tuple[tuple[str, str], ...]:
+        return tuple((t.step, t.sequence) for t in self.tasks if t.decision == "rerun")
+
+    def __str__(self) -> str:
+        head = f"recovery of run {self.run_id} from attempt {self.attempt}"
+        if self.zombie:
+            head += " (its engine died: ready and active tasks count as active)"
+        lines = [head + ":", *(f"  {t}" for t in self.tasks)]
+        if self.changed:
+            lines.append(f"  changed since the run: {', '.join(self.changed)}")
+        return "\n".join(lines)
+
+
+def plan_recovery(store: Any, graph: FlowGraph, run_id: str,
+                  recovery_run: int | None = None) -> RecoveryPlan:
+    """
+    Per task of the attempt to recover, skip or rerun and why, without running anything.
+
+    Raises:
+        RunNotFoundError: no such run or attempt.
+    """
+    if store.run(run_id) is None:
+        pick_run(store, run_id, program="", shared_db=False)  # raises, naming the runs
+    attempt = pick_attempt(store, run_id, recovery_run)
+    zombie = attempt.get("ended_at") is None
+    planned = []
+    for row in store.tasks(run_id, attempt["attempt"]):
+        step = graph.steps.get(row["step"])
+        status = StepStatus(row["status"])
+        if zombie and status is StepStatus.ready:
+            status = StepStatus.active
+        if step is None:
+            planned.append(PlannedTask(row["step"], row["sequence"], row["status"], "drop",
+                                       "the step is no longer in the flow"))
+            continue
+        decision, reason = replay(step, status)
+        planned.append(PlannedTask(row["step"], row["sequence"], row["status"],
+                                   decision.value, reason))
+    recorded = (store.run(run_id) or {}).get("info", {}).get("fingerprint", {})
+    return RecoveryPlan(run_id, attempt["attempt"], zombie, tuple(planned),
+                        changed_steps(recorded, fingerprint(graph)))
+
+
+def _code_parts(code: Any) -> Iterator[bytes]:
+    yield code.co_code
+    yield repr(code.co_names).encode()
+    for const in code.co_consts:
+        if hasattr(const, "co_code"):
+            yield from _code_parts(const)
+        else:
+            yield repr(const).encode()
+
+
+def _function(func: Callable[..., Any] | None) -> Any:
+    seen = 0
+    while func is not None and seen < 5:  # StepCall, functools.partial, bound methods
+        inner = getattr(func, "func", None) or getattr(func, "__func__", None) or getattr(
+            func, "__wrapped__", None)
+        if inner is None or inner is func:
+            break
+        func, seen = inner, seen + 1
+    return func
+
+
+def fingerprint(graph: FlowGraph) -> dict[str, str]:
+    """
+    A short hash per step of its code and wiring, to tell which steps changed since a run.
+
+    The code part covers the bytecode, names and constants (not line numbers, so moving a
+    function does not count as a change); the wiring covers the events that run the step
+    (and their expressions), the events it triggers, its recovery policy and its config.
+    """
+    into: dict[str, list[str]] = {}
+    for assoc in graph.assocs:
+        expr = graph.events[assoc.event].expr if assoc.event in graph.events else None
+        into.setdefault(assoc.target, []).append(
+            f"{assoc.event}={expr}/{assoc.delay}" if expr is not None else f"{assoc.event}/{assoc.delay}")
+    prints = {}
+    for step in graph.steps.values():
+        digest = hashlib.sha256()
+        func = _function(step.func)
+        code = getattr(func, "__code__", None)
+        for part in _code_parts(code) if code is not None else [repr(func).encode()]:
+            digest.update(part)
+        wiring = {
+            "on": sorted(into.get(step.name, [])),
+            "triggers": {str(k): list(v) for k, v in step.triggers.items()},
+            "recovery": {str(k): str(v) for k, v in step.recovery.items()},
+            "config": {k: str(v) for k, v in step.config.items()},
+            "args": list(step.args), "kwargs": dict(step.kwargs),
+        }
+        digest.update(json.dumps(wiring, sort_keys=True, default=_stable).encode())
+        prints[step.name] = digest.hexdigest()[:16]
+    return prints
+
+
+def _stable(value: Any) -> str:
+    """A value's type, for values JSON cannot show (their repr would hold a memory address)."""
+    return f"<{type(value).__qualname__}>"
+
+
+def changed_steps(before: Mapping[str, str], now: Mapping[str, str]) -> tuple[str, ...]:
+    """Steps added, removed or changed between two fingerprints."""
+    if not before:
+        return ()
+    return tuple(sorted(name for name in {*before, *now} if before.get(name) != now.get(name)))
+
