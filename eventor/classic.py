@@ -18,9 +18,10 @@ from eventor.context import StepCall
 from eventor.dsl import fit_signature, mark_of
 from eventor.engine import Engine, EngineOptions, RunSummary
 from eventor.enums import RunMode
-from eventor.exceptions import EventorUsageError, FlowDefinitionError, NotSupportedError, Problem
+from eventor.exceptions import EventorUsageError, FlowDefinitionError, Problem
 from eventor.graph import EventSpec, FlowGraph, GraphBuilder, StepSpec
 from eventor.log import make_logger
+from eventor.recovery import RecoveryPlan, pick_run, plan_recovery
 from eventor.store import Store, open_store
 
 __all__ = ["Eventor", "new_run_id"]
@@ -57,9 +58,16 @@ class Eventor:
         name: the flow's name (default: the program's file name).
         store: ``""`` for ``{workdir}/{program}.run.db``, ``":memory:"``, a file path, a
             SQLAlchemy URL, a tag under the config's ``DATABASES``, or a `Store`.
-        run_mode: RUN_RESTART (RUN_RECOVER and RUN_CONTINUE are not available yet).
-        recovery_run: the attempt to recover from (with RUN_RECOVER).
-        run_id: the run's id in the store (generated when empty).
+        run_mode: RUN_RESTART for a new run; RUN_RECOVER for a new attempt of a run that
+            skips what succeeded; RUN_CONTINUE to pick up a paused or crashed attempt.
+        recovery_run: the attempt to recover from (with RUN_RECOVER; default the latest).
+        run_id: the run's id in the store: generated for RUN_RESTART when empty; for
+            RUN_RECOVER and RUN_CONTINUE the latest run of this program when empty.
+
+    Raises:
+        RunNotFoundError: RUN_RECOVER or RUN_CONTINUE found no such run in the store.
+        EventorUsageError: without ``run_id``, a ``shared_db`` store holds several runs of
+            the program.
         config: a dict, a YAML file path, or YAML text (see `eventor.config`).
         clock: a time source (tests pass a `MockClock`).
         config_tag: the config's root tag (default ``$EVENTOR_CONFIG_TAG`` or ``EVENTOR``).
@@ -79,15 +87,9 @@ class Eventor:
     ) -> None:
         self.config = load_config(config, tag=config_tag)
         self.run_mode = RunMode(getattr(run_mode, "value", run_mode))
-        if self.run_mode is not RunMode.restart:
-            raise NotSupportedError(
-                f"run_mode={self.run_mode.value!r}",
-                "recovery and continue are not in this version; use RUN_RESTART",
-            )
         self.recovery_run = recovery_run
         self.program = default_program()
         self.name = name or self.program
-        self.run_id = run_id or new_run_id()
         self._clock = clock
         self._log = make_logger(self.name, self.config.LOGGING)
         if isinstance(store, str):
@@ -97,6 +99,16 @@ class Eventor:
             self._owns_store = True
         else:
             self.store, self._owns_store = store, False
+        if self.run_mode is RunMode.restart:
+            self.run_id = run_id or new_run_id()
+        else:
+            try:
+                self.run_id = pick_run(self.store, run_id, program=self.program,
+                                       shared_db=self.config.shared_db, log=self._log)
+            except BaseException:
+                if self._owns_store:
+                    self.store.close()
+                raise
         self._builder = GraphBuilder(self.name)
         self._early_triggers: list[tuple[str, Any]] = []
         self._engine: Engine | None = None
@@ -233,12 +245,22 @@ class Eventor:
             graph = self._builder.build()
             engine = Engine(graph, self.store, run_id=self.run_id, program=self.program,
                             options=EngineOptions.from_config(self.config), clock=self._clock, log=self._log,
-                            mode=self.run_mode)
+                            mode=self.run_mode,
+                            attempt=self.recovery_run if self.run_mode is RunMode.recover else None)
             for name, sequence in self._early_triggers:
                 engine.trigger(name, sequence)
             self._early_triggers.clear()
             self._engine = engine
         return self._engine
+
+    def recovery_plan(self) -> RecoveryPlan:
+        """
+        What recovering this run would skip and rerun, and why; nothing is run.
+
+        Call it after adding events and steps (the plan reads their recovery policies).
+        """
+        graph = self._engine.graph if self._engine is not None else self._builder.build()
+        return plan_recovery(self.store, graph, self.run_id, self.recovery_run)
 
     def run(self, max_loops: int = -1) -> bool:
         """

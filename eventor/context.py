@@ -223,6 +223,7 @@ class TaskResult:
     result_text: str | None = None
     error: str | None = None  # "ErrorType: message" for a failed task
     allow_pickle: bool = False
+    skipped: bool = False  # recovery kept the recovered attempt's outcome instead of running it
 
     @property
     def value(self) -> Any:
@@ -260,6 +261,11 @@ class RunResult:
     def statuses(self) -> dict[tuple[str, str], str]:
         """(step, sequence) -> final status of that task."""
         return {(t.step, t.sequence): t.status for t in self.tasks}
+
+    @property
+    def next_due(self) -> float | None:
+        """When the earliest delay left pending is due (clock seconds), or None."""
+        return self.summary.next_due  # type: ignore[no-any-return]
 
     @property
     def failed(self) -> tuple[tuple[str, str], ...]:

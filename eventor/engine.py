@@ -105,6 +105,12 @@ class RunSummary:
     counts: Mapping[str, int] = field(default_factory=dict)  # tasks per status
     failed: tuple[tuple[str, str], ...] = ()  # (step, sequence) of unhandled failures
     pending: int = 0  # ready tasks and delays left for a later run
+    delays: tuple[tuple[str, str, float], ...] = ()  # (target, sequence, due) not yet fired
+
+    @property
+    def next_due(self) -> float | None:
+        """When the earliest pending delay is due (clock time), or None."""
+        return min((due for _, _, due in self.delays), default=None)
 
     @property
     def ok(self) -> bool:
@@ -649,8 +655,9 @@ class Engine:
         failed = tuple((t.step.name, t.sequence) for t in self._failures)
         pending = len(self._ready) + len(self._delays)
         status = "failure" if failed else "paused" if pending else "success"
+        delays = tuple((target, seq, due) for due, _, _, target, seq in sorted(self._delays))
         return RunSummary(self.run_id, self.attempt or 0, status, MappingProxyType(counts),
-                          failed, pending)
+                          failed, pending, delays)
 
 
 class _NullLog:

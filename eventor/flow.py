@@ -19,17 +19,15 @@ from typing import Any, ClassVar, TypeVar, overload
 
 from eventor.classic import new_run_id
 from eventor.clock import Clock
-from eventor.config import default_program, load_config
+from eventor.config import Config, default_program, load_config
 from eventor.context import RunResult, StepCall, TaskResult
 from eventor.dsl import FLOW_OPTIONS, Event, Expr, FlowMeta, Param, _caller
 from eventor.engine import Engine, EngineOptions, RunSummary
-from eventor.exceptions import (
-    EventorUsageError,
-    NotSupportedError,
-    ParameterError,
-)
+from eventor.enums import RunMode
+from eventor.exceptions import EventorUsageError, ParameterError
 from eventor.graph import FlowGraph
 from eventor.log import make_logger
+from eventor.recovery import RecoveryPlan, pick_attempt, pick_run, plan_recovery
 from eventor.store import Store, open_store
 from eventor.validate import did_you_mean
 
@@ -99,6 +97,8 @@ class Flow(metaclass=FlowMeta):
         self._finalizer = weakref.finalize(self, _release, self._held)
         self._started = False
         self._triggered = False
+        self._mode = RunMode.restart
+        self._from_attempt: int | None = None
 
     # -- running -------------------------------------------------------------------------
 
@@ -136,21 +136,94 @@ class Flow(metaclass=FlowMeta):
         return self._result(summary, engine)
 
     @classmethod
-    def recover(cls, run_id: str, **values: Any) -> RunResult:
-        """Recover a failed run: a new attempt that skips what succeeded (not available yet)."""
-        raise NotSupportedError(
-            f"{cls.__name__}.recover({run_id!r})",
-            "recovery is not in this version yet; start a new run with "
-            f"{cls.__name__}(...).run()",
-        )
+    def recover(cls, run_id: str = "", *, recovery_run: int | None = None,
+                clock: Clock | None = None, max_loops: int = -1, **values: Any) -> RunResult:
+        """
+        Recover a run: a new attempt that skips what succeeded and reruns the rest.
+
+        The run's recorded parameters are used again unless ``values`` overrides them; the
+        triggers its user made (the entry events, `trigger` calls) are fired again in their
+        sequences, and each task the recovered attempt had is skipped or rerun by its step's
+        ``recovery`` policy (see `recovery_plan`).
+
+        Args:
+            run_id: the run; when empty, the latest run of this program in the store.
+            recovery_run: the attempt to recover from (default: the latest).
+            **values: parameter overrides and flow options (``store``, ``config``, ...).
+
+        Raises:
+            RunNotFoundError: the store has no such run (or attempt).
+        """
+        flow = cls._reopen(run_id, RunMode.recover, recovery_run, clock, values)
+        with flow:
+            store = flow._ensure_engine().store
+            attempt = pick_attempt(store, flow.run_id, recovery_run)["attempt"]
+            for row in store.triggers(flow.run_id, attempt):
+                if row["source"] == "user":
+                    flow.trigger(row["event"], row["sequence"])
+            return flow.run(max_loops=max_loops)
 
     @classmethod
-    def resume(cls, run_id: str, **values: Any) -> RunResult:
-        """Continue a paused run where it stopped (not available yet)."""
-        raise NotSupportedError(
-            f"{cls.__name__}.resume({run_id!r})",
-            "continuing a run is not in this version yet; run it to the end with run()",
-        )
+    def resume(cls, run_id: str = "", *, clock: Clock | None = None, max_loops: int = -1,
+               **values: Any) -> RunResult:
+        """
+        Continue a run where it stopped (a bounded run, pending delays, or a crash).
+
+        Fired triggers are not fired again, matured delays fire, pending ones keep their due
+        time, and tasks left ready (or active by an engine that died) start.
+
+        Raises:
+            RunNotFoundError: the store has no such run.
+        """
+        flow = cls._reopen(run_id, RunMode.continue_, None, clock, values)
+        flow._started = True  # the entry events fired in the attempt being continued
+        with flow:
+            return flow.run(max_loops=max_loops)
+
+    @classmethod
+    def recovery_plan(cls, run_id: str = "", *, recovery_run: int | None = None,
+                      **options: Any) -> RecoveryPlan:
+        """What `recover` would skip and rerun, and why; nothing is run."""
+        store, owned, config = cls._open_store(options)
+        try:
+            chosen = pick_run(store, run_id, program=default_program(),
+                              shared_db=config.shared_db)
+            return plan_recovery(store, cls.graph, chosen, recovery_run)
+        finally:
+            if owned:
+                store.close()
+
+    @classmethod
+    def _open_store(cls, values: Mapping[str, Any]) -> tuple[Store, bool, Config]:
+        options = {**cls.__eventor_options__, **values}  # type: ignore[attr-defined]
+        config = load_config(options.get("config"))
+        store = options.get("store", "")
+        if not isinstance(store, str):
+            return store, False, config
+        return (open_store(store, program=default_program(), workdir=config.workdir,
+                           databases=config.DATABASES), True, config)
+
+    @classmethod
+    def _reopen(cls, run_id: str, mode: RunMode, attempt: int | None, clock: Clock | None,
+                values: dict[str, Any]) -> Flow:
+        """A flow object on an existing run, with its recorded parameters unless overridden."""
+        options = {k: v for k, v in values.items() if k in FLOW_OPTIONS}
+        store, owned, config = cls._open_store(options)
+        try:
+            chosen = pick_run(store, run_id, program=default_program(),
+                              shared_db=config.shared_db)
+            recorded = (store.run(chosen) or {}).get("info", {}).get("params", {})
+            params = {k: _coerce(cls.parameters[k], v) for k, v in recorded.items()
+                      if k in cls.parameters and k not in values}
+            flow = cls(run_id=chosen, clock=clock, **{**values, **params, "store": store})
+        except BaseException:
+            if owned:
+                store.close()
+            raise
+        if owned:
+            flow._held.append(store)
+        flow._mode, flow._from_attempt = mode, attempt
+        return flow
 
     def close(self) -> None:
         """Stop the executors and close the store (when the flow opened it)."""
@@ -201,6 +274,7 @@ class Flow(metaclass=FlowMeta):
             ),
             clock=self._clock, log=make_logger(graph.name, config.LOGGING),
             info={"params": json.loads(json.dumps(dict(self.param_values), default=str))},
+            mode=self._mode, attempt=self._from_attempt,
         )
         return self._engine
 
@@ -224,7 +298,7 @@ class Flow(metaclass=FlowMeta):
         tasks = tuple(
             TaskResult(t.step.name, t.sequence, t.status.value, t.result_kind, t.result,
                        f"{t.error_type}: {t.error_message}" if t.error_type else None,
-                       allow_pickle)
+                       allow_pickle, skipped=t.executor == "skip")
             for t in engine.tasks()
         )
         return RunResult(summary, tasks)
@@ -237,6 +311,32 @@ def _release(held: list[Any]) -> None:
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp)
+
+
+def _coerce(param: Param, value: Any) -> Any:
+    """
+    A recorded (JSON) or typed-in (text) value as ``param``'s type, when it is not already.
+
+    Dates, times, paths and other types recorded as text come back through their
+    ``fromisoformat`` or constructor; a value that cannot is left for `_checked` to refuse.
+    """
+    tp = param.type
+    if _fits(value, tp) or not isinstance(value, str | int | float):
+        return value
+    for candidate in typing.get_args(tp) or (tp,):
+        if not isinstance(candidate, type) or candidate is type(None):
+            continue
+        if candidate is bool and isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+                return lowered in ("true", "1", "yes", "on")
+            continue
+        convert = getattr(candidate, "fromisoformat", None) or candidate
+        try:
+            return convert(value)
+        except (TypeError, ValueError):
+            continue
+    return value
 
 
 def _checked(flow_name: str, param: Param, value: Any) -> Any:

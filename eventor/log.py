@@ -23,6 +23,13 @@ _SENTENCES = {
     "step_failed": "Step completed {step}[{sequence}], status: failure, {error}",
     "run_started": "Eventor store: {store}, run {run_id} attempt {attempt}",
     "run_finished": "Processing finished with: {status}",
+    "step_skipped": "Skipping step {step}[{sequence}]: it was {was} ({reason})",
+    "step_rerun": "Rerunning step {step}[{sequence}]: it was {was} ({reason})",
+    "zombie_attempt": "Attempt {attempt} of run {run_id} was left running by an engine that "
+                      "died (pid {pid}); its ready and active tasks count as active",
+    "code_changed": "Steps changed since run {run_id} was recorded: {steps}",
+    "run_picked": "Picked run {run_id}, the latest of {runs} runs of {program}",
+    "step_gone": "Step {step}[{sequence}] is no longer in the flow; it is left as recorded",
 }
 
 

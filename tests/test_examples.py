@@ -64,3 +64,48 @@ def test_the_subclass_example_replaces_load_and_adds_a_report(tmp_path):
     proc = run_example("etl_daily.py", "2026-11-01", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "2026-11-01: loaded 14"
+
+
+def test_recovery_classic_fails_then_recovers_skipping_s1(tmp_path):
+    proc = run_example("recovery_classic.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "s1[3]: success -> skip (default for success)" in proc.stdout
+    assert "s1[3] skipped: success, result 9" in proc.stdout
+    assert "s2[3] ran: success, result 3.0" in proc.stdout
+    assert "s3[3] ran: success, result 3.0" in proc.stdout
+    with sqlite3.connect(tmp_path / "recovery_classic.run.db") as db:
+        attempts = db.execute("select attempt, mode, status from eventor_attempts").fetchall()
+    assert attempts == [(0, "restart", "failure"), (1, "recover", "success")]
+
+
+def test_recovery_dsl_is_the_twin_of_recovery_classic(tmp_path):
+    proc = run_example("recovery_dsl.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "s1[3] skipped: success, result 9" in proc.stdout
+    assert "s3[3] ran: success, result 3.0" in proc.stdout
+
+
+def executions(db_path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(db_path) as db:
+        return db.execute("select step, status from eventor_tasks order by id").fetchall()
+
+
+def test_delay_classic_runs_each_step_once_across_continue_sessions(tmp_path):
+    proc = run_example("delay_classic.py", "0.3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "success after 3 sessions" in proc.stdout
+    assert executions(tmp_path / "delay_classic.run.db") == [
+        ("s1", "success"), ("s2", "success"), ("s3", "success")]
+    for prog in ("prog1", "prog2", "prog3"):
+        assert proc.stderr.count(f"doing what {prog} is doing") == 1
+    with sqlite3.connect(tmp_path / "delay_classic.run.db") as db:
+        late = db.execute("select fired_at - due_at from eventor_delays").fetchall()
+    assert len(late) == 2 and all(lag >= 0 for (lag,) in late)
+
+
+def test_delay_dsl_is_the_twin_of_delay_classic(tmp_path):
+    proc = run_example("delay_dsl.py", "0.3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "success after 3 sessions" in proc.stdout
+    assert executions(tmp_path / "delay_dsl.run.db") == [
+        ("s1", "success"), ("s2", "success"), ("s3", "success")]
