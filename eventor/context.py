@@ -265,7 +265,7 @@ class RunResult:
     @property
     def next_due(self) -> float | None:
         """When the earliest delay left pending is due (clock seconds), or None."""
-        return self.summary.next_due  # type: ignore[no-any-return]
+        return self.summary.next_due
 
     @property
     def failed(self) -> tuple[tuple[str, str], ...]:

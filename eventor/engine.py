@@ -27,7 +27,7 @@ from eventor.config import Config
 from eventor.enums import RunMode, StepReplay, StepStatus
 from eventor.exceptions import EventorUsageError, NotSupportedError
 from eventor.executors import REGISTRY, Executor, Outcome, TaskRun, executor_name
-from eventor.executors.base import TriggerRequest
+from eventor.executors.base import Requeue, TriggerRequest
 from eventor.graph import FlowGraph, StepSpec, holds
 from eventor.recovery import changed_steps, fingerprint, owner_alive, pick_attempt, replay
 from eventor.store import Batch, Row, Store
@@ -417,8 +417,15 @@ class Engine:
             return EMPTY
         return self.clock.wait(self._inbox, deadline)
 
-    def _on_item(self, item: Outcome | TriggerRequest, now: float) -> None:
-        if isinstance(item, TriggerRequest):
+    def _on_item(self, item: Outcome | TriggerRequest | Requeue, now: float) -> None:
+        if isinstance(item, Requeue):
+            requeued = self._running[item.task.key]
+            try:
+                self._executor(requeued.executor).submit(item.task, self._inbox.put)
+            except Exception as exc:
+                self._inbox.put(Outcome(requeued.key, False, error_type=type(exc).__qualname__,
+                                        error_message=f"could not start: {exc}"))
+        elif isinstance(item, TriggerRequest):
             task = self._running.get(item.key)
             origin = f"{task.step.name}[{task.sequence}]" if task is not None else "?"
             if item.event in self.graph.events:

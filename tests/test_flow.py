@@ -380,10 +380,3 @@ def test_a_decorated_plain_class_runs_with_super_calls(opts):
             return f"{super().greet()} {self.who}"
 
     assert Greeter(who="you", **opts).run()["greet"] == "hello you"
-
-
-def test_recover_and_resume_say_they_are_not_available_yet():
-    with pytest.raises(evr.NotSupportedError, match=r"Etl.recover\('r1'\) is not supported yet"):
-        Etl.recover("r1")
-    with pytest.raises(evr.NotSupportedError, match="resume"):
-        Etl.resume("r1")

@@ -19,6 +19,7 @@ __all__ = [
     "Emit",
     "Executor",
     "Outcome",
+    "Requeue",
     "StoredResult",
     "TaskRun",
     "TriggerRequest",
@@ -72,6 +73,13 @@ class TriggerRequest:
     sequence: str
 
 
+@dataclass(slots=True)
+class Requeue:
+    """An executor could not start ``task`` after all (its worker died unread): submit it again."""
+
+    task: TaskRun
+
+
 @dataclass(frozen=True, slots=True)
 class StoredResult:
     """A result already encoded by the step's wrapper (a pickle the flow opted in to)."""
@@ -93,7 +101,7 @@ class Executor(Protocol):
         Start ``task``; call ``done`` once with its outcome when it ends.
 
         Before that, ``done`` may also receive the task's `TriggerRequest`s, in the order the
-        task made them.
+        task made them, or a `Requeue` asking the engine to submit the task again.
         """
         ...
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import ctypes
 import fcntl
 import os
 import pickle
@@ -31,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from eventor.executors.base import Outcome, TaskRun, run_task
+from eventor.executors.base import Outcome, Requeue, TaskRun, run_task
 
 TERM_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when closing busy workers
 _HEADER = struct.Struct(">I")
@@ -162,10 +163,12 @@ class ProcessExecutor:
         task_r, task_w = os.pipe()
         result_r, result_w = os.pipe()
         _flush_std()  # else the child would write the parent's buffered text again
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the worker never returns
             os.close(task_w)
             os.close(result_r)
+            _die_with_parent(parent)
             _worker_main(task_r, result_w, self._steps)
         os.close(task_r)
         os.close(result_w)
@@ -211,8 +214,9 @@ class ProcessExecutor:
             task, done = current
             if unread and not self._closed:
                 # It died before reading the task (killed while idle): the task never
-                # started, so it goes to another worker instead of failing.
-                self.submit(task, done)
+                # started, so the engine submits it again, from its own thread (a worker
+                # forked from this short-lived thread would die with it: see _worker_main).
+                done(Requeue(task))
             else:
                 done(_death(task, worker.pid, os.waitstatus_to_exitcode(status)))
 
@@ -251,6 +255,31 @@ def _death(task: TaskRun, pid: int, exit_code: int) -> Outcome:
         message = f"process {pid} of step {task.step!r} exited with code {exit_code} before returning"
     return Outcome(task.key, False, error_type="ProcessDied", error_message=message,
                    exit_code=exit_code, pid=pid)
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the worker
+    """
+    Have the kernel SIGKILL this worker when the engine dies, so a step never outlives a
+    crashed engine (recovery would run it again beside the orphan).
+
+    Linux sends the signal when the *thread* that forked the worker ends, so workers are
+    forked only from the engine's thread, never from a reader thread.
+    """
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the engine died before prctl took effect
+        os._exit(1)
 
 
 def _worker_main(task_fd: int, result_fd: int, steps: Mapping[str, Any]) -> None:  # pragma: no cover
