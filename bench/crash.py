@@ -1,0 +1,68 @@
+"""
+Kill the engine at 100 random moments of a run, recover each run, and count the recoveries
+that lost or repeated nothing (see tests/crash_harness.py for the flow and the checks).
+
+    python bench/crash.py [--kills 100] [--seed 1]
+
+The moments are drawn uniformly from the start of the run (its attempt recorded) to a
+little past its end, as measured by one uninterrupted run first. Record the result in
+docs/performance.md with the command line used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.crash_harness import kill_and_recover, start, wait_for_attempt  # noqa: E402
+
+
+def clean_run_seconds(folder: Path) -> float:
+    """How long an uninterrupted run takes, from its recorded attempt to its exit."""
+    store = folder / "clean.run.db"
+    proc = start("run", store, folder / "clean.log", "clean")
+    wait_for_attempt(store, timeout=30)
+    began = time.monotonic()
+    proc.communicate(timeout=120)
+    if proc.returncode != 0:
+        raise SystemExit("the uninterrupted run failed")
+    return time.monotonic() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--kills", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="eventor-crash-") as tmp:
+        folder = Path(tmp)
+        span = clean_run_seconds(folder)
+        print(f"an uninterrupted run takes {span:.3f} s; killing {args.kills} runs "
+              f"at random moments in [0, {span * 1.2:.3f}] s")
+        passed, states, failures = 0, Counter(), []
+        for n in range(args.kills):
+            kill_after = rng.uniform(0, span * 1.2)
+            report = kill_and_recover(folder, kill_after, run_id=f"k{n}")
+            states[report.recorded_before] += 1
+            if report.ok:
+                passed += 1
+            else:
+                failures.append(report)
+                print(f"  kill {n} at {kill_after:.3f} s FAILED: {report.problems}")
+    print(f"{passed}/{args.kills} recoveries passed every check")
+    print("tasks recorded as succeeded at the kill (of 36): "
+          + ", ".join(f"{k}: {v}x" for k, v in sorted(states.items())))
+    raise SystemExit(0 if not failures else 1)
+
+
+if __name__ == "__main__":
+    main()

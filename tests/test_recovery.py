@@ -1,0 +1,314 @@
+"""Recovery (a new attempt that skips what succeeded), continue, and durable delays."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import eventor as evr
+from eventor import Event, Flow, step
+from tests.conftest import statuses
+
+QUIET = {"LOGGING": {"console": False}, "task_construct": "thread"}
+CALLS: list[str] = []
+
+
+def record(name, fail=False):
+    CALLS.append(name)
+    if fail:
+        raise RuntimeError(f"{name} fails")
+    return name
+
+
+@pytest.fixture(autouse=True)
+def fresh_calls():
+    CALLS.clear()
+
+
+def chain(store, *, mode=evr.RUN_RESTART, run_id="", fail_b=False, recovery=None,
+          recovery_run=None, config=None, clock=None):
+    """a -> b -> c, each on the success of the one before; b may fail."""
+    ev = evr.Eventor(name="chain", store=store, run_mode=mode, run_id=run_id,
+                     recovery_run=recovery_run, config={**QUIET, **(config or {})}, clock=clock)
+    go, a_done, b_done = ev.add_event("go"), ev.add_event("a_done"), ev.add_event("b_done")
+    ev.add_step("a", record, args=("a",), triggers={evr.STEP_SUCCESS: a_done})
+    ev.add_step("b", record, args=("b", fail_b), triggers={evr.STEP_SUCCESS: b_done},
+                recovery=recovery)
+    ev.add_step("c", record, args=("c",))
+    ev.add_assoc(go, "a")
+    ev.add_assoc(a_done, "b")
+    ev.add_assoc(b_done, "c")
+    ev.trigger_event(go, 1)
+    return ev
+
+
+def tasks(ev, attempt):
+    return {(t["step"], t["executor"] == "skip"): t["status"]
+            for t in ev.store.tasks(ev.run_id, attempt)}
+
+
+def test_recovery_skips_successes_reruns_the_failure_and_finishes(tmp_path):
+    store = str(tmp_path / "r.db")
+    with chain(store, fail_b=True) as ev:
+        assert not ev.run()
+        run_id = ev.run_id
+    assert CALLS == ["a", "b"]
+    CALLS.clear()
+    with chain(store, mode=evr.RUN_RECOVER, run_id=run_id) as ev:
+        assert ev.run()
+        assert tasks(ev, 1) == {("a", True): "success", ("b", False): "success",
+                                ("c", False): "success"}
+        assert ev.store.tasks(run_id, 1)[0]["result"] == '"a"'  # the skipped result stays
+        assert [(a["attempt"], a["mode"], a["status"]) for a in ev.store.attempts(run_id)] == [
+            (0, "restart", "failure"), (1, "recover", "success")]
+    assert CALLS == ["b", "c"]
+
+
+def test_a_recovery_policy_can_rerun_successes_and_complete_means_both(tmp_path):
+    store = str(tmp_path / "r.db")
+    with chain(store) as ev:
+        assert ev.run()
+        run_id = ev.run_id
+    CALLS.clear()
+    with chain(store, mode=evr.RUN_RECOVER, run_id=run_id,
+               recovery={evr.STEP_COMPLETE: evr.STEP_RERUN}) as ev:
+        plan = ev.recovery_plan()
+        assert [str(t) for t in plan] == [
+            "a[1]: success -> skip (default for success)",
+            "b[1]: success -> rerun (recovery={complete: rerun})",
+            "c[1]: success -> skip (default for success)",
+        ]
+        assert ev.run()
+    assert CALLS == ["b"]
+
+
+def test_recovery_run_recovers_from_a_chosen_attempt(tmp_path):
+    store = str(tmp_path / "r.db")
+    with chain(store, fail_b=True) as ev:
+        ev.run()
+        run_id = ev.run_id
+    with chain(store, mode=evr.RUN_RECOVER, run_id=run_id, fail_b=True) as ev:
+        assert not ev.run()  # attempt 1: a skipped, b fails again
+    CALLS.clear()
+    with chain(store, mode=evr.RUN_RECOVER, run_id=run_id, recovery_run=0) as ev:
+        assert ev.recovery_plan().attempt == 0
+        assert ev.run()
+        assert ev.summary.attempt == 2
+    assert CALLS == ["b", "c"]
+    with pytest.raises(evr.RunNotFoundError, match=r"has no attempt 7 \(attempts: 0, 1, 2\)"):
+        chain(store, mode=evr.RUN_RECOVER, run_id=run_id, recovery_run=7).run()
+
+
+def test_without_a_run_id_recovery_picks_the_latest_run_and_says_so(tmp_path, caplog):
+    store = str(tmp_path / "r.db")
+    for _ in range(2):
+        with chain(store, fail_b=True) as ev:
+            ev.run()
+            latest = ev.run_id
+    with caplog.at_level(logging.INFO, logger="eventor"), \
+            chain(store, mode=evr.RUN_RECOVER) as ev:
+        assert ev.run_id == latest
+        assert ev.run()
+    assert f"Picked run {latest}, the latest of 2 runs of" in caplog.text
+
+
+def test_a_shared_store_refuses_to_guess_which_run_to_recover(tmp_path):
+    store = str(tmp_path / "r.db")
+    for _ in range(2):
+        with chain(store, fail_b=True) as ev:
+            ev.run()
+    with pytest.raises(evr.EventorUsageError, match="holds 2 runs of .* say which with run_id="):
+        chain(store, mode=evr.RUN_RECOVER, config={"shared_db": True})
+
+
+def test_recovering_an_unknown_run_names_the_runs_there_are(tmp_path):
+    store = str(tmp_path / "r.db")
+    with chain(store) as ev:
+        ev.run()
+        run_id = ev.run_id
+    with pytest.raises(evr.RunNotFoundError, match=f"no run 'nope' in .*Runs in it: {run_id}"):
+        chain(store, mode=evr.RUN_RECOVER, run_id="nope")
+
+
+def test_the_plan_runs_nothing(tmp_path):
+    store = str(tmp_path / "r.db")
+    with chain(store, fail_b=True) as ev:
+        ev.run()
+        run_id = ev.run_id
+    CALLS.clear()
+    with chain(store, mode=evr.RUN_RECOVER, run_id=run_id) as ev:
+        plan = ev.recovery_plan()
+        assert plan.skip == (("a", "1"),) and plan.rerun == (("b", "1"),)
+        assert len(ev.store.attempts(run_id)) == 1
+    assert CALLS == []
+
+
+def test_changed_step_code_is_named_in_a_warning(tmp_path, caplog):
+    store = str(tmp_path / "r.db")
+    with chain(store, fail_b=True) as ev:
+        ev.run()
+        run_id = ev.run_id
+    ev = chain(store, mode=evr.RUN_RECOVER, run_id=run_id)
+    ev.add_step("d", lambda: "new")
+    with caplog.at_level(logging.WARNING, logger="eventor"), ev:
+        ev.run()
+    assert "Steps changed since run" in caplog.text
+    assert "b, d" in caplog.text  # b's arguments changed (fail_b), d is new
+
+
+# -- delays and continue -----------------------------------------------------------------
+
+
+def delayed(store, *, mode=evr.RUN_RESTART, run_id="", clock=None, fail_second=False):
+    """first -> (6 hours) -> second."""
+    ev = evr.Eventor(name="delayed", store=store, run_mode=mode, run_id=run_id,
+                     config=QUIET, clock=clock)
+    go, done = ev.add_event("go"), ev.add_event("done")
+    ev.add_step("first", record, args=("first",), triggers={evr.STEP_SUCCESS: done})
+    ev.add_step("second", record, args=("second", fail_second))
+    ev.add_assoc(go, "first")
+    ev.add_assoc(done, "second", delay=6 * 3600)
+    ev.trigger_event(go, 1)
+    return ev
+
+
+def test_a_six_hour_delay_fires_at_its_due_time_on_an_injected_clock(tmp_path):
+    clock = evr.MockClock()
+    start = clock.now()
+    with delayed(str(tmp_path / "d.db"), clock=clock) as ev:
+        assert ev.run()
+        (delay,) = ev.store.delays(ev.run_id)
+    assert delay["due_at"] == delay["activated_at"] + 6 * 3600
+    assert delay["fired_at"] == delay["due_at"]
+    assert clock.now() - start == pytest.approx(6 * 3600, abs=1)
+    assert CALLS == ["first", "second"]
+
+
+def test_a_bounded_run_reports_its_pending_delay_and_continue_keeps_its_due_time(tmp_path):
+    store, clock = str(tmp_path / "d.db"), evr.MockClock(autojump=False)
+    with delayed(store, clock=clock) as ev:
+        assert ev.run(max_loops=1)
+        summary, run_id = ev.summary, ev.run_id
+    assert summary.status == "paused"
+    assert summary.delays == (("second", "1", summary.next_due),)
+    due = summary.next_due
+
+    clock.advance(3600)  # an hour later: not due yet
+    with delayed(store, mode=evr.RUN_CONTINUE, run_id=run_id, clock=clock) as ev:
+        ev.run(max_loops=1)
+        assert ev.summary.status == "paused" and ev.summary.next_due == due
+    clock.advance(5 * 3600)  # now it is
+    with delayed(store, mode=evr.RUN_CONTINUE, run_id=run_id, clock=clock) as ev:
+        assert ev.run()
+        assert ev.summary.status == "success"
+        triggers = [(t["event"], t["source"]) for t in ev.store.triggers(run_id)]
+        assert statuses(ev) == {("first", "1"): "success", ("second", "1"): "success"}
+    assert CALLS == ["first", "second"]  # each once
+    assert triggers == [("go", "user"), ("done", "first:success")]  # none fired twice
+
+
+def test_a_delay_in_recovery_keeps_its_first_activation(tmp_path):
+    store, clock = str(tmp_path / "d.db"), evr.MockClock()
+    with delayed(store, clock=clock, fail_second=True) as ev:
+        assert not ev.run()
+        run_id = ev.run_id
+        (first,) = ev.store.delays(run_id, 0)
+    clock.advance(60)
+    with delayed(store, mode=evr.RUN_RECOVER, run_id=run_id, clock=clock) as ev:
+        assert ev.run()
+        (again,) = ev.store.delays(run_id, 1)
+    assert again["activated_at"] == first["activated_at"]
+    assert again["due_at"] == first["due_at"]  # long past: fired at once, no new 6 hours
+    assert again["fired_at"] == first["fired_at"] + 60
+
+
+def test_continue_starts_tasks_a_bounded_run_left_ready(tmp_path):
+    store = str(tmp_path / "c.db")
+    ev = evr.Eventor(name="wide", store=store, config={**QUIET, "max_concurrent": 1})
+    go = ev.add_event("go")
+    for name in ("x", "y", "z"):
+        ev.add_step(name, record, args=(name,))
+        ev.add_assoc(go, name)
+    ev.trigger_event(go, 1)
+    with ev:
+        ev.run(max_loops=1)
+        assert ev.summary.pending == 2
+        run_id = ev.run_id
+    ev = evr.Eventor(name="wide", store=store, run_mode=evr.RUN_CONTINUE, run_id=run_id,
+                     config=QUIET)
+    go = ev.add_event("go")
+    for name in ("x", "y", "z"):
+        ev.add_step(name, record, args=(name,))
+        ev.add_assoc(go, name)
+    with ev:
+        assert ev.run()
+        assert statuses(ev) == {("x", "1"): "success", ("y", "1"): "success",
+                                ("z", "1"): "success"}
+    assert sorted(CALLS) == ["x", "y", "z"]
+
+
+# -- the DSL entry points ----------------------------------------------------------------
+
+
+class Daily(Flow):
+    day: str = "mon"
+    limit: int = 2
+    start = Event()
+    got = Event()
+
+    @step(on=start, success=got)
+    def fetch(self, ctx):
+        CALLS.append(f"fetch {ctx.sequence}")
+        return [self.day] * self.limit
+
+    @step(on=got)
+    def load(self, ctx):
+        CALLS.append(f"load {ctx.sequence}")
+        if self.limit > 2:
+            raise ValueError("too many")
+        return len(ctx.results["fetch"])
+
+
+def test_flow_recover_reuses_recorded_parameters_unless_overridden(tmp_path):
+    opts = {"store": str(tmp_path / "f.db"), "config": QUIET}
+    flow = Daily(day="tue", limit=3, **opts)
+    for seq in ("a", "b"):
+        flow.trigger(Daily.start, seq)
+    first = flow.run()
+    flow.close()
+    assert not first
+    CALLS.clear()
+    plan = Daily.recovery_plan(first.run_id, **opts)
+    assert plan.rerun == (("load", "a"), ("load", "b"))
+    second = Daily.recover(first.run_id, limit=2, **opts)
+    assert second
+    assert sorted(CALLS) == ["load a", "load b"]
+    assert [t.skipped for t in second.tasks if t.step == "fetch"] == [True, True]
+    assert second["load", "a"] == 3  # fetch's stored result (3 items of 'tue') was reused
+
+
+def test_flow_resume_continues_a_paused_run(tmp_path):
+    class Later(Flow):
+        start = Event()
+        done = Event()
+
+        @step(on=start, success=done)
+        def now(self):
+            CALLS.append("now")
+
+        @step(on=done, delay=3600)
+        def later(self):
+            CALLS.append("later")
+            return "late"
+
+    clock = evr.MockClock(autojump=False)
+    opts = {"store": str(tmp_path / "f.db"), "config": QUIET}
+    paused = Later(clock=clock, **opts).run(max_loops=1)
+    assert paused.status == "paused" and paused.next_due is not None
+    clock.advance(3600)
+    result = Later.resume(paused.run_id, clock=clock, **opts)
+    assert result and result["later"] == "late"
+    assert CALLS == ["now", "later"]
+    with pytest.raises(evr.RunNotFoundError):
+        Later.resume("missing", **opts)
