@@ -12,7 +12,8 @@ Cases (all on a WAL sqlite file in a temporary folder, logging at WARNING):
   chain-dsl      the thread chain as a Flow class whose steps take ctx and return a result
   thread hop     a task handed to a thread and its result handed back, nothing else
 
-Prints ms/step, the ratio to the floor, and the peak RSS after the fan-out.
+Prints ms/step, the ratio to the floor, the peak RSS after the fan-out, and how late
+delayed associations fire after their due time (real clock, thread steps).
 Record results in docs/performance.md with the command line used.
 """
 
@@ -127,12 +128,30 @@ def run_dsl_chain(folder: Path, n: int, executor: str) -> float:
     return elapsed * 1000 / n
 
 
+def delay_lateness(folder: Path, n: int, delay: float) -> float:
+    """The latest a delayed association fired after its due time, in ms (real clock)."""
+    ev = evr.Eventor(name="late", store=str(folder / "late.run.db"),
+                     config={**QUIET, "task_construct": "thread"})
+    go = ev.add_event("go")
+    for i in range(n):
+        ev.add_step(f"s{i}", func=noop)
+        ev.add_assoc(go, f"s{i}", delay=delay * (1 + i / n))
+    ev.trigger_event(go, 1)
+    ok = ev.run()
+    lags = [(d["fired_at"] - d["due_at"]) * 1000 for d in ev.store.delays(ev.run_id)]
+    ev.close()
+    if not ok or len(lags) != n:
+        raise SystemExit("late: run failed or incomplete")
+    return max(lags)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--floor", type=int, default=1000)
     parser.add_argument("--chain", type=int, default=1000)
     parser.add_argument("--fanout", type=int, default=10000)
     parser.add_argument("--process-chain", type=int, default=200)
+    parser.add_argument("--delays", type=int, default=20)
     args = parser.parse_args()
     print(f"python {platform.python_version()} on {platform.machine()}, "
           f"eventor {evr.__name__} from {Path(evr.__file__).parent}")
@@ -158,6 +177,9 @@ def main() -> None:
         tgt = "" if target is None else f"<={target:g}"
         print(f"{label:34} {ms:9.3f} {ms / base:8.2f} {tgt:>8} {verdict}")
     print(f"peak RSS after the fan-out: {peak_mb:.0f} MB (target < 150 MB)")
+    with tempfile.TemporaryDirectory(prefix="eventor-bench-") as tmp:
+        late = delay_lateness(Path(tmp), args.delays, 0.2)
+    print(f"delays fired at most {late:.2f} ms after due ({args.delays} delays; target <= 10 ms)")
     sys.stdout.flush()
 
 

@@ -6,18 +6,31 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "core.py"
 
 
 def test_core_benchmark_runs_every_case_and_prints_ratios(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--floor", "20", "--chain", "20", "--fanout", "50",
-         "--process-chain", "5"],
+         "--process-chain", "5", "--delays", "3"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     for case in ("floor", "fanout-thread (50 steps)", "chain-thread (20 steps)",
                  "chain-process (5 steps)", "chain-invoke (20 steps)", "thread hop",
-                 "peak RSS"):
+                 "chain-dsl-thread (20 steps)", "peak RSS", "delays fired at most"):
         assert case in proc.stdout
     assert list(tmp_path.iterdir()) == []  # everything went to a temporary folder
+
+
+CRASH = BENCH.parent / "crash.py"
+
+
+@pytest.mark.slow
+def test_crash_benchmark_runs_its_kills_and_counts_them(tmp_path):
+    proc = subprocess.run([sys.executable, str(CRASH), "--kills", "2"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2/2 recoveries passed every check" in proc.stdout
