@@ -230,29 +230,34 @@ def fingerprint(graph: FlowGraph) -> dict[str, str]:
 
     The code part covers the bytecode, names and constants (not line numbers, so moving a
     function does not count as a change); the wiring covers the events that run the step
-    (and their expressions), the events it triggers, its recovery policy and its config.
+    (and their expressions), the events it triggers, its recovery policy, its config and
+    its arguments.
     """
     into: dict[str, list[str]] = {}
     for assoc in graph.assocs:
         expr = graph.events[assoc.event].expr if assoc.event in graph.events else None
-        into.setdefault(assoc.target, []).append(
-            f"{assoc.event}={expr}/{assoc.delay}" if expr is not None else f"{assoc.event}/{assoc.delay}")
+        into.setdefault(assoc.target, []).append(f"{assoc.event}={expr}/{assoc.delay}")
+    codes: dict[int, bytes] = {}  # many steps share one function: hash its code once
     prints = {}
     for step in graph.steps.values():
-        digest = hashlib.sha256()
         func = _function(step.func)
         code = getattr(func, "__code__", None)
-        for part in _code_parts(code) if code is not None else [repr(func).encode()]:
-            digest.update(part)
-        wiring = {
-            "on": sorted(into.get(step.name, [])),
-            "triggers": {str(k): list(v) for k, v in step.triggers.items()},
-            "recovery": {str(k): str(v) for k, v in step.recovery.items()},
-            "config": {k: str(v) for k, v in step.config.items()},
-            "args": list(step.args), "kwargs": dict(step.kwargs),
-        }
-        digest.update(json.dumps(wiring, sort_keys=True, default=_stable).encode())
-        prints[step.name] = digest.hexdigest()[:16]
+        key = id(code) if code is not None else id(func)
+        code_digest = codes.get(key)
+        if code_digest is None:
+            digest = hashlib.sha256()
+            for part in _code_parts(code) if code is not None else [repr(func).encode()]:
+                digest.update(part)
+            code_digest = codes[key] = digest.digest()
+        wiring = "|".join((
+            ",".join(sorted(into.get(step.name, ()))),
+            repr(sorted((str(k), v) for k, v in step.triggers.items())),
+            repr(sorted((str(k), str(v)) for k, v in step.recovery.items())),
+            json.dumps(dict(step.config), sort_keys=True, default=_stable) if step.config else "",
+            json.dumps([step.args, dict(step.kwargs)], default=_stable)
+            if step.args or step.kwargs else "",
+        ))
+        prints[step.name] = hashlib.sha256(code_digest + wiring.encode()).hexdigest()[:16]
     return prints
 
 
