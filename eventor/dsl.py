@@ -258,8 +258,8 @@ class CompiledFlow:
 FLOW_OPTIONS = ("name", "store", "config", "max_concurrent", "executor", "stop_on_exception",
                 "pickle_results")
 RESERVED = frozenset({*FLOW_OPTIONS, "run_id", "clock", "graph", "parameters", "param_values",
-                      "run", "trigger", "recover", "resume", "close", "cli", "options",
-                      "entry_events"})
+                      "run", "trigger", "recover", "resume", "recovery_plan", "close", "cli",
+                      "options", "entry_events"})
 
 
 class _Compiler:
