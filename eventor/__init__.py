@@ -45,6 +45,7 @@ from eventor.exceptions import (
 from eventor.executors.base import task_env
 from eventor.flow import Flow, flow
 from eventor.graph import FlowGraph
+from eventor.recovery import RecoveryPlan
 
 __all__ = [
     "Clock",
@@ -64,6 +65,7 @@ __all__ = [
     "RUN_CONTINUE",
     "RUN_RECOVER",
     "RUN_RESTART",
+    "RecoveryPlan",
     "ResultNotStoredError",
     "RunMode",
     "RunNotFoundError",

@@ -14,7 +14,7 @@ def test_public_names_are_pinned():
         "Clock", "Config", "Event", "Eventor", "EventorConfigError", "EventorError", "EventorUsageError",
         "Flow", "FlowDefinitionError", "FlowGraph", "MockClock", "NotAStoreError",
         "NotSupportedError", "ParameterError", "ResultNotStoredError", "RunResult", "RunNotFoundError",
-        "RUN_CONTINUE", "RUN_RECOVER", "RUN_RESTART", "RunMode", "RunSummary", "STEP_ACTIVE",
+        "RUN_CONTINUE", "RUN_RECOVER", "RUN_RESTART", "RecoveryPlan", "RunMode", "RunSummary", "STEP_ACTIVE",
         "STEP_COMPLETE", "STEP_FAILURE", "STEP_READY", "STEP_RERUN", "STEP_SKIP", "STEP_SUCCESS",
         "SchemaVersionError", "StepContext", "StepReplay", "StepStatus", "StoreError", "StoreIntegrityError",
         "StoreURLError", "StoreUnavailableError", "SystemClock", "TaskResult", "flow", "load_config", "or_",
