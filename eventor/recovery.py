@@ -238,6 +238,7 @@ def fingerprint(graph: FlowGraph) -> dict[str, str]:
         expr = graph.events[assoc.event].expr if assoc.event in graph.events else None
         into.setdefault(assoc.target, []).append(f"{assoc.event}={expr}/{assoc.delay}")
     codes: dict[int, bytes] = {}  # many steps share one function: hash its code once
+    seen: dict[tuple[int, str], str] = {}
     prints = {}
     for step in graph.steps.values():
         func = _function(step.func)
@@ -249,15 +250,20 @@ def fingerprint(graph: FlowGraph) -> dict[str, str]:
             for part in _code_parts(code) if code is not None else [repr(func).encode()]:
                 digest.update(part)
             code_digest = codes[key] = digest.digest()
-        wiring = "|".join((
-            ",".join(sorted(into.get(step.name, ()))),
-            repr(sorted((str(k), v) for k, v in step.triggers.items())),
-            repr(sorted((str(k), str(v)) for k, v in step.recovery.items())),
-            json.dumps(dict(step.config), sort_keys=True, default=_stable) if step.config else "",
-            json.dumps([step.args, dict(step.kwargs)], default=_stable)
-            if step.args or step.kwargs else "",
-        ))
-        prints[step.name] = hashlib.sha256(code_digest + wiring.encode()).hexdigest()[:16]
+        incoming = into.get(step.name, ())
+        wiring = ",".join(sorted(incoming)) if len(incoming) > 1 else "".join(incoming)
+        if step.triggers:
+            wiring += "|" + repr(sorted((str(k), v) for k, v in step.triggers.items()))
+        if step.recovery:
+            wiring += "|" + repr(sorted((str(k), str(v)) for k, v in step.recovery.items()))
+        if step.config:
+            wiring += "|" + json.dumps(dict(step.config), sort_keys=True, default=_stable)
+        if step.args or step.kwargs:
+            wiring += "|" + json.dumps([step.args, dict(step.kwargs)], default=_stable)
+        text = seen.get((key, wiring))
+        if text is None:  # steps alike in code and wiring (a fan-out) share one hash
+            text = seen[key, wiring] = hashlib.sha256(code_digest + wiring.encode()).hexdigest()[:16]
+        prints[step.name] = text
     return prints
 
 
