@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 __all__ = ["SCHEMA_VERSION", "Batch", "Store", "open_store"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: resource leases and task tries
 
 Row = dict[str, Any]
 
@@ -28,10 +28,13 @@ class Batch:
     task_updates: list[Row] = field(default_factory=list)
     delays: list[Row] = field(default_factory=list)
     delays_fired: list[Row] = field(default_factory=list)
+    tries: list[Row] = field(default_factory=list)  # failed tries that will be retried
+    releases: list[Row] = field(default_factory=list)  # leases to release (see Store.write)
 
     def __bool__(self) -> bool:
         return bool(
-            self.triggers or self.new_tasks or self.task_updates or self.delays or self.delays_fired
+            self.triggers or self.new_tasks or self.task_updates or self.delays
+            or self.delays_fired or self.tries or self.releases
         )
 
 
@@ -46,7 +49,35 @@ class Store(Protocol):
         ...
 
     def write(self, batch: Batch) -> None:
-        """Write one round's changes atomically."""
+        """
+        Write one round's changes atomically.
+
+        A release row with a ``step`` releases the leases that task holds; one with a
+        ``pool`` releases the leases of that pool held in the row's run and sequence.
+        """
+        ...
+
+    def acquire(self, requests: list[Row], *, now: float) -> set[int]:
+        """
+        Grant leases, all or nothing per request, in order; return the granted requests' keys.
+
+        Each request has ``key``, ``run_id``, ``attempt``, ``step``, ``sequence`` and
+        ``wants``: (pool, units, limit) triples. A request is granted when every pool it
+        wants has room under its limit, counting the leases every run in the store holds; a
+        request never overtakes an earlier one waiting for the same pool.
+        """
+        ...
+
+    def release_attempt(self, run_id: str, attempt: int, *, now: float) -> int:
+        """Release every lease an attempt still holds; return how many."""
+        ...
+
+    def leases(self, run_id: str | None = None, *, held: bool = False) -> list[Row]:
+        """Leases (of one run), oldest first; only those still held with ``held``."""
+        ...
+
+    def tries(self, run_id: str, attempt: int | None = None) -> list[Row]:
+        """The recorded failed tries of retried tasks."""
         ...
 
     def resume_attempt(self, run_id: str, attempt: int, *, now: float, host: str, pid: int) -> None:

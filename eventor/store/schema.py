@@ -106,4 +106,44 @@ delays = Table(
 
 Index("ix_eventor_delays_pending", delays.c.run_id, delays.c.fired_at, delays.c.due_at)
 
+# Schema version 2 -------------------------------------------------------------------------
+
+leases = Table(
+    "eventor_leases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pool", String(256), nullable=False),
+    Column("units", Integer, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("step", String(256), nullable=False),  # the task that acquired it
+    Column("sequence", String(256), nullable=False),
+    Column("granted_at", Float, nullable=False),
+    Column("released_at", Float),  # NULL while held
+)
+
+Index("ix_eventor_leases_held", leases.c.pool, leases.c.released_at)
+
+tries = Table(
+    "eventor_tries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("step", String(256), nullable=False),
+    Column("sequence", String(256), nullable=False),
+    Column("try", Integer, nullable=False),  # 1 for the first execution of the task
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("pid", Integer),
+    Column("error_type", String(256)),
+    Column("error_message", Text),
+    Column("traceback", Text),
+    Column("exit_code", Integer),
+    UniqueConstraint("run_id", "attempt", "step", "sequence", "try", name="uq_try_once"),
+)
+
+# What each version adds to the one before: an older store is upgraded in place.
+UPGRADES = {2: (leases, tries)}
+
 TABLES = tuple(t.name for t in metadata.sorted_tables)

@@ -37,7 +37,19 @@ from eventor.exceptions import (
     StoreURLError,
 )
 from eventor.store import SCHEMA_VERSION, Batch, Row
-from eventor.store.schema import TABLES, attempts, delays, meta, metadata, runs, tasks, triggers
+from eventor.store.schema import (
+    TABLES,
+    UPGRADES,
+    attempts,
+    delays,
+    leases,
+    meta,
+    metadata,
+    runs,
+    tasks,
+    tries,
+    triggers,
+)
 
 BUSY_TIMEOUT = 60.0  # seconds a sqlite connection waits for another writer
 
@@ -132,6 +144,8 @@ class SqlStore:
         self.is_sqlite = url.get_backend_name() == "sqlite"
         self.in_memory = self.is_sqlite and url.database in (None, "", ":memory:")
         self._lock = threading.RLock()
+        self._schema: str | None = None
+        self._upgrade_from = 0  # the older schema version found, to upgrade when opening
         self._engine = self._create_engine(url, schema if isinstance(schema, str) else None)
         try:
             self._conn: Connection = self._connect()
@@ -164,6 +178,7 @@ class SqlStore:
             raise StoreURLError(f"store {self.address}: {exc}", store=self.address) from None
         if schema:
             engine = engine.execution_options(schema_translate_map={None: schema})
+        self._schema = schema
         return engine
 
     def _sqlite_engine(self, url: URL) -> Engine:
@@ -229,7 +244,8 @@ class SqlStore:
             raise self._not_a_store(exc) from None
         ours = names & set(TABLES)
         if meta.name in names:
-            pass  # a store of this version (checked above)
+            if self._upgrade_from:
+                self._upgrade(self._conn)
         elif ours:
             raise NotAStoreError(
                 f"{self.address} has Eventor tables ({', '.join(sorted(ours))}) but no "
@@ -260,6 +276,9 @@ class SqlStore:
     def _check_version(self, conn: Connection) -> None:
         value = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
         found = int(value) if value is not None and str(value).isdigit() else -1
+        if 0 < found < SCHEMA_VERSION and all(v in UPGRADES for v in range(found + 1, SCHEMA_VERSION + 1)):
+            self._upgrade_from = found  # upgraded by _prepare, in a write transaction
+            return
         if found != SCHEMA_VERSION:
             newer = found > SCHEMA_VERSION
             raise SchemaVersionError(
@@ -271,6 +290,16 @@ class SqlStore:
                 found=found,
                 expected=SCHEMA_VERSION,
             )
+
+    def _upgrade(self, conn: Connection) -> None:
+        """Add what later schema versions add; every old run stays as it was."""
+        with conn.begin():
+            value = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+            found = int(value or 0)
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                metadata.create_all(conn, tables=list(UPGRADES[version]), checkfirst=True)
+            conn.execute(update(meta).where(meta.c.key == "schema_version")
+                         .values(value=str(SCHEMA_VERSION)))
 
     def _create_schema(self, conn: Connection) -> None:
         with conn.begin():
@@ -325,6 +354,7 @@ class SqlStore:
             ("update", tasks, batch.task_updates),
             ("insert", delays, batch.delays),
             ("update", delays, batch.delays_fired),
+            ("insert", tries, batch.tries),
         ]
         with self._lock, self._guard("record a round"):
             dbapi_conn: Any = self._conn.connection.dbapi_connection
@@ -336,6 +366,9 @@ class SqlStore:
                     if rows:
                         stmt = self._statement(kind, table, rows[0])
                         cursor.executemany(stmt.sql, [stmt.params(r) for r in rows])
+                for release in batch.releases:
+                    stmt = self._release_statement(release)
+                    cursor.execute(stmt.sql, stmt.params(release))
                 dbapi_conn.commit()
             except BaseException:
                 dbapi_conn.rollback()
@@ -373,6 +406,63 @@ class SqlStore:
                 update(runs).where(runs.c.run_id == run_id)
                 .values(info=json.dumps(dict(info), default=str))
             )
+
+    def _release_statement(self, row: Row) -> _Compiled:
+        keys = tuple(k for k in row if k != "released_at")
+        shape = ("release", leases.name, keys)
+        compiled = self._statements.get(shape)
+        if compiled is None:
+            stmt = (update(leases)
+                    .where(*(leases.c[k] == bindparam(f"k_{k}") for k in keys),
+                           leases.c.released_at.is_(None))
+                    .values(released_at=bindparam("v_released_at")))
+            names = {f"k_{k}": k for k in keys} | {"v_released_at": "released_at"}
+            compiled = self._statements[shape] = _Compiled(stmt.compile(self._engine), names)
+        return compiled
+
+    def acquire(self, requests: list[Row], *, now: float) -> set[int]:
+        pools = sorted({pool for r in requests for pool, _, _ in r["wants"]})
+        granted: set[int] = set()
+        with self._lock, self._guard("acquire resources"), self._conn.begin():
+            conn = self._conn
+            if self._engine.dialect.name == "postgresql":
+                # Every engine sharing the store counts and grants under this lock.
+                table = f"{self._schema}.{leases.name}" if self._schema else leases.name
+                conn.exec_driver_sql(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+            used = dict(conn.execute(
+                select(leases.c.pool, func.sum(leases.c.units))
+                .where(leases.c.pool.in_(pools), leases.c.released_at.is_(None))
+                .group_by(leases.c.pool)
+            ).all())
+            blocked: set[str] = set()
+            rows = []
+            for request in requests:
+                wants = request["wants"]
+                names = {pool for pool, _, _ in wants}
+                if names & blocked or not all(
+                    (used.get(pool) or 0) + units <= limit for pool, units, limit in wants
+                ):
+                    blocked |= names  # later requests for these pools wait their turn
+                    continue
+                granted.add(request["key"])
+                for pool, units, _ in wants:
+                    used[pool] = (used.get(pool) or 0) + units
+                    rows.append({"pool": pool, "units": units, "run_id": request["run_id"],
+                                 "attempt": request["attempt"], "step": request["step"],
+                                 "sequence": request["sequence"], "granted_at": now})
+            if rows:
+                conn.execute(insert(leases), rows)
+        return granted
+
+    def release_attempt(self, run_id: str, attempt: int, *, now: float) -> int:
+        with self._lock, self._guard("release resources"), self._conn.begin():
+            result = self._conn.execute(
+                update(leases)
+                .where(leases.c.run_id == run_id, leases.c.attempt == attempt,
+                       leases.c.released_at.is_(None))
+                .values(released_at=now)
+            )
+        return int(result.rowcount or 0)
 
     def end_attempt(self, run_id: str, attempt: int, status: str, *, now: float) -> None:
         with self._lock, self._guard("end attempt"), self._conn.begin():
@@ -426,6 +516,17 @@ class SqlStore:
 
     def delays(self, run_id: str, attempt: int | None = None) -> list[Row]:
         return self._rows(_of_run(delays, run_id, attempt))
+
+    def tries(self, run_id: str, attempt: int | None = None) -> list[Row]:
+        return self._rows(_of_run(tries, run_id, attempt))
+
+    def leases(self, run_id: str | None = None, *, held: bool = False) -> list[Row]:
+        stmt = select(leases)
+        if run_id is not None:
+            stmt = stmt.where(leases.c.run_id == run_id)
+        if held:
+            stmt = stmt.where(leases.c.released_at.is_(None))
+        return self._rows(stmt.order_by(leases.c.id))
 
     def close(self) -> None:
         with self._lock:

@@ -187,3 +187,46 @@ def test_the_store_file_is_closed_by_close(tmp_path):
     store.close()
     fds = os.listdir("/proc/self/fd")
     assert not any(os.path.realpath(f"/proc/self/fd/{fd}") == str(path) for fd in fds)
+
+
+def test_a_version_1_store_is_upgraded_in_place_keeping_its_runs(tmp_path):
+    path = tmp_path / "old.run.db"
+    store = open_store(str(path))
+    store.begin_attempt("old", "prog", "restart", now=1.0, host="h", pid=1)
+    store.close()
+    with sqlite3.connect(path) as db:  # make it what Eventor with schema 1 wrote
+        db.execute("drop table eventor_leases")
+        db.execute("drop table eventor_tries")
+        db.execute("update eventor_meta set value = '1' where key = 'schema_version'")
+    store = open_store(str(path))
+    assert [r["run_id"] for r in store.runs()] == ["old"]
+    assert store.leases() == [] and store.tries("old") == []
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("select value from eventor_meta").fetchone() == ("2",)
+
+
+def test_leases_are_granted_all_or_nothing_in_order_across_runs(tmp_path):
+    store = open_store(str(tmp_path / "l.run.db"))
+
+    def want(key, run, *wants):
+        return {"key": key, "run_id": run, "attempt": 0, "step": f"s{key}", "sequence": "1",
+                "wants": list(wants)}
+
+    assert store.acquire([want(1, "a", ("db", 1, 2)), want(2, "a", ("db", 1, 2))], now=1.0) == {1, 2}
+    # db is full: 3 waits; 4 needs db too, so it may not overtake 3 even though its other
+    # pool (cpu) is free, and 5, which wants cpu, may not overtake 4; 6 wants another pool
+    assert store.acquire([want(3, "b", ("db", 1, 2)), want(4, "b", ("db", 1, 2), ("cpu", 1, 4)),
+                          want(5, "b", ("cpu", 2, 4)), want(6, "b", ("gpu", 1, 1))],
+                         now=2.0) == {6}
+    store.write(Batch(releases=[{"run_id": "a", "attempt": 0, "step": "s1", "sequence": "1",
+                                 "released_at": 3.0}]))
+    assert store.acquire([want(3, "b", ("db", 1, 2)), want(4, "b", ("db", 1, 2), ("cpu", 1, 4)),
+                          want(5, "b", ("cpu", 2, 4))], now=4.0) == {3}
+    held = [(r["pool"], r["run_id"], r["step"]) for r in store.leases(held=True)]
+    assert held == [("db", "a", "s2"), ("gpu", "b", "s6"), ("db", "b", "s3")]
+    store.write(Batch(releases=[{"run_id": "b", "sequence": "1", "pool": "gpu",
+                                 "released_at": 5.0}]))
+    assert store.release_attempt("a", 0, now=6.0) == 1
+    assert [(r["pool"], r["step"]) for r in store.leases(held=True)] == [("db", "s3")]
+    store.close()
