@@ -46,6 +46,7 @@ from eventor.executors.base import task_env
 from eventor.flow import Flow, flow
 from eventor.graph import FlowGraph
 from eventor.recovery import RecoveryPlan
+from eventor.resources import Resource, ResourcePool
 
 __all__ = [
     "Clock",
@@ -66,6 +67,8 @@ __all__ = [
     "RUN_RECOVER",
     "RUN_RESTART",
     "RecoveryPlan",
+    "Resource",
+    "ResourcePool",
     "ResultNotStoredError",
     "RunMode",
     "RunNotFoundError",

@@ -72,6 +72,7 @@ class Config:
     pass_logger_to_task: bool = False
     sequence_arg_name: str | None = None
     max_tasks_per_child: int = 0  # process workers are reused; 1 forks a fresh one per task
+    POOLS: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))  # name -> limit
     LOGGING: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     DATABASES: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     source: str = ""  # the file the values came from, for error messages
@@ -93,6 +94,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "pass_logger_to_task": (bool,),
     "sequence_arg_name": (str,),
     "max_tasks_per_child": (int,),
+    "POOLS": (dict,),
     "LOGGING": (dict,),
     "DATABASES": (dict,),
 }
@@ -211,6 +213,12 @@ def _validate(values: dict[str, Any], prefix: str, source: str) -> Config:
         if not isinstance(entry, Mapping):
             raise EventorConfigError(f"expected a mapping, got {entry!r}", key=key, source=source)
         _check_section(entry, DATABASE_KEYS, key, source)
+    for name, limit in (values.get("POOLS") or {}).items():
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise EventorConfigError(f"expected a positive int (the pool's limit), got {limit!r}",
+                                     key=f"{prefix}POOLS.{name}", source=source)
+    if "POOLS" in values:
+        values["POOLS"] = MappingProxyType(dict(values["POOLS"]))
     limit = values.get("max_concurrent", -1)
     if limit == 0 or limit < -1:
         raise EventorConfigError(f"expected a positive int or -1 (no limit), got {limit!r}",

@@ -25,17 +25,19 @@ from typing import Any
 from eventor.clock import EMPTY, Clock, SystemClock
 from eventor.config import Config
 from eventor.enums import RunMode, StepReplay, StepStatus
-from eventor.exceptions import EventorUsageError, NotSupportedError
+from eventor.exceptions import EventorConfigError, EventorUsageError, NotSupportedError
 from eventor.executors import REGISTRY, Executor, Outcome, TaskRun, executor_name
 from eventor.executors.base import Requeue, TriggerRequest
 from eventor.graph import FlowGraph, StepSpec, holds
 from eventor.recovery import changed_steps, fingerprint, owner_alive, pick_attempt, replay
+from eventor.resources import ResourcePool, pool_name
 from eventor.store import Batch, Row, Store
 from eventor.validate import did_you_mean
 
 __all__ = ["Engine", "EngineOptions", "RunSummary", "Task"]
 
 DEFAULT_SEQUENCE = "0"
+POOL_POLL = 0.1  # seconds between looks at pools another program holds
 _LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1", socket.gethostname()})
 
 
@@ -51,6 +53,7 @@ class EngineOptions:
     max_tasks_per_child: int = 0  # tasks a process worker runs before it is replaced; 0: no limit
     sequence_arg_name: str | None = None  # pass the sequence to steps as this keyword
     pass_logger_to_task: bool = False  # pass the step's logger as ``logger=``
+    pools: Mapping[str, int] = field(default_factory=dict)  # pools declared in the config
 
     @classmethod
     def from_config(cls, config: Config, **overrides: Any) -> EngineOptions:
@@ -64,6 +67,7 @@ class EngineOptions:
             sequence_arg_name=config.sequence_arg_name,
             pass_logger_to_task=config.pass_logger_to_task,
             max_tasks_per_child=config.max_tasks_per_child,
+            pools=config.POOLS,
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if overrides.get("max_concurrent", 0) > 0:
@@ -198,6 +202,8 @@ class Engine:
                                ("STEP_NAME", "STEP_SEQUENCE", "STEP_RECOVERY", "LOGGER_NAME"))
         self._exprs = {ev.name: ev.expr for ev in graph.events.values() if ev.expr is not None}
         self._executor_of, self._limit_of, self._stop_of = self._plan_steps()
+        self._wants, self._releases = self._plan_resources()
+        self._pool_wait = False  # ready tasks wait for leases: poll for other programs
         self._wants_results = frozenset(
             s.name for s in graph.steps.values() if getattr(s.func, "__eventor_context__", False)
         )
@@ -206,12 +212,6 @@ class Engine:
         default = executor_name(self.options.task_construct)
         executor_of, limit_of, stop_of = {}, {}, {}
         for step in self.graph.steps.values():
-            if step.acquires:
-                raise NotSupportedError(
-                    "resource pools (acquires=)",
-                    f"step {step.name!r} acquires {list(step.acquires)!r}; remove acquires= "
-                    "to run this flow with this version",
-                )
             if step.host not in (None, *_LOCAL_HOSTS):
                 raise NotSupportedError(
                     "running steps on other hosts (host=)",
@@ -228,6 +228,36 @@ class Engine:
                 step.config.get("stop_on_exception", self.options.stop_on_exception)
             )
         return executor_of, limit_of, stop_of
+
+    def _plan_resources(self) -> tuple[dict[str, tuple[tuple[str, int, int], ...]],
+                                       dict[str, tuple[str, ...] | None]]:
+        """Per step: the (pool, units, limit) it acquires, and the pools it releases."""
+        declared = dict(self.options.pools)
+        wants: dict[str, tuple[tuple[str, int, int], ...]] = {}
+        releases: dict[str, tuple[str, ...] | None] = {}
+        for step in self.graph.steps.values():
+            units: dict[str, int] = {}
+            for pool, count in step.acquires:
+                name = pool_name(pool)
+                limit = pool.limit if isinstance(pool, ResourcePool) else declared.get(str(name))
+                if name is None or limit is None:
+                    raise EventorConfigError(
+                        f"step {step.name!r} acquires pool {pool!r}, which is not declared: "
+                        f"declare it in the config (POOLS: {{{pool}: 2}}) or pass "
+                        f"ResourcePool({pool!r}, 2)", key=f"POOLS.{pool}")
+                declared[name] = limit
+                units[name] = units.get(name, 0) + count
+                if units[name] > limit:
+                    raise EventorConfigError(
+                        f"step {step.name!r} acquires {units[name]} of pool {name!r}, "
+                        f"which has only {limit}", key=f"POOLS.{name}")
+            if units:
+                wants[step.name] = tuple((name, n, declared[name]) for name, n in units.items())
+            if step.releases is not None:
+                releases[step.name] = tuple(
+                    str(pool_name(item[0] if isinstance(item, tuple | list) else item))
+                    for item in step.releases)
+        return wants, releases
 
     # -- public ------------------------------------------------------------------------
 
@@ -264,6 +294,8 @@ class Engine:
             self._round(self._inbox.get(), start=False)
         summary = self._summary()
         assert self.attempt is not None
+        if summary.status != "paused" and self._wants:  # a finished run holds nothing
+            self.store.release_attempt(self.run_id, self.attempt, now=self.clock.now())
         self.store.end_attempt(self.run_id, self.attempt, summary.status, now=self.clock.now())
         self.log.info("run_finished", status=summary.status, run_id=self.run_id)
         return summary
@@ -299,6 +331,7 @@ class Engine:
                 f"{attempt['pid']} on {attempt['host']}); wait for it to end, or stop it first"
             )
         if attempt["ended_at"] is None:  # its engine died (killed, power lost)
+            self.store.release_attempt(self.run_id, attempt["attempt"], now=self.clock.now())
             self.store.end_attempt(self.run_id, attempt["attempt"], "crashed", now=self.clock.now())
             self.log.warning("zombie_attempt", run_id=self.run_id, attempt=attempt["attempt"],
                              pid=attempt["pid"])
@@ -402,6 +435,9 @@ class Engine:
             self._mature_delays(now)
         self._propagate(now)
         started = self._start_ready(now) if start else []
+        if self._pool_wait and not (self._running or started or self._pending or self._delays):
+            self._check_deadlock(now)
+            self._propagate(now)
         self._flush()
         for task in started:
             self._submit(task)
@@ -413,6 +449,9 @@ class Engine:
 
     def _wait(self) -> Any:
         deadline = self._delays[0][0] if self._delays and not self._stopped else None
+        if self._pool_wait:  # a release by another program sends no message: look again soon
+            poll = self.clock.now() + POOL_POLL
+            deadline = poll if deadline is None else min(deadline, poll)
         if deadline is None and not self._running:
             return EMPTY
         return self.clock.wait(self._inbox, deadline)
@@ -452,6 +491,8 @@ class Engine:
         task.error_type, task.error_message = outcome.error_type, outcome.error_message
         task.traceback, task.exit_code = outcome.traceback, outcome.exit_code
         self._touch(task)
+        if name in self._wants or name in self._releases:
+            self._release(task)
         self._finish(task, outcome.ok)
 
     def _finish(self, task: Task, ok: bool) -> None:
@@ -566,30 +607,100 @@ class Engine:
             self._reach(target, seq, event, now)
 
     def _start_ready(self, now: float) -> list[Task]:
-        started: list[Task] = []
+        """Start ready tasks, in order, as far as concurrency limits and resources allow."""
         ready, cap = self._ready, self.options.max_concurrent
-        deferred: list[Task] = []
-        while ready and not self._stopped:
-            if 0 < cap <= len(self._running):
-                break
-            task = ready.popleft()
+        self._pool_wait = False
+        if self._stopped or not ready:
+            return []
+        slots = cap - len(self._running) if cap > 0 else len(ready)
+        kept: list[Task] = []  # stay ready, in their order
+        planned: dict[str, int] = {}  # tasks chosen per step, for per-step limits
+        chosen = self._pick(slots, kept, planned, with_resources=True)
+        asking = [t for t in chosen if t.step.name in self._wants]
+        if asking:
+            if self._batch.releases:
+                # Commit this round so far (final statuses with their releases) first: a
+                # grant must see what was released, and a release goes with its status.
+                self._flush()
+            granted = self.store.acquire([self._request(t) for t in asking], now=now)
+            refused = [t for t in asking if t.key not in granted]
+            if refused:  # they hold no slot while they wait; others behind them may start
+                self._pool_wait = True
+                kept.extend(refused)
+                chosen = [t for t in chosen if t.key in granted or t.step.name not in self._wants]
+                for task in refused:
+                    planned[task.step.name] -= 1
+                chosen += self._pick(len(refused), kept, planned, with_resources=False)
+        if kept:
+            kept.sort(key=lambda t: t.key)
+            ready.extendleft(reversed(kept))
+        for task in chosen:
             name = task.step.name
-            running = self._running_by_step.get(name, 0)
-            if 0 < self._limit_of[name] <= running:
-                deferred.append(task)
-                continue
             task.status = StepStatus.active
             task.started_at = now
             task.host = self.host
             self._touch(task)
             self._running[task.key] = task
-            self._running_by_step[name] = running + 1
-            started.append(task)
+            self._running_by_step[name] = self._running_by_step.get(name, 0) + 1
             if task.step.triggered_by(StepStatus.active):
                 self._status_triggers(task, StepStatus.active)
                 self._propagate(now)
-        ready.extendleft(reversed(deferred))
-        return started
+        return chosen
+
+    def _pick(self, slots: int, kept: list[Task], planned: dict[str, int], *,
+              with_resources: bool) -> list[Task]:
+        """Take up to ``slots`` ready tasks that per-step limits allow; the rest go to ``kept``."""
+        ready, chosen = self._ready, []
+        while ready and slots > 0:
+            task = ready.popleft()
+            name = task.step.name
+            count = self._running_by_step.get(name, 0) + planned.get(name, 0)
+            if 0 < self._limit_of[name] <= count or (not with_resources and name in self._wants):
+                kept.append(task)
+                continue
+            chosen.append(task)
+            planned[name] = planned.get(name, 0) + 1
+            slots -= 1
+        return chosen
+
+    def _request(self, task: Task) -> Row:
+        return {"key": task.key, "run_id": self.run_id, "attempt": self.attempt,
+                "step": task.step.name, "sequence": task.sequence,
+                "wants": self._wants[task.step.name]}
+
+    def _release(self, task: Task) -> None:
+        """Release, with the task's final status, what its step says it releases."""
+        name, at = task.step.name, task.ended_at
+        releases = self._releases.get(name)
+        if releases is None:
+            if name in self._wants:
+                self._batch.releases.append({"run_id": self.run_id, "attempt": self.attempt,
+                                             "step": name, "sequence": task.sequence,
+                                             "released_at": at})
+        else:
+            self._batch.releases.extend(
+                {"run_id": self.run_id, "sequence": task.sequence, "pool": pool,
+                 "released_at": at} for pool in releases)
+
+    def _check_deadlock(self, now: float) -> None:
+        """Fail tasks waiting for pools only this run holds, when nothing can release them."""
+        waiting = [t for t in self._ready if t.step.name in self._wants]
+        pools = {pool for t in waiting for pool, _, _ in self._wants[t.step.name]}
+        holders = [r for r in self.store.leases(held=True) if r["pool"] in pools]
+        if not holders or any(r["run_id"] != self.run_id for r in holders):
+            return  # another program holds some: its release will come
+        held = ", ".join(sorted({f"{r['pool']} by {r['step']}[{r['sequence']}]" for r in holders}))
+        for task in waiting:
+            self._ready.remove(task)
+            task.ended_at = now
+            task.error_type = "ResourceDeadlock"
+            task.error_message = (
+                f"step {task.step.name!r} waits for {self._wants[task.step.name]!r}, held by "
+                f"this run ({held}) with nothing left running to release it; release it with "
+                "releases=None (the default) or a later step's releases=[pool]")
+            self._touch(task)
+            self._finish(task, False)
+        self._pool_wait = False
 
     def _touch(self, task: Task) -> None:
         if task.persisted and not task.dirty:

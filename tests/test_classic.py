@@ -89,13 +89,14 @@ def test_recovery_and_continue_of_an_empty_store_name_the_problem(tmp_path):
             evr.Eventor(store=str(tmp_path / "x.db"), run_mode=mode)
 
 
-def test_resources_and_remote_hosts_are_accepted_in_the_graph_but_refused_at_run(make_eventor):
+def test_an_undeclared_pool_and_a_remote_host_are_refused_at_run(make_eventor):
     ev = make_eventor()
     e = ev.add_event("e")
     s = ev.add_step("s", acquires=[("db", 1)], releases=[], recovery={evr.STEP_FAILURE: evr.STEP_SKIP})
     ev.add_assoc(e, s)
     assert s.acquires == (("db", 1),) and s.releases == ()
-    with pytest.raises(evr.NotSupportedError, match="resource pools"):
+    with pytest.raises(evr.EventorConfigError, match=r"POOLS.db: step 's' acquires pool 'db', "
+                       r"which is not declared: declare it in the config"):
         ev.run()
     ev2 = make_eventor(store=":memory:")
     ev2.add_event("e")
