@@ -25,13 +25,13 @@ def test_a_killed_run_recovers_without_losing_or_repeating_work(tmp_path, kill_a
 
 SLOW_STEP = """
 import os, sys, time
-from eventor import Event, Flow, step
+from eventor import Event, Flow, ResourcePool, step
 
 class Slow(Flow):
     pidfile: str = ""
     start = Event()
 
-    @step(on=start, executor="process")
+    @step(on=start, executor="process", acquires=[(ResourcePool("slot", 1), 1)])
     def hang(self, ctx):
         with open(self.pidfile, "a") as f:
             f.write(f"{os.getpid()} {ctx.recovery}\\n")
@@ -48,7 +48,7 @@ else:
 """
 
 
-def test_a_step_dies_with_its_engine_and_the_zombie_task_reruns(tmp_path):
+def test_a_step_dies_with_its_engine_and_the_zombie_task_reruns_with_its_pool(tmp_path):
     script, store, pidfile = tmp_path / "slow.py", tmp_path / "slow.run.db", tmp_path / "pids"
     script.write_text(SLOW_STEP)
     engine = subprocess.Popen([sys.executable, str(script), "run", str(store), str(pidfile)],
@@ -63,6 +63,7 @@ def test_a_step_dies_with_its_engine_and_the_zombie_task_reruns(tmp_path):
     assert group_gone(engine.pid, 5.0), f"worker {worker} outlived its engine"
     assert query(store, "select status from eventor_tasks") == [("active",)]
     assert query(store, "select status, ended_at from eventor_attempts") == [("running", None)]
+    assert query(store, "select attempt from eventor_leases where released_at is null") == [(0,)]
 
     proc = subprocess.run([sys.executable, str(script), "recover", str(store), str(pidfile)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -71,6 +72,9 @@ def test_a_step_dies_with_its_engine_and_the_zombie_task_reruns(tmp_path):
     assert query(store, "select attempt, status from eventor_attempts") == [
         (0, "crashed"), (1, "success")]
     assert [line.split()[1] for line in pidfile.read_text().splitlines()] == ["0", "1"]
+    # the dead attempt's lease was reclaimed, and the rerun's released with its status
+    assert query(store, "select attempt, released_at is null from eventor_leases") == [
+        (0, 0), (1, 0)]
 
 
 def test_recovering_an_attempt_whose_engine_is_alive_is_refused(tmp_path):
