@@ -72,6 +72,12 @@ class Config:
     pass_logger_to_task: bool = False
     sequence_arg_name: str | None = None
     max_tasks_per_child: int = 0  # process workers are reused; 1 forks a fresh one per task
+    retries: int = 0  # default tries after the first, for steps that fail
+    retry_delay: float = 0.0
+    backoff: float = 1.0
+    max_retry_delay: float | None = None
+    timeout: float | None = None  # default seconds a step may run
+    timeout_grace: float = 3.0
     POOLS: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))  # name -> limit
     LOGGING: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     DATABASES: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
@@ -94,6 +100,12 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "pass_logger_to_task": (bool,),
     "sequence_arg_name": (str,),
     "max_tasks_per_child": (int,),
+    "retries": (int,),
+    "retry_delay": (int, float),
+    "backoff": (int, float),
+    "max_retry_delay": (int, float),
+    "timeout": (int, float),
+    "timeout_grace": (int, float),
     "POOLS": (dict,),
     "LOGGING": (dict,),
     "DATABASES": (dict,),

@@ -151,9 +151,16 @@ class StepMark:
     host: Any = None
     name: Any = None
     config: Any = None
+    retries: Any = None
+    retry_delay: Any = None
+    backoff: Any = None
+    max_retry_delay: Any = None
+    retry_on: Any = None
+    timeout: Any = None
 
 
 _STATUS_OPTIONS = ("success", "failure", "complete", "ready", "active")
+_CONFIG_OPTIONS = ("retries", "retry_delay", "backoff", "max_retry_delay", "retry_on", "timeout")
 
 
 @overload
@@ -177,6 +184,12 @@ def step(
     host: str | None = None,
     name: str | None = None,
     config: Mapping[str, Any] | None = None,
+    retries: int | None = None,
+    retry_delay: float | None = None,
+    backoff: float | None = None,
+    max_retry_delay: float | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+    timeout: float | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -188,7 +201,9 @@ def step(func: Any = None, /, **options: Any) -> Any:
     (or the classic ``add_step``) reads them. ``on`` is the event (or expression) that runs
     the step; ``success``, ``failure``, ``complete``, ``ready`` and ``active`` are the events
     (one, or a tuple) the step's task fires on reaching that status; ``delay`` waits that many
-    seconds after ``on`` fires. Mistakes are reported when the flow class is created.
+    seconds after ``on`` fires. ``retries`` (with ``retry_delay``, ``backoff``,
+    ``max_retry_delay`` and ``retry_on``) tries a failed step again; ``timeout`` stops it
+    after that many seconds. Mistakes are reported when the flow class is created.
     """
     unknown = set(options) - set(StepMark.__dataclass_fields__)
     if unknown:
@@ -478,6 +493,9 @@ class _Compiler:
         if mark.config is not None and not isinstance(mark.config, Mapping):
             self.problem(subject, f"config={mark.config!r} is not a dict.",
                          "Write config={'max_concurrent': 2}, say.", where)
+        for option in _CONFIG_OPTIONS:
+            if getattr(mark, option) is not None:
+                config[option] = getattr(mark, option)
         if mark.executor is not None:
             if executor_alias(mark.executor) is None:
                 self.problem(subject, f"executor={mark.executor!r} is unknown."

@@ -27,7 +27,7 @@ from eventor.config import Config
 from eventor.enums import RunMode, StepReplay, StepStatus
 from eventor.exceptions import EventorConfigError, EventorUsageError, NotSupportedError
 from eventor.executors import REGISTRY, Executor, Outcome, TaskRun, executor_name
-from eventor.executors.base import Requeue, TriggerRequest
+from eventor.executors.base import Requeue, TriggerRequest, qualified_names
 from eventor.graph import FlowGraph, StepSpec, holds
 from eventor.recovery import changed_steps, fingerprint, owner_alive, pick_attempt, replay
 from eventor.resources import ResourcePool, pool_name
@@ -37,6 +37,7 @@ from eventor.validate import did_you_mean
 __all__ = ["Engine", "EngineOptions", "RunSummary", "Task"]
 
 DEFAULT_SEQUENCE = "0"
+TIMEOUT_MRO = qualified_names(TimeoutError)
 POOL_POLL = 0.1  # seconds between looks at pools another program holds
 _LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1", socket.gethostname()})
 
@@ -54,6 +55,12 @@ class EngineOptions:
     sequence_arg_name: str | None = None  # pass the sequence to steps as this keyword
     pass_logger_to_task: bool = False  # pass the step's logger as ``logger=``
     pools: Mapping[str, int] = field(default_factory=dict)  # pools declared in the config
+    retries: int = 0  # tries after the first, for a step that fails (steps may say otherwise)
+    retry_delay: float = 0.0  # seconds before the first retry
+    backoff: float = 1.0  # each retry waits this many times longer than the one before
+    max_retry_delay: float | None = None  # cap on the wait before a retry
+    timeout: float | None = None  # seconds a step may run
+    timeout_grace: float = 3.0  # seconds between SIGTERM and SIGKILL for a timed-out process
 
     @classmethod
     def from_config(cls, config: Config, **overrides: Any) -> EngineOptions:
@@ -68,11 +75,28 @@ class EngineOptions:
             pass_logger_to_task=config.pass_logger_to_task,
             max_tasks_per_child=config.max_tasks_per_child,
             pools=config.POOLS,
+            retries=config.retries,
+            retry_delay=config.retry_delay,
+            backoff=config.backoff,
+            max_retry_delay=config.max_retry_delay,
+            timeout=config.timeout,
+            timeout_grace=config.timeout_grace,
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if overrides.get("max_concurrent", 0) > 0:
             overrides.setdefault("thread_workers", overrides["max_concurrent"])
         return replace(options, **overrides)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a failed step is tried again."""
+
+    retries: int  # tries after the first
+    delay: float
+    backoff: float
+    max_delay: float | None
+    retry_on: frozenset[str] | None  # "module.Class" names; None: any failure
 
 
 @dataclass(slots=True, eq=False)
@@ -95,6 +119,7 @@ class Task:
     error_message: str | None = None
     traceback: str | None = None
     exit_code: int | None = None
+    tries: int = 0  # executions started (a retried task runs more than once)
     persisted: bool = False  # inserted in the store
     dirty: bool = False  # changed since, waiting in the round's update list
 
@@ -203,6 +228,10 @@ class Engine:
         self._exprs = {ev.name: ev.expr for ev in graph.events.values() if ev.expr is not None}
         self._executor_of, self._limit_of, self._stop_of = self._plan_steps()
         self._wants, self._releases = self._plan_resources()
+        self._retry_of, self._timeout_of = self._plan_retries()
+        self._retrying: list[tuple[float, int, Task]] = []  # (due, key, task) waiting to retry
+        self._deadlines: list[tuple[float, int, int]] = []  # (due, key, try) of timed steps
+        self._timed_out: dict[int, str] = {}  # key -> why, for tasks being stopped
         self._pool_wait = False  # ready tasks wait for leases: poll for other programs
         self._wants_results = frozenset(
             s.name for s in graph.steps.values() if getattr(s.func, "__eventor_context__", False)
@@ -258,6 +287,33 @@ class Engine:
                     str(pool_name(item[0] if isinstance(item, tuple | list) else item))
                     for item in step.releases)
         return wants, releases
+
+    def _plan_retries(self) -> tuple[dict[str, RetryPolicy], dict[str, tuple[float, float]]]:
+        """Per step: how it is retried (when it may be) and its timeout (when it has one)."""
+        o = self.options
+        retry_of, timeout_of = {}, {}
+        for step in self.graph.steps.values():
+            c = step.config
+            retries = c.get("retries", o.retries)
+            if retries:
+                retry_on = c.get("retry_on")
+                if retry_on is not None and not isinstance(retry_on, tuple | list):
+                    retry_on = (retry_on,)
+                retry_of[step.name] = RetryPolicy(
+                    retries, c.get("retry_delay", o.retry_delay), c.get("backoff", o.backoff),
+                    c.get("max_retry_delay", o.max_retry_delay),
+                    None if retry_on is None else frozenset(
+                        n for t in retry_on for n in qualified_names(t)[:1]),
+                )
+            timeout = c.get("timeout", o.timeout)
+            if timeout:
+                if self._executor_of[step.name] == "invoke":
+                    raise EventorConfigError(
+                        f"step {step.name!r} has a timeout, but runs in the engine (invoke), "
+                        "where nothing can stop it; run it with the process or thread executor",
+                        key=f"step {step.name!r} config timeout")
+                timeout_of[step.name] = (float(timeout), float(c.get("timeout_grace", o.timeout_grace)))
+        return retry_of, timeout_of
 
     # -- public ------------------------------------------------------------------------
 
@@ -374,6 +430,10 @@ class Engine:
         store, run_id, steps = self.store, self.run_id, self.graph.steps
         for row in store.triggers(run_id, attempt):
             self._fired.setdefault(row["sequence"], set()).add(row["event"])
+        tried: dict[tuple[str, str], int] = {}
+        for row in store.tries(run_id, attempt):
+            key = (row["step"], row["sequence"])
+            tried[key] = max(tried.get(key, 0), row["try"])
         for row in store.tasks(run_id, attempt):
             step = steps.get(row["step"])
             if step is None:
@@ -385,6 +445,7 @@ class Engine:
                         row["result"], row["error_type"], row["error_message"],
                         row["traceback"], row["exit_code"], persisted=True)
             self._tasks[(step.name, task.sequence)] = task
+            task.tries = tried.get((step.name, task.sequence), 0)
             if task.status is StepStatus.success:
                 if task.result_kind is not None and task.result is not None:
                     self._results.setdefault(task.sequence, {})[step.name] = (
@@ -433,6 +494,10 @@ class Engine:
                 break
         if self._delays and not self._stopped:
             self._mature_delays(now)
+        if self._retrying:
+            self._mature_retries(now)
+        if self._deadlines:
+            self._expire(now)
         self._propagate(now)
         started = self._start_ready(now) if start else []
         if self._pool_wait and not (self._running or started or self._pending or self._delays):
@@ -445,10 +510,13 @@ class Engine:
     def _idle(self) -> bool:
         if self._running or self._pending:
             return False
-        return self._stopped or not (self._ready or self._delays)
+        return self._stopped or not (self._ready or self._delays or self._retrying)
 
     def _wait(self) -> Any:
-        deadline = self._delays[0][0] if self._delays and not self._stopped else None
+        times = [h[0][0] for h in (self._retrying, self._deadlines) if h]
+        if self._delays and not self._stopped:
+            times.append(self._delays[0][0])
+        deadline = min(times) if times else None
         if self._pool_wait:  # a release by another program sends no message: look again soon
             poll = self.clock.now() + POOL_POLL
             deadline = poll if deadline is None else min(deadline, poll)
@@ -466,6 +534,8 @@ class Engine:
                                         error_message=f"could not start: {exc}"))
         elif isinstance(item, TriggerRequest):
             task = self._running.get(item.key)
+            if task is None:
+                return  # from a task given up on (a thread step past its timeout)
             origin = f"{task.step.name}[{task.sequence}]" if task is not None else "?"
             if item.event in self.graph.events:
                 self._pending.append((item.event, item.sequence, f"{origin}:trigger"))
@@ -482,9 +552,15 @@ class Engine:
         if refused is not None and outcome.ok:
             outcome = Outcome(outcome.key, False, error_type="EventorUsageError",
                               error_message=refused, pid=outcome.pid)
-        task = self._running.pop(outcome.key)
-        name = task.step.name
+        running = self._running.pop(outcome.key, None)
+        if running is None:
+            return  # a thread step given up on at its timeout, ending after all
+        task, name = running, running.step.name
         self._running_by_step[name] -= 1
+        why = self._timed_out.pop(outcome.key, None)
+        if why is not None:  # stopped at its timeout, however it ended
+            outcome = Outcome(outcome.key, False, error_type="TimeoutError", error_message=why,
+                              exit_code=outcome.exit_code, pid=outcome.pid, error_mro=TIMEOUT_MRO)
         task.ended_at = now
         task.pid = outcome.pid
         task.result_kind, task.result = outcome.result_kind, outcome.result
@@ -493,7 +569,55 @@ class Engine:
         self._touch(task)
         if name in self._wants or name in self._releases:
             self._release(task)
+        if not outcome.ok and self._retry(task, outcome, now):
+            return
         self._finish(task, outcome.ok)
+
+    def _retry(self, task: Task, outcome: Outcome, now: float) -> bool:
+        """Record a failed try and schedule the next, if the step's retry policy allows one."""
+        policy = self._retry_of.get(task.step.name)
+        if policy is None or task.tries > policy.retries:
+            return False
+        if policy.retry_on is not None and not policy.retry_on.intersection(outcome.error_mro):
+            return False
+        self._batch.tries.append({
+            "run_id": self.run_id, "attempt": self.attempt, "step": task.step.name,
+            "sequence": task.sequence, "try": task.tries, "started_at": task.started_at,
+            "ended_at": now, "pid": task.pid, "error_type": task.error_type,
+            "error_message": task.error_message, "traceback": task.traceback,
+            "exit_code": task.exit_code,
+        })
+        wait = policy.delay * policy.backoff ** (task.tries - 1)
+        if policy.max_delay is not None:
+            wait = min(wait, policy.max_delay)
+        self.log.warning("step_retry", step=task.step.name, sequence=task.sequence,
+                         attempt=task.tries, of=policy.retries + 1, delay=round(wait, 3),
+                         error=f"{task.error_type}: {task.error_message}")
+        task.status, task.started_at, task.ended_at = StepStatus.ready, None, None
+        heapq.heappush(self._retrying, (now + wait, task.key, task))
+        return True
+
+    def _mature_retries(self, now: float) -> None:
+        while self._retrying and self._retrying[0][0] <= now:
+            self._ready.append(heapq.heappop(self._retrying)[2])
+
+    def _expire(self, now: float) -> None:
+        """Stop the tasks past their timeout: a process is killed; a thread is given up on."""
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, key, tries = heapq.heappop(self._deadlines)
+            task = self._running.get(key)
+            if task is None or task.tries != tries:
+                continue
+            timeout, grace = self._timeout_of[task.step.name]
+            why = f"step {task.step.name!r} timed out after {timeout:g} s"
+            cancel = getattr(self._executors.get(task.executor), "cancel", None)
+            if cancel is not None and cancel(key, grace):
+                self._timed_out[key] = why + " and was stopped"
+            else:
+                self.log.warning("step_abandoned", step=task.step.name, sequence=task.sequence)
+                self._on_outcome(Outcome(key, False, error_type="TimeoutError", error_mro=TIMEOUT_MRO,
+                                         error_message=why + "; its thread cannot be stopped and "
+                                         "was left to finish unobserved"), now)
 
     def _finish(self, task: Task, ok: bool) -> None:
         """Record a task's final status (run, or skipped by recovery) and fire its triggers."""
@@ -639,8 +763,12 @@ class Engine:
             task.status = StepStatus.active
             task.started_at = now
             task.host = self.host
+            task.tries += 1
             self._touch(task)
             self._running[task.key] = task
+            if name in self._timeout_of:
+                due = now + self._timeout_of[name][0]
+                heapq.heappush(self._deadlines, (due, task.key, task.tries))
             self._running_by_step[name] = self._running_by_step.get(name, 0) + 1
             if task.step.triggered_by(StepStatus.active):
                 self._status_triggers(task, StepStatus.active)
@@ -771,7 +899,7 @@ class Engine:
         for task in self._tasks.values():
             counts[task.status.value] = counts.get(task.status.value, 0) + 1
         failed = tuple((t.step.name, t.sequence) for t in self._failures)
-        pending = len(self._ready) + len(self._delays)
+        pending = len(self._ready) + len(self._delays) + len(self._retrying)
         status = "failure" if failed else "paused" if pending else "success"
         delays = tuple((target, seq, due) for due, _, _, target, seq in sorted(self._delays))
         return RunSummary(self.run_id, self.attempt or 0, status, MappingProxyType(counts),

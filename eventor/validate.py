@@ -153,6 +153,7 @@ def check_steps(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]
                     "Write acquires=[(pool, 1)].",
                     loc,
                 )
+        yield from _check_step_config(step.config, subject, loc)
         limit = step.config.get("max_concurrent", -1)
         if not isinstance(limit, int) or isinstance(limit, bool) or limit == 0 or limit < -1:
             yield Problem(
@@ -161,6 +162,35 @@ def check_steps(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]
                 "Use a positive number of tasks, or -1.",
                 loc,
             )
+
+
+STEP_CONFIG = ("task_construct", "max_concurrent", "stop_on_exception", "retries", "retry_delay",
+               "backoff", "max_retry_delay", "retry_on", "timeout", "timeout_grace")
+
+# key -> (test, what it must be)
+_STEP_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "retries": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an int >= 0"),
+    "retry_delay": (lambda v: is_number(v) and v >= 0, "a number of seconds >= 0"),
+    "backoff": (lambda v: is_number(v) and v >= 1, "a factor >= 1"),
+    "max_retry_delay": (lambda v: v is None or (is_number(v) and v >= 0),
+                        "a number of seconds >= 0"),
+    "retry_on": (lambda v: all(isinstance(t, type) and issubclass(t, BaseException)
+                               for t in (v if isinstance(v, tuple | list) else (v,))),
+                 "an exception class or a tuple of them"),
+    "timeout": (lambda v: v is None or (is_number(v) and v > 0), "a number of seconds > 0"),
+    "timeout_grace": (lambda v: is_number(v) and v >= 0, "a number of seconds >= 0"),
+    "stop_on_exception": (lambda v: isinstance(v, bool), "True or False"),
+}
+
+
+def _check_step_config(config: Mapping[str, Any], subject: str, loc: str) -> Iterator[Problem]:
+    for key, value in config.items():
+        if key not in STEP_CONFIG:
+            yield Problem(subject, f"config key {key!r} is unknown." + did_you_mean(key, STEP_CONFIG),
+                          f"Use one of {', '.join(STEP_CONFIG)}.", loc)
+        elif key in _STEP_VALUES and not _STEP_VALUES[key][0](value):
+            yield Problem(subject, f"{key}={value!r} is not {_STEP_VALUES[key][1]}.",
+                          f"Give {key} {_STEP_VALUES[key][1]}.", loc)
 
 
 def _is_count(value: Any) -> bool:

@@ -24,6 +24,7 @@ __all__ = [
     "TaskRun",
     "TriggerRequest",
     "current_task",
+    "qualified_names",
     "encode_result",
     "run_task",
     "task_env",
@@ -62,6 +63,7 @@ class Outcome:
     traceback: str | None = None
     exit_code: int | None = None  # set when a process ended without reporting
     pid: int | None = None
+    error_mro: tuple[str, ...] = ()  # "module.Class" of the exception and its bases
 
 
 @dataclass(slots=True)
@@ -109,6 +111,9 @@ class Executor(Protocol):
         """Stop everything this executor started; leave no thread or process behind."""
         ...
 
+    # Optional: ``cancel(key, grace) -> bool`` stops a running task (a timeout). It returns
+    # False when the executor cannot stop it; the task then reports its end as usual.
+
 
 _current: ContextVar[tuple[TaskRun, Emit | None] | None] = ContextVar("eventor_task", default=None)
 
@@ -142,6 +147,11 @@ def encode_result(value: Any) -> tuple[str | None, str | None]:
         return "repr", text if len(text) <= REPR_LIMIT else text[:REPR_LIMIT] + "..."
 
 
+def qualified_names(cls: type) -> tuple[str, ...]:
+    """``module.Class`` of a class and its bases: how a failure is matched against ``retry_on``."""
+    return tuple(f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__)
+
+
 def run_task(task: TaskRun, pid: int | None = None, emit: Emit | None = None) -> Outcome:
     """
     Call the task's function here and now, and describe how it ended.
@@ -164,6 +174,7 @@ def run_task(task: TaskRun, pid: int | None = None, emit: Emit | None = None) ->
             error_message=str(exc),
             traceback=traceback.format_exc(),
             pid=pid,
+            error_mro=qualified_names(type(exc)),
         )
     finally:
         _current.reset(token)

@@ -220,6 +220,24 @@ class ProcessExecutor:
             else:
                 done(_death(task, worker.pid, os.waitstatus_to_exitcode(status)))
 
+    def cancel(self, key: int, grace: float) -> bool:
+        """Stop the worker running task ``key``: SIGTERM, then SIGKILL after ``grace`` s."""
+        with self._lock:
+            worker = next((w for w in self._workers.values()
+                           if w.current is not None and w.current[0].key == key), None)
+        if worker is None:
+            return False
+        _signal(worker.pid, signal.SIGTERM)
+
+        def kill_if_still_running() -> None:
+            if not worker.dead:
+                _signal(worker.pid, signal.SIGKILL)
+
+        timer = threading.Timer(grace, kill_if_still_running)
+        timer.daemon = True
+        timer.start()
+        return True
+
     def close(self) -> None:
         """End idle workers, terminate busy ones (SIGTERM, then SIGKILL), and reap them all."""
         with self._lock:

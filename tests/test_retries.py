@@ -1,0 +1,200 @@
+"""Retries (each try recorded; only the final outcome fires events) and timeouts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+import eventor as evr
+from eventor import Event, Flow, step
+
+QUIET = {"LOGGING": {"console": False}, "task_construct": "thread"}
+
+
+class Flaky:
+    """A callable that fails its first ``failures`` calls with ``error``."""
+
+    def __init__(self, failures, error=ValueError):
+        self.failures, self.error, self.calls = failures, error, 0
+
+    def __call__(self):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error(f"try {self.calls} fails")
+        return f"ok after {self.calls}"
+
+
+def flow_with(make_eventor, func, config=None, step_config=None, clock=None):
+    """go -> s; s's success fires done (-> after), its failure fires failed (-> alert)."""
+    ev = make_eventor(config=config, clock=clock)
+    go, done, failed = ev.add_event("go"), ev.add_event("done"), ev.add_event("failed")
+    ev.add_step("s", func, config=step_config,
+                triggers={evr.STEP_SUCCESS: done, evr.STEP_FAILURE: failed})
+    ev.add_step("after", lambda: "after")
+    ev.add_step("alert", lambda: "alert")
+    ev.add_assoc(go, "s")
+    ev.add_assoc(done, "after")
+    ev.add_assoc(failed, "alert")
+    ev.trigger_event(go, 1)
+    return ev
+
+
+def outcome(ev):
+    tasks = {t["step"]: (t["status"], t["result"]) for t in ev.store.tasks(ev.run_id)}
+    tries = [(t["try"], t["error_type"], t["error_message"]) for t in ev.store.tries(ev.run_id)]
+    fired = [t["event"] for t in ev.store.triggers(ev.run_id)]
+    return tasks, tries, fired
+
+
+def test_a_retried_step_records_each_try_and_fires_only_its_final_outcome(make_eventor):
+    flaky = Flaky(2)
+    ev = flow_with(make_eventor, flaky, step_config={"retries": 2})
+    assert ev.run()
+    tasks, tries, fired = outcome(ev)
+    assert tasks == {"s": ("success", '"ok after 3"'), "after": ("success", '"after"')}
+    assert tries == [(1, "ValueError", "try 1 fails"), (2, "ValueError", "try 2 fails")]
+    assert fired == ["go", "done"]
+
+
+def test_when_retries_run_out_the_failure_fires_once(make_eventor):
+    ev = flow_with(make_eventor, Flaky(5), step_config={"retries": 1})
+    assert ev.run()  # the failure is handled by the alert branch
+    tasks, tries, fired = outcome(ev)
+    assert tasks["s"] == ("failure", None) and tasks["alert"] == ("success", '"alert"')
+    assert [t for t, _, _ in tries] == [1]
+    assert fired == ["go", "failed"]
+    assert ev.store.tasks(ev.run_id)[0]["error_message"] == "try 2 fails"
+
+
+def test_retry_on_limits_which_errors_are_retried(make_eventor):
+    ev = flow_with(make_eventor, Flaky(1, KeyError),
+                   step_config={"retries": 3, "retry_on": (ValueError, TimeoutError)})
+    ev.run()
+    tasks, tries, _ = outcome(ev)
+    assert tasks["s"][0] == "failure" and tries == []  # KeyError is not retried
+    ev2 = flow_with(make_eventor, Flaky(1, UnicodeDecodeError.__mro__[1]),  # a ValueError subclass
+                    step_config={"retries": 3, "retry_on": ValueError})
+    assert ev2.run() and outcome(ev2)[0]["s"][0] == "success"
+
+
+def test_retry_delays_back_off_up_to_their_cap_on_an_injected_clock(make_eventor):
+    clock = evr.MockClock()
+    ev = flow_with(make_eventor, Flaky(3), clock=clock,
+                   step_config={"retries": 3, "retry_delay": 10, "backoff": 2,
+                                "max_retry_delay": 15})
+    assert ev.run()
+    tries = ev.store.tries(ev.run_id)
+    final = ev.store.tasks(ev.run_id)[0]
+    starts = [t["started_at"] for t in tries] + [final["started_at"]]
+    ends = [t["ended_at"] for t in tries]
+    assert [round(s - e) for e, s in zip(ends, starts[1:], strict=True)] == [10, 15, 15]
+
+
+def test_the_engine_default_applies_to_every_step(make_eventor):
+    ev = flow_with(make_eventor, Flaky(1), config={"retries": 1})
+    assert ev.run() and outcome(ev)[0]["s"][0] == "success"
+
+
+def sleeper(seconds, pidfile=None, ignore_term=False):
+    if pidfile:
+        with open(pidfile, "w") as f:
+            f.write(str(os.getpid()))
+    if ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(seconds)
+    return "woke"
+
+
+def test_a_process_step_past_its_timeout_is_killed_and_fails(make_eventor, tmp_path):
+    pidfile = tmp_path / "pid"
+    ev = flow_with(make_eventor, lambda: sleeper(30, pidfile),
+                   config={"task_construct": "process"}, step_config={"timeout": 0.5})
+    began = time.monotonic()
+    assert ev.run()  # handled by the alert branch
+    assert time.monotonic() - began < 10
+    task = ev.store.tasks(ev.run_id)[0]
+    assert (task["status"], task["error_type"]) == ("failure", "TimeoutError")
+    assert task["error_message"] == "step 's' timed out after 0.5 s and was stopped"
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pidfile.read_text()), 0)
+
+
+def test_a_process_that_ignores_sigterm_gets_sigkill_after_the_grace(make_eventor):
+    ev = flow_with(make_eventor, lambda: sleeper(30, ignore_term=True),
+                   config={"task_construct": "process"},
+                   step_config={"timeout": 0.3, "timeout_grace": 0.2})
+    began = time.monotonic()
+    ev.run()
+    assert time.monotonic() - began < 10
+    task = ev.store.tasks(ev.run_id)[0]
+    assert task["error_type"] == "TimeoutError" and task["exit_code"] == -signal.SIGKILL
+
+
+def test_a_thread_step_past_its_timeout_fails_and_is_abandoned(make_eventor):
+    ev = flow_with(make_eventor, lambda: sleeper(1.0), step_config={"timeout": 0.2})
+    began = time.monotonic()
+    assert ev.run()
+    assert time.monotonic() - began < 0.9  # the run did not wait for the thread
+    task = ev.store.tasks(ev.run_id)[0]
+    assert task["error_message"] == (
+        "step 's' timed out after 0.2 s; its thread cannot be stopped and was left to finish "
+        "unobserved")
+
+
+def test_a_timeout_is_retried_like_any_failure(make_eventor, tmp_path):
+    marker = tmp_path / "tried"
+
+    def slow_once():  # each try runs in its own worker process: count in a file
+        first = not marker.exists()
+        marker.touch()
+        time.sleep(30 if first else 0)
+        return "quick"
+
+    ev = flow_with(make_eventor, slow_once, config={"task_construct": "process"},
+                   step_config={"timeout": 0.5, "retries": 1})
+    assert ev.run()
+    tasks, tries, _ = outcome(ev)
+    assert tasks["s"] == ("success", '"quick"')
+    assert [(t, e) for t, e, _ in tries] == [(1, "TimeoutError")]
+
+
+def test_a_timeout_in_the_engine_thread_is_refused(make_eventor):
+    ev = flow_with(make_eventor, lambda: 1, config={"task_construct": "invoke"},
+                   step_config={"timeout": 1})
+    with pytest.raises(evr.EventorConfigError, match="runs in the engine .invoke."):
+        ev.run()
+
+
+def test_flow_steps_take_retries_and_timeouts_and_bad_values_fail_at_definition(tmp_path):
+    attempts = []
+
+    class Retried(Flow):
+        start = Event()
+
+        @step(on=start, retries=2, retry_on=ValueError, timeout=5, executor="thread")
+        def shaky(self):
+            attempts.append(1)
+            if len(attempts) < 3:
+                raise ValueError("not yet")
+            return len(attempts)
+
+    assert Retried.graph.steps["shaky"].config["retries"] == 2
+    result = Retried(store=str(tmp_path / "r.db"), config=QUIET).run()
+    assert result["shaky"] == 3
+
+    with pytest.raises(evr.FlowDefinitionError) as info:
+        class Bad(Flow):
+            start = Event()
+
+            @step(on=start, retries=-1, timeout=0, retry_on="ValueError",
+                  config={"retires": 2})
+            def s(self): ...
+
+    text = str(info.value)
+    assert "retries=-1 is not an int >= 0" in text
+    assert "timeout=0 is not a number of seconds > 0" in text
+    assert "retry_on='ValueError' is not an exception class or a tuple of them" in text
+    assert "config key 'retires' is unknown. Did you mean 'retries'?" in text
