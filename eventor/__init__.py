@@ -47,6 +47,7 @@ from eventor.flow import Flow, flow
 from eventor.graph import FlowGraph
 from eventor.recovery import RecoveryPlan
 from eventor.resources import Resource, ResourcePool
+from eventor.store import purge
 
 __all__ = [
     "Clock",
@@ -94,6 +95,7 @@ __all__ = [
     "flow",
     "load_config",
     "or_",
+    "purge",
     "step",
     "task_env",
 ]

@@ -201,13 +201,17 @@ def _expand(value: Any, key: str, source: str) -> Any:
     return value
 
 
+SECRET_KEYS = ("password", "passphrase", "secret", "token")
+
+
 def _check_type(value: Any, types: tuple[type, ...], key: str, source: str) -> None:
     if value is None:
         return
     ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
     if not ok:
         names = " or ".join(t.__name__ for t in types)
-        raise EventorConfigError(f"expected {names}, got {value!r}", key=key, source=source)
+        shown = "***" if key.rsplit(".", 1)[-1].lower().endswith(SECRET_KEYS) else repr(value)
+        raise EventorConfigError(f"expected {names}, got {shown}", key=key, source=source)
 
 
 def _validate(values: dict[str, Any], prefix: str, source: str) -> Config:

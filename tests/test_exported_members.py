@@ -19,7 +19,7 @@ def test_public_names_are_pinned():
         "STEP_COMPLETE", "STEP_FAILURE", "STEP_READY", "STEP_RERUN", "STEP_SKIP", "STEP_SUCCESS",
         "SchemaVersionError", "StepContext", "StepReplay", "StepStatus", "StoreError", "StoreIntegrityError",
         "StoreURLError", "StoreUnavailableError", "SystemClock", "TaskResult", "flow", "load_config", "or_",
-        "step", "task_env",
+        "purge", "step", "task_env",
     }
 
 

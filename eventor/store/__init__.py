@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["SCHEMA_VERSION", "Batch", "Store", "open_store"]
+__all__ = ["SCHEMA_VERSION", "Batch", "Store", "open_store", "purge"]
 
 SCHEMA_VERSION = 2  # 2: resource leases and task tries
 
@@ -68,6 +68,10 @@ class Store(Protocol):
         """
         ...
 
+    def purge(self, before: float) -> list[str]:
+        """Delete the runs created before ``before`` whose attempts all ended; return their ids."""
+        ...
+
     def release_attempt(self, run_id: str, attempt: int, *, now: float) -> int:
         """Release every lease an attempt still holds; return how many."""
         ...
@@ -105,6 +109,39 @@ class Store(Protocol):
     def triggers(self, run_id: str, attempt: int | None = None) -> list[Row]: ...
     def delays(self, run_id: str, attempt: int | None = None) -> list[Row]: ...
     def close(self) -> None: ...
+
+
+def purge(store: Any = "", *, days: float | None = None, config: Any = None,
+          now: float | None = None) -> list[str]:
+    """
+    Delete runs older than ``days`` (default: the config's ``day_to_keep_db``).
+
+    Never done during a run: call it (or ``eventor purge``) when you choose. Runs with an
+    attempt that did not end (running, or crashed and not yet recovered) are kept.
+
+    Returns:
+        The ids of the deleted runs.
+
+    Raises:
+        EventorUsageError: neither ``days`` nor ``day_to_keep_db`` says how old.
+    """
+    import time
+
+    from eventor.config import default_program, load_config
+    from eventor.exceptions import EventorUsageError
+
+    cfg = load_config(config)
+    days = cfg.day_to_keep_db if days is None else days
+    if days is None or days < 0:
+        raise EventorUsageError("purge needs an age: pass days=, or set day_to_keep_db in the config")
+    opened = isinstance(store, str)
+    target = open_store(store, program=default_program(), workdir=cfg.workdir,
+                        databases=cfg.DATABASES) if opened else store
+    try:
+        return target.purge((time.time() if now is None else now) - days * 86400)
+    finally:
+        if opened:
+            target.close()
 
 
 def open_store(

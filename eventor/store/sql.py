@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -68,7 +69,12 @@ def resolve_url(
     """
     databases = databases or {}
     if not target:
-        return _sqlite_file(Path(workdir) / f"{program}.run.db")
+        tag = os.environ.get("EVENTOR_DB_CONFIG_TAG")
+        if not tag:
+            return _sqlite_file(Path(workdir) / f"{program}.run.db")
+        target = tag  # the database section the environment names, which must exist
+        if target not in databases:
+            raise _missing_tag(target, databases, "$EVENTOR_DB_CONFIG_TAG names")
     if target == ":memory:":
         return make_url("sqlite://")
     if "://" in target:
@@ -82,7 +88,16 @@ def resolve_url(
             ) from None
     if target in databases:
         return url_from_config(target, databases[target])
+    if databases and not any(c in target for c in "/.\\"):
+        raise _missing_tag(target, databases, "store=")  # a tag, not a file name
     return _sqlite_file(Path(target))
+
+
+def _missing_tag(tag: str, databases: Mapping[str, Any], who: str) -> EventorConfigError:
+    return EventorConfigError(
+        f"{who} {tag!r}, which is not a database tag of the config (tags: "
+        f"{', '.join(databases) or 'none'}); add it under DATABASES, or give a file path or URL",
+        key=f"DATABASES.{tag}")
 
 
 def _sqlite_file(path: Path) -> URL:
@@ -463,6 +478,19 @@ class SqlStore:
                 .values(released_at=now)
             )
         return int(result.rowcount or 0)
+
+    def purge(self, before: float) -> list[str]:
+        with self._lock, self._guard("purge old runs"), self._conn.begin():
+            conn = self._conn
+            old = {r for (r,) in conn.execute(select(runs.c.run_id).where(runs.c.created_at < before))}
+            busy = {r for (r,) in conn.execute(
+                select(attempts.c.run_id).where(attempts.c.run_id.in_(old),
+                                                attempts.c.ended_at.is_(None)))}
+            gone = sorted(old - busy)  # a run still running (or crashed: recover it) stays
+            for table in (leases, tries, delays, tasks, triggers, attempts, runs):
+                if gone:
+                    conn.execute(table.delete().where(table.c.run_id.in_(gone)))
+        return gone
 
     def end_attempt(self, run_id: str, attempt: int, status: str, *, now: float) -> None:
         with self._lock, self._guard("end attempt"), self._conn.begin():
