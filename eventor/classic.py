@@ -20,7 +20,7 @@ from eventor.engine import Engine, EngineOptions, RunSummary
 from eventor.enums import RunMode
 from eventor.exceptions import EventorUsageError, FlowDefinitionError, Problem
 from eventor.graph import EventSpec, FlowGraph, GraphBuilder, StepSpec
-from eventor.log import make_logger
+from eventor.log import close_run_log, make_logger, open_run_log
 from eventor.recovery import RecoveryPlan, pick_run, plan_recovery
 from eventor.store import Store, open_store
 
@@ -109,6 +109,7 @@ class Eventor:
                 if self._owns_store:
                     self.store.close()
                 raise
+        self._run_log = open_run_log(self.name, self.run_id, self.config.LOGGING, self.config.logdir)
         self._builder = GraphBuilder(self.name)
         self._early_triggers: list[tuple[str, Any]] = []
         self._engine: Engine | None = None
@@ -284,6 +285,7 @@ class Eventor:
             if self._engine is not None:
                 self._engine.close()
         finally:
+            close_run_log(self.name, self._run_log)
             if self._owns_store:
                 self.store.close()
 

@@ -376,6 +376,8 @@ class Engine:
             self._load_state(self.attempt)
             store.resume_attempt(self.run_id, self.attempt, now=now, host=self.host,
                                  pid=os.getpid())
+        if hasattr(self.log, "bind"):  # every later event carries the run's context
+            self.log = self.log.bind(flow=self.graph.name, run_id=self.run_id, attempt=self.attempt)
         self.log.info("run_started", store=getattr(store, "address", "?"), run_id=self.run_id,
                       attempt=self.attempt, mode=self.mode.value)
 

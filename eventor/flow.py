@@ -26,7 +26,7 @@ from eventor.engine import Engine, EngineOptions, RunSummary
 from eventor.enums import RunMode
 from eventor.exceptions import EventorUsageError, ParameterError
 from eventor.graph import FlowGraph
-from eventor.log import make_logger
+from eventor.log import close_run_log, make_logger, open_run_log
 from eventor.recovery import RecoveryPlan, pick_attempt, pick_run, plan_recovery
 from eventor.store import Store, open_store
 from eventor.validate import did_you_mean
@@ -265,6 +265,9 @@ class Flow(metaclass=FlowMeta):
                                databases=config.DATABASES)
             self._held.append(store)
         graph = self._bound_graph()
+        run_log = open_run_log(graph.name, self.run_id, config.LOGGING, config.logdir)
+        if run_log is not None:
+            self._held.append(types.SimpleNamespace(close=lambda: close_run_log(graph.name, run_log)))
         self._engine = Engine(
             graph, store, run_id=self.run_id, program=program,
             options=EngineOptions.from_config(

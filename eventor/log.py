@@ -1,21 +1,48 @@
 """
 Structured logging: the engine logs events (``step_started``, ``step_succeeded``, ...) with
-structlog; a renderer turns them into Eventor 5.1's bracketed lines on standard logging
-handlers, so steps in child processes and user handlers share one stream.
+structlog, bound to the flow, run and attempt; a renderer turns them into Eventor 5.1's
+bracketed lines (or JSON lines) on standard logging handlers, so steps in child processes
+and user handlers share one stream.
+
+    [ 2026-11-28 10:07:48,612 ][ host ][ 4242 ][ INFO ][ Running step s1[1] ][ engine._submit ]
+
+Handlers write each record with one ``write`` on a file opened for appending, so the
+lines of several processes (the engine and its workers) never interleave, and nothing a
+worker logged is lost when it exits.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import logging.handlers
+import os
+import socket
 import sys
 from collections.abc import Mapping, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import structlog
 
-__all__ = ["CONSOLE_FORMAT", "make_logger", "render_message"]
+__all__ = [
+    "CONSOLE_FORMAT",
+    "CONTEXT_KEYS",
+    "AtomicFileHandler",
+    "AtomicStreamHandler",
+    "close_run_log",
+    "make_logger",
+    "open_run_log",
+    "render_json",
+    "render_message",
+]
 
-CONSOLE_FORMAT = "[ %(asctime)s ][ %(levelname)s ][ %(message)s ][ %(name)s ]"
+CONSOLE_FORMAT = (
+    "[ %(asctime)s ][ %(hostname)s ][ %(process)d ][ %(levelname)s ][ %(message)s ]"
+    "[ %(module)s.%(funcName)s ]"
+)
+CONTEXT_KEYS = ("flow", "run_id", "attempt")  # bound to every event of a run
 
 _SENTENCES = {
     "step_started": "Running step {step}[{sequence}]",
@@ -25,6 +52,8 @@ _SENTENCES = {
     "run_finished": "Processing finished with: {status}",
     "step_skipped": "Skipping step {step}[{sequence}]: it was {was} ({reason})",
     "step_rerun": "Rerunning step {step}[{sequence}]: it was {was} ({reason})",
+    "step_retry": "Step {step}[{sequence}] failed try {attempt} of {of}, retrying in {delay}s: {error}",
+    "step_abandoned": "Step {step}[{sequence}] timed out in a thread, which cannot be stopped",
     "zombie_attempt": "Attempt {attempt} of run {run_id} was left running by an engine that "
                       "died (pid {pid}); its ready and active tasks count as active",
     "code_changed": "Steps changed since run {run_id} was recorded: {steps}",
@@ -32,18 +61,108 @@ _SENTENCES = {
     "step_gone": "Step {step}[{sequence}] is no longer in the flow; it is left as recorded",
 }
 
+# The stdlib record of an event should point at the code that logged it, not at structlog:
+# the caller -> structlog's level method -> _proxy_to_logger -> logging.
+_STACKLEVEL = 3
 
-def render_message(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> str:
+
+def render_message(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
     """The seed's sentence for known events; other events as ``event key=value ...``."""
     event = event_dict.pop("event", "")
     template = _SENTENCES.get(event)
+    text = None
     if template is not None:
+        with contextlib.suppress(KeyError, IndexError):
+            text = template.format(**event_dict)
+    if text is None:
+        extra = " ".join(f"{k}={v!r}" for k, v in event_dict.items() if k not in CONTEXT_KEYS)
+        text = f"{event} {extra}".rstrip()
+    return (text,), {"stacklevel": _STACKLEVEL}
+
+
+def render_json(_logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """The event as one JSON object (the record's time, host and process are added later)."""
+    return (json.dumps(dict(event_dict), default=str),), {"stacklevel": _STACKLEVEL}
+
+
+class _HostFilter(logging.Filter):
+    """Adds ``%(hostname)s`` to every record."""
+
+    hostname = socket.gethostname()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.hostname = self.hostname
+        return True
+
+
+class _LevelFormatter(logging.Formatter):
+    """A format per level (``LOGGING.level_formats``), else the default one."""
+
+    def __init__(self, fmt: str, level_formats: Mapping[str, str] | None = None) -> None:
+        super().__init__(fmt)
+        self._by_level = {
+            logging.getLevelName(str(k).upper()): logging.Formatter(v)
+            for k, v in (level_formats or {}).items()
+        }
+
+    def format(self, record: logging.LogRecord) -> str:
+        formatter = self._by_level.get(record.levelno)
+        return formatter.format(record) if formatter is not None else super().format(record)
+
+
+class _JsonFormatter(logging.Formatter):
+    """A JSON line: the event's fields plus time, host, process, level and logger."""
+
+    def format(self, record: logging.LogRecord) -> str:
         try:
-            return template.format(**event_dict)
-        except (KeyError, IndexError):
-            pass
-    extra = " ".join(f"{k}={v!r}" for k, v in event_dict.items())
-    return f"{event} {extra}".rstrip()
+            data = json.loads(record.getMessage())
+            if not isinstance(data, dict):
+                data = {"event": data}
+        except ValueError:  # a plain stdlib record (a step's own logger)
+            data = {"event": record.getMessage()}
+        data.update(time=self.formatTime(record), host=getattr(record, "hostname", ""),
+                    process=record.process, level=record.levelname, logger=record.name)
+        return json.dumps(data, default=str)
+
+
+class _AtomicWrites:
+    """Write each formatted record with one ``os.write`` (whole lines, however many writers)."""
+
+    def _write_record(self, stream: Any, text: str) -> bool:
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            return False
+        stream.flush()
+        data = (text + "\n").encode(getattr(stream, "encoding", None) or "utf-8", "replace")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        return True
+
+
+class AtomicStreamHandler(_AtomicWrites, logging.StreamHandler):
+    """A console handler whose records never interleave with another process's."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if not self._write_record(self.stream, self.format(record)):
+                super().emit(record)
+        except Exception:
+            self.handleError(record)
+
+
+class AtomicFileHandler(_AtomicWrites, logging.FileHandler):
+    """A log file opened for appending, written one whole record at a time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if self.stream is None:
+                self.stream = self._open()
+            if not self._write_record(self.stream, self.format(record)):
+                super().emit(record)
+        except Exception:
+            self.handleError(record)
 
 
 def _level(value: Any) -> int:
@@ -53,12 +172,19 @@ def _level(value: Any) -> int:
     return level if isinstance(level, int) else logging.INFO
 
 
+def _formatter(settings: Mapping[str, Any]) -> logging.Formatter:
+    if settings.get("renderer") == "json":
+        return _JsonFormatter()
+    return _LevelFormatter(CONSOLE_FORMAT, settings.get("level_formats"))
+
+
 def make_logger(name: str, settings: Mapping[str, Any] | None = None) -> Any:
     """
-    A structlog logger for one Eventor, writing to the stdlib logger ``eventor.{name}``.
+    A structlog logger for one flow, writing to the stdlib logger ``eventor.{name}``.
 
     Unless ``LOGGING.console`` is false, the ``eventor`` logger gets one console handler
-    with the bracketed format (added once per process).
+    (added once per process). ``LOGGING.renderer: json`` writes JSON lines instead of the
+    bracketed format; ``level_formats`` gives some levels their own format.
     """
     settings = settings or {}
     level = _level(settings.get("logging_level", logging.INFO))
@@ -67,13 +193,63 @@ def make_logger(name: str, settings: Mapping[str, Any] | None = None) -> Any:
     if settings.get("console", True) and not any(
         getattr(h, "_eventor_console", False) for h in root.handlers
     ):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(CONSOLE_FORMAT))
-        handler._eventor_console = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
+        console = AtomicStreamHandler(sys.stderr)
+        console.addFilter(_HostFilter())
+        console._eventor_console = True  # type: ignore[attr-defined]
+        root.addHandler(console)
+    for handler in root.handlers:
+        if getattr(handler, "_eventor_console", False):
+            handler.setFormatter(_formatter(settings))
+    renderer = render_json if settings.get("renderer") == "json" else render_message
     return structlog.wrap_logger(
         logging.getLogger(f"eventor.{name}"),
-        processors=[render_message],
+        processors=[renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,
     )
+
+
+def open_run_log(name: str, run_id: str, settings: Mapping[str, Any] | None,
+                 logdir: str | None = None) -> logging.Handler | None:
+    """
+    Start the run's log file, ``{logdir}/{file_prefix}{name}.{run_id}{file_suffix}``, when
+    a ``logdir`` is configured (``LOGGING.logdir`` or the top-level ``logdir``).
+
+    The handler is attached to ``eventor.{name}``, so the engine's events and the steps'
+    loggers (``eventor.{name}.{step}``) reach it, from worker processes too. Rotation
+    follows ``maxBytes``/``backupCount`` or ``when``/``interval``/``utc``.
+
+    Returns:
+        The handler (close it with `close_run_log`), or None without a ``logdir``.
+    """
+    settings = settings or {}
+    folder = settings.get("logdir") or logdir
+    if not folder:
+        return None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    prefix, suffix = settings.get("file_prefix", ""), settings.get("file_suffix", ".log")
+    path = Path(folder) / f"{prefix}{name}.{run_id}{suffix}"
+    mode, encoding = settings.get("file_mode", "a"), settings.get("encoding", "utf-8")
+    handler: logging.Handler
+    if settings.get("maxBytes"):
+        handler = logging.handlers.RotatingFileHandler(
+            path, mode=mode, maxBytes=settings["maxBytes"],
+            backupCount=settings.get("backupCount", 0), encoding=encoding)
+    elif settings.get("when"):
+        handler = logging.handlers.TimedRotatingFileHandler(
+            path, when=settings["when"], interval=settings.get("interval", 1),
+            backupCount=settings.get("backupCount", 0), encoding=encoding,
+            utc=settings.get("utc", False))
+    else:
+        handler = AtomicFileHandler(path, mode=mode, encoding=encoding)
+    handler.addFilter(_HostFilter())
+    handler.setFormatter(_formatter(settings))
+    logging.getLogger(f"eventor.{name}").addHandler(handler)
+    return handler
+
+
+def close_run_log(name: str, handler: logging.Handler | None) -> None:
+    """Detach and close a handler from `open_run_log`."""
+    if handler is not None:
+        logging.getLogger(f"eventor.{name}").removeHandler(handler)
+        handler.close()

@@ -20,6 +20,7 @@ import array
 import contextlib
 import ctypes
 import fcntl
+import logging
 import os
 import pickle
 import signal
@@ -42,6 +43,11 @@ def _flush_std() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
+    for ref in list(getattr(logging, "_handlerList", ())):  # a worker ends with os._exit
+        handler = ref()
+        if handler is not None:
+            with contextlib.suppress(Exception):
+                handler.flush()
 
 
 def _write_frame(fd: int, data: bytes) -> None:

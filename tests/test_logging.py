@@ -1,0 +1,126 @@
+"""Logging: the seed's bracketed lines, JSON lines, per-run files that child processes share."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import eventor as evr
+
+ROOT = Path(__file__).resolve().parent.parent
+LINE = re.compile(r"^\[ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \]\[ (\S+) \]\[ (\d+) \]\[ (\w+) \]"
+                  r"\[ (.*) \]\[ ([\w<>.]+) \]$")
+
+
+def test_console_lines_have_the_seeds_fields(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "simple_classic.py")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = [LINE.match(line) for line in proc.stderr.splitlines()]
+    assert all(lines), proc.stderr
+    running = next(m for m in lines if m.group(4) == "Running step s1[1]")
+    assert running.group(1) == os.uname().nodename
+    assert running.group(3) == "INFO" and running.group(5) == "engine._submit"
+    step_line = next(m for m in lines if m.group(4) == "doing what prog1 is doing")
+    assert step_line.group(5) == "simple_classic.prog"  # the step's own call site
+    assert step_line.group(2) != running.group(2)  # logged from its worker process
+
+
+def chatty(n, width):
+    log = logging.getLogger(os.environ["EVENTOR_LOGGER_NAME"])
+    for i in range(n):
+        log.info("%s %04d %s|", os.environ["EVENTOR_STEP_NAME"], i, "x" * width)
+    return n
+
+
+def test_a_run_log_gets_every_whole_line_of_every_worker(tmp_path):
+    logdir = tmp_path / "logs"
+    ev = evr.Eventor(name="loud", store=str(tmp_path / "l.db"),
+                     config={"logdir": str(logdir), "LOGGING": {"console": False}})
+    go = ev.add_event("go")
+    for s in range(4):
+        ev.add_step(f"s{s}", chatty, args=(150, 3000))
+        ev.add_assoc(go, f"s{s}")
+    ev.trigger_event(go, 1)
+    with ev:
+        assert ev.run()
+        run_id = ev.run_id
+    (log_file,) = logdir.iterdir()
+    assert log_file.name == f"loud.{run_id}.log"
+    lines = log_file.read_text().splitlines()
+    payload = [m.group(4) for m in map(LINE.match, lines) if m and m.group(4).endswith("|")]
+    assert len(payload) == 4 * 150
+    assert all(len(p) == len("s0 0000 ") + 3000 + 1 for p in payload)
+    assert {p.split()[0] for p in payload} == {"s0", "s1", "s2", "s3"}
+    assert sum("Step completed" in line for line in lines) == 4
+
+
+def test_json_lines_carry_the_run_context(tmp_path):
+    logdir = tmp_path / "logs"
+    config = {"LOGGING": {"console": False, "renderer": "json", "logdir": str(logdir)},
+              "task_construct": "thread"}
+    with evr.Eventor(name="js", store=str(tmp_path / "j.db"), config=config) as ev:
+        ev.add_event("go")
+        ev.add_assoc("go", ev.add_step("s", lambda: 7))
+        ev.trigger_event("go", 3)
+        assert ev.run()
+        run_id = ev.run_id
+    records = [json.loads(line) for line in next(logdir.iterdir()).read_text().splitlines()]
+    done = next(r for r in records if r["event"] == "step_succeeded")
+    assert done["step"] == "s" and done["sequence"] == "3" and done["result"] == "7"
+    assert (done["flow"], done["run_id"], done["attempt"]) == ("js", run_id, 0)
+    assert done["level"] == "INFO" and done["process"] == os.getpid() and done["host"]
+
+
+def test_level_formats_and_rotation_are_configurable(tmp_path):
+    logdir = tmp_path / "logs"
+    config = {"task_construct": "thread", "stop_on_exception": False,
+              "LOGGING": {"console": False, "logdir": str(logdir), "file_prefix": "p-",
+                          "file_suffix": ".txt", "maxBytes": 600, "backupCount": 2,
+                          "level_formats": {"ERROR": "E! %(message)s"}}}
+    with evr.Eventor(name="rot", store=str(tmp_path / "r.db"), config=config) as ev:
+        go = ev.add_event("go")
+        for i in range(6):
+            ev.add_step(f"s{i}", lambda: 1 / 0)
+            ev.add_assoc(go, f"s{i}")
+        ev.trigger_event(go, 1)
+        assert not ev.run()
+        run_id = ev.run_id
+    names = sorted(p.name for p in logdir.iterdir())
+    assert names == [f"p-rot.{run_id}.txt", f"p-rot.{run_id}.txt.1", f"p-rot.{run_id}.txt.2"]
+    text = "".join(p.read_text() for p in logdir.iterdir())
+    assert "E! Step completed s5[1], status: failure, ZeroDivisionError" in text
+
+
+def seen(sequence=None, logger=None):
+    return f"{sequence} {logger.name}"
+
+
+def test_a_step_may_get_its_sequence_and_logger_as_arguments(make_eventor):
+    ev = make_eventor(config={"sequence_arg_name": "sequence", "pass_logger_to_task": True})
+    ev.add_event("go")
+    ev.add_assoc("go", ev.add_step("s", seen))
+    ev.trigger_event("go", 5)
+    assert ev.run()
+    assert ev.store.tasks(ev.run_id)[0]["result"] == '"5 eventor.t.s"'
+
+
+def test_secrets_in_the_config_never_reach_the_log(tmp_path, monkeypatch):
+    monkeypatch.setenv("PG_PASSWORD", "hunter2-secret")
+    logdir = tmp_path / "logs"
+    config = {"logdir": str(logdir), "LOGGING": {"console": False, "logging_level": "DEBUG"},
+              "task_construct": "thread",
+              "DATABASES": {"pg": {"dialect": "postgresql", "username": "u",
+                                   "password": "${PG_PASSWORD}", "host": "db", "database": "d"}}}
+    with evr.Eventor(name="sec", store=str(tmp_path / "s.db"), config=config) as ev:
+        ev.add_event("go")
+        ev.add_assoc("go", ev.add_step("s", lambda: "ok"))
+        ev.trigger_event("go")
+        assert ev.run()
+    text = next(logdir.iterdir()).read_text()
+    assert "Eventor store: sqlite:///" in text and "hunter2-secret" not in text
