@@ -224,6 +224,7 @@ class TaskResult:
     error: str | None = None  # "ErrorType: message" for a failed task
     allow_pickle: bool = False
     skipped: bool = False  # recovery kept the recovered attempt's outcome instead of running it
+    tries: int = 1  # executions (more than one when the step was retried)
 
     @property
     def value(self) -> Any:

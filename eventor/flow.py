@@ -301,7 +301,7 @@ class Flow(metaclass=FlowMeta):
         tasks = tuple(
             TaskResult(t.step.name, t.sequence, t.status.value, t.result_kind, t.result,
                        f"{t.error_type}: {t.error_message}" if t.error_type else None,
-                       allow_pickle, skipped=t.executor == "skip")
+                       allow_pickle, skipped=t.executor == "skip", tries=t.tries)
             for t in engine.tasks()
         )
         return RunResult(summary, tasks)

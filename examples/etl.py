@@ -9,7 +9,9 @@ The run is recorded in ./etl.run.db; the result is printed.
 import sys
 
 import eventor as evr
-from eventor import Event, Flow, step
+from eventor import Event, Flow, ResourcePool, step
+
+db = ResourcePool("db", 1)  # one connection: steps that use it take turns, across programs
 
 
 class Etl(Flow):
@@ -28,7 +30,8 @@ class Etl(Flow):
         ctx.log.info("extracting", day=self.day)
         return {"day": self.day, "rows": [3, 1, 4, 1, 5]}  # stored with the task, as JSON
 
-    @step(on=start, success=checked, failure=failed)
+    @step(on=start, success=checked, failure=failed, acquires=[(db, 1)], retries=2, retry_delay=0.1,
+          retry_on=ConnectionError, timeout=60)
     def check(self):
         if self.day == "bad":
             raise ValueError(f"no data for day {self.day!r}")
