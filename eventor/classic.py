@@ -71,6 +71,7 @@ class Eventor:
         config: a dict, a YAML file path, or YAML text (see `eventor.config`).
         clock: a time source (tests pass a `MockClock`).
         config_tag: the config's root tag (default ``$EVENTOR_CONFIG_TAG`` or ``EVENTOR``).
+        progress: called after every scheduling round with task counts (see `Engine`).
     """
 
     def __init__(
@@ -84,6 +85,7 @@ class Eventor:
         *,
         clock: Clock | None = None,
         config_tag: str | None = None,
+        progress: Callable[[Mapping[str, int]], None] | None = None,
     ) -> None:
         self.config = load_config(config, tag=config_tag)
         self.run_mode = RunMode(getattr(run_mode, "value", run_mode))
@@ -91,6 +93,7 @@ class Eventor:
         self.program = default_program()
         self.name = name or self.program
         self._clock = clock
+        self.progress = progress  # called after every round with task counts
         self._log = make_logger(self.name, self.config.LOGGING)
         if isinstance(store, str):
             self.store: Store = open_store(store, program=self.program,
@@ -247,7 +250,8 @@ class Eventor:
             engine = Engine(graph, self.store, run_id=self.run_id, program=self.program,
                             options=EngineOptions.from_config(self.config), clock=self._clock, log=self._log,
                             mode=self.run_mode,
-                            attempt=self.recovery_run if self.run_mode is RunMode.recover else None)
+                            attempt=self.recovery_run if self.run_mode is RunMode.recover else None,
+                            progress=self.progress)
             for name, sequence in self._early_triggers:
                 engine.trigger(name, sequence)
             self._early_triggers.clear()

@@ -256,6 +256,13 @@ def _check_section(section: Mapping[str, Any], known: Mapping[str, tuple[type, .
 
 
 def default_program() -> str:
-    """The calling program's name: ``simple_classic`` for ``python examples/simple_classic.py``."""
+    """
+    The calling program's name: ``simple_classic`` for ``python examples/simple_classic.py``.
+
+    ``$EVENTOR_PROGRAM`` overrides it: the ``eventor`` command sets it to the flow file's
+    name, so ``eventor run etl.py:Etl`` uses the same default store as ``python etl.py``.
+    """
+    if os.environ.get("EVENTOR_PROGRAM"):
+        return os.environ["EVENTOR_PROGRAM"]
     argv0 = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
     return os.path.splitext(os.path.basename(argv0))[0] or "eventor"

@@ -274,7 +274,7 @@ FLOW_OPTIONS = ("name", "store", "config", "max_concurrent", "executor", "stop_o
                 "pickle_results")
 RESERVED = frozenset({*FLOW_OPTIONS, "run_id", "clock", "graph", "parameters", "param_values",
                       "run", "trigger", "recover", "resume", "recovery_plan", "close", "cli",
-                      "options", "entry_events"})
+                      "options", "entry_events", "progress"})
 
 
 class _Compiler:

@@ -17,7 +17,7 @@ import os
 import queue
 import socket
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -167,6 +167,8 @@ class Engine:
         info: facts recorded with the run when it is created (e.g. the flow's parameters).
         attempt: with ``mode`` recover, the attempt to recover from; with continue, the
             attempt to continue (default: the latest).
+        progress: called after every round with the counts of tasks ``done``, ``failed``,
+            ``running`` and ``waiting`` (ready, retrying, or behind a delay).
     """
 
     def __init__(
@@ -184,6 +186,7 @@ class Engine:
         logger_name: str | None = None,
         info: Mapping[str, Any] | None = None,
         attempt: int | None = None,
+        progress: Callable[[Mapping[str, int]], None] | None = None,
     ) -> None:
         self.graph = graph
         self.store = store
@@ -197,6 +200,8 @@ class Engine:
         self.attempt: int | None = None
         self.info = {"flow": graph.name, **(info or {})}
         self._from_attempt = attempt
+        self._progress = progress
+        self._done = self._failed = 0
         # Recovery: the recovered attempt's tasks, the triggers its tasks made with
         # ctx.trigger, and when its delays started.
         self._prior: dict[tuple[str, str], Row] = {}
@@ -362,6 +367,7 @@ class Engine:
         now, store = self.clock.now(), self.store
         if self.mode is RunMode.restart:
             self.info.setdefault("fingerprint", fingerprint(self.graph))
+            self.info.setdefault("graph", self.graph.summary())
             self.attempt = store.begin_attempt(self.run_id, self.program, self.mode.value,
                                                now=now, host=self.host, pid=os.getpid(),
                                                info=self.info)
@@ -508,6 +514,10 @@ class Engine:
         self._flush()
         for task in started:
             self._submit(task)
+        if self._progress is not None:
+            self._progress({"done": self._done, "failed": self._failed,
+                            "running": len(self._running),
+                            "waiting": len(self._ready) + len(self._retrying) + len(self._delays)})
 
     def _idle(self) -> bool:
         if self._running or self._pending:
@@ -624,6 +634,7 @@ class Engine:
     def _finish(self, task: Task, ok: bool) -> None:
         """Record a task's final status (run, or skipped by recovery) and fire its triggers."""
         step, name = task.step, task.step.name
+        self._done += 1
         if ok:
             task.status = StepStatus.success
             if task.result_kind is not None and task.result is not None:
@@ -632,6 +643,7 @@ class Engine:
             self._status_triggers(task, StepStatus.success)
         else:
             task.status = StepStatus.failure
+            self._failed += 1
             handled = bool(step.triggered_by(StepStatus.failure) or step.triggered_by(StepStatus.complete))
             self.log.log(
                 logging.WARNING if handled else logging.ERROR, "step_failed", step=name,

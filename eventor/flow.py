@@ -10,11 +10,13 @@ continue it.
 from __future__ import annotations
 
 import json
+import sys
 import types
 import typing
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar, overload
 
 from eventor.classic import new_run_id
@@ -31,7 +33,7 @@ from eventor.recovery import RecoveryPlan, pick_attempt, pick_run, plan_recovery
 from eventor.store import Store, open_store
 from eventor.validate import did_you_mean
 
-__all__ = ["Flow", "flow"]
+__all__ = ["Flow", "coerce", "flow"]
 
 T = TypeVar("T")
 
@@ -58,7 +60,8 @@ class Flow(metaclass=FlowMeta):
     parameters: ClassVar[Mapping[str, Param]]  # the flow's parameters, by name
     entry_events: ClassVar[tuple[str, ...]]  # the events a run starts with
 
-    def __init__(self, *, run_id: str | None = None, clock: Clock | None = None, **values: Any):
+    def __init__(self, *, run_id: str | None = None, clock: Clock | None = None,
+                 progress: Callable[[Mapping[str, int]], None] | None = None, **values: Any):
         cls = type(self)
         compiled = cls._compiled()
         params = compiled.params
@@ -92,6 +95,7 @@ class Flow(metaclass=FlowMeta):
             setattr(self, key, value)
         self.run_id = run_id or new_run_id()
         self._clock = clock
+        self._progress = progress
         self._engine: Engine | None = None
         self._held: list[Any] = []  # what the finalizer closes: the store, when ours
         self._finalizer = weakref.finalize(self, _release, self._held)
@@ -137,7 +141,9 @@ class Flow(metaclass=FlowMeta):
 
     @classmethod
     def recover(cls, run_id: str = "", *, recovery_run: int | None = None,
-                clock: Clock | None = None, max_loops: int = -1, **values: Any) -> RunResult:
+                clock: Clock | None = None, max_loops: int = -1,
+                progress: Callable[[Mapping[str, int]], None] | None = None,
+                **values: Any) -> RunResult:
         """
         Recover a run: a new attempt that skips what succeeded and reruns the rest.
 
@@ -155,6 +161,7 @@ class Flow(metaclass=FlowMeta):
             RunNotFoundError: the store has no such run (or attempt).
         """
         flow = cls._reopen(run_id, RunMode.recover, recovery_run, clock, values)
+        flow._progress = progress
         with flow:
             store = flow._ensure_engine().store
             attempt = pick_attempt(store, flow.run_id, recovery_run)["attempt"]
@@ -165,6 +172,7 @@ class Flow(metaclass=FlowMeta):
 
     @classmethod
     def resume(cls, run_id: str = "", *, clock: Clock | None = None, max_loops: int = -1,
+               progress: Callable[[Mapping[str, int]], None] | None = None,
                **values: Any) -> RunResult:
         """
         Continue a run where it stopped (a bounded run, pending delays, or a crash).
@@ -176,9 +184,22 @@ class Flow(metaclass=FlowMeta):
             RunNotFoundError: the store has no such run.
         """
         flow = cls._reopen(run_id, RunMode.continue_, None, clock, values)
+        flow._progress = progress
         flow._started = True  # the entry events fired in the attempt being continued
         with flow:
             return flow.run(max_loops=max_loops)
+
+    @classmethod
+    def cli(cls, args: list[str] | None = None) -> None:
+        """
+        Run the ``eventor`` commands for this flow: ``python etl.py run --day 2026-11-01``.
+
+        ``run`` has one option per flow parameter; ``recover``, ``continue``, ``graph``,
+        ``runs``, ``show``, ``report`` and ``purge`` work as in ``eventor``.
+        """
+        from eventor.cli import flow_app  # typer is loaded only for command lines
+
+        flow_app(cls)(args=args, prog_name=Path(sys.argv[0]).name or cls.__name__)
 
     @classmethod
     def recovery_plan(cls, run_id: str = "", *, recovery_run: int | None = None,
@@ -213,7 +234,7 @@ class Flow(metaclass=FlowMeta):
             chosen = pick_run(store, run_id, program=default_program(),
                               shared_db=config.shared_db)
             recorded = (store.run(chosen) or {}).get("info", {}).get("params", {})
-            params = {k: _coerce(cls.parameters[k], v) for k, v in recorded.items()
+            params = {k: coerce(cls.parameters[k], v) for k, v in recorded.items()
                       if k in cls.parameters and k not in values}
             flow = cls(run_id=chosen, clock=clock, **{**values, **params, "store": store})
         except BaseException:
@@ -277,7 +298,7 @@ class Flow(metaclass=FlowMeta):
             ),
             clock=self._clock, log=make_logger(graph.name, config.LOGGING),
             info={"params": json.loads(json.dumps(dict(self.param_values), default=str))},
-            mode=self._mode, attempt=self._from_attempt,
+            mode=self._mode, attempt=self._from_attempt, progress=self._progress,
         )
         return self._engine
 
@@ -316,7 +337,7 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp)
 
 
-def _coerce(param: Param, value: Any) -> Any:
+def coerce(param: Param, value: Any) -> Any:
     """
     A recorded (JSON) or typed-in (text) value as ``param``'s type, when it is not already.
 

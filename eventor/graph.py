@@ -292,6 +292,38 @@ class FlowGraph:
             ev.name for ev in self.events.values() if ev.expr is None and ev.name not in produced
         )
 
+    def summary(self) -> dict[str, Any]:
+        """The graph as plain JSON data (recorded with each run, drawn by run reports)."""
+        return {
+            "name": self.name,
+            "events": [{"name": e.name, "expr": None if e.expr is None else str(e.expr)}
+                       for e in self.events.values()],
+            "steps": [{"name": s.name,
+                       "triggers": {str(k): [str(n) for n in v] for k, v in s.triggers.items()}}
+                      for s in self.steps.values()],
+            "assocs": [{"event": a.event, "target": a.target, "delay": a.delay}
+                       for a in self.assocs],
+            "order": list(self.order),
+        }
+
+    def to_text(self) -> str:
+        """The graph as indented text: events (with expressions), then steps and their wiring."""
+        into: dict[str, list[str]] = {}
+        for a in self.assocs:
+            into.setdefault(a.target, []).append(a.event + (f" (after {a.delay:g}s)" if a.delay else ""))
+        lines = [f"flow {self.name}", "  events:"]
+        for ev in self.events.values():
+            lines.append(f"    {ev.name}" + (f" = {ev.expr}" if ev.expr is not None else ""))
+            lines.extend(f"      -> {a.target}" for a in self.assocs_from(ev.name)
+                         if a.target in self.events)
+        lines.append("  steps:")
+        for step in self.steps.values():
+            on = ", ".join(into.get(step.name, [])) or "(nothing)"
+            lines.append(f"    {step.name}  on {on}")
+            lines.extend(f"      {status} -> {', '.join(map(str, names))}"
+                         for status, names in step.triggers.items())
+        return "\n".join(lines) + "\n"
+
     def to_mermaid(self) -> str:
         """The graph as a Mermaid flowchart (events as rounded nodes, steps as boxes)."""
         ids = {name: name if name.isidentifier() else f"n{i}" for i, name in enumerate(self.order)}

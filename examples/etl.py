@@ -1,9 +1,11 @@
 """
 The flow of the design: extract and check in parallel, then load; alert when the check fails.
 
-    python examples/etl.py [DAY]        # DAY "bad" makes the check fail and the alert run
+    python examples/etl.py                          # run it, with the default day
+    python examples/etl.py run --day 2026-11-01     # the day "bad" fails the check: alert runs
+    python examples/etl.py --help                   # recover, continue, graph, runs, show, ...
 
-The run is recorded in ./etl.run.db; the result is printed.
+The run is recorded in ./etl.run.db; the tasks are printed as a table.
 """
 
 import sys
@@ -48,16 +50,6 @@ class Etl(Flow):
         return f"alerted about {self.day}"
 
 
-def main(day: str = "today") -> bool:
-    with Etl(day=day) as flow:
-        result = flow.run()
-    for task in result.tasks:
-        print(f"{task.step}[{task.sequence}]: {task.status}"
-              + (f" -> {task.result_text}" if task.result_text else "")
-              + (f" ({task.error})" if task.error else ""))
-    print(f"run {result.run_id}: {result.status}")
-    return bool(result)
-
-
 if __name__ == "__main__":
-    raise SystemExit(0 if main(*sys.argv[1:2]) else 1)
+    # python examples/etl.py [run --day 2026-11-01 | recover --run-id ID | graph | runs | ...]
+    Etl.cli(sys.argv[1:] or ["run"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -32,9 +33,10 @@ def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess
 
 
 def test_etl_runs_the_design_flow_and_prints_the_result(tmp_path):
-    proc = run_example("etl.py", cwd=tmp_path)
+    proc = run_example("etl.py", cwd=tmp_path)  # no arguments: run with the defaults
     assert proc.returncode == 0, proc.stderr
-    assert "load[0]: success -> 14" in proc.stdout
+    assert "attempt 0: success" in proc.stdout
+    assert re.search(r"│ load +│ 0 +│ 0 +│ success .*│ 14 +│", proc.stdout)
     assert "extracting day='today' (step=extract sequence=0)" in proc.stderr
     with sqlite3.connect(tmp_path / "etl.run.db") as db:
         rows = db.execute("select step, status from eventor_tasks order by id").fetchall()
@@ -42,11 +44,11 @@ def test_etl_runs_the_design_flow_and_prints_the_result(tmp_path):
 
 
 def test_etl_takes_the_failure_branch_on_a_bad_day(tmp_path):
-    proc = run_example("etl.py", "bad", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "check[0]: failure (ValueError: no data for day 'bad')" in proc.stdout
-    assert 'alert[0]: success -> "alerted about bad"' in proc.stdout
-    assert "load[0]" not in proc.stdout
+    proc = run_example("etl.py", "run", "--day", "bad", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # the failure was handled by the alert step
+    assert re.search(r"│ check +│ 0 +│ 0 +│ failure .*ValueError: no data for day 'bad'", proc.stdout)
+    assert re.search(r'│ alert +│ 0 +│ 0 +│ success .*"alerted about bad"', proc.stdout)
+    assert "│ load " not in proc.stdout
 
 
 def test_simple_dsl_logs_what_simple_classic_logs(tmp_path):

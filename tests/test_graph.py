@@ -141,7 +141,9 @@ def test_imports_flow_one_way():
     for name in ("graph.py", "validate.py", "dsl.py", "enums.py", "exceptions.py"):
         ours = {m for m in imported(PACKAGE / name) if m.startswith("eventor")}
         assert ours <= pure, f"{name} imports {sorted(ours - pure)}"
-    # Only the store touches SQLAlchemy.
+    # Only the store touches SQLAlchemy; only the command line touches typer (and rich).
     for path in PACKAGE.rglob("*.py"):
         if "store" not in path.parts:
             assert not {m for m in imported(path) if m.startswith("sqlalchemy")}, path
+        if path.name != "cli.py":
+            assert not {m for m in imported(path) if m.startswith(("typer", "rich"))}, path

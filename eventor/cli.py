@@ -1,0 +1,580 @@
+"""
+The ``eventor`` command: run, recover and continue flows; list, show, draw and report runs.
+
+    eventor run examples/etl.py:Etl --param day=2026-11-01
+    eventor recover examples/etl.py:Etl --run-id 20261128-101500-3fa9c1 --dry-run
+    eventor runs --store etl.run.db
+    eventor show RUN_ID --json
+    eventor graph examples/etl.py:Etl --format dot
+    eventor report RUN_ID -o run.html
+    eventor purge --older-than 30
+
+A FLOW is ``path/to/file.py:Name`` or ``package.module:Name``, where ``Name`` is a `Flow`
+class or a function that builds and returns an `Eventor` (a classic program). Exit codes:
+0 the run succeeded, 1 it failed, 2 the command was wrong (one line says how; ``--debug``
+shows the traceback). ``Etl.cli()`` makes the same commands for one flow, with an option
+per flow parameter. Only this module imports typer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import sys
+import time
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from eventor.classic import Eventor
+from eventor.dsl import Param
+from eventor.enums import RunMode
+from eventor.exceptions import EventorError, FlowDefinitionError
+from eventor.flow import Flow, coerce
+from eventor.store import Store, open_store, purge
+from eventor.validate import did_you_mean
+
+__all__ = ["CliError", "app", "flow_app", "load_target", "main"]
+
+
+class CliError(Exception):
+    """A command line mistake: printed as one line, exit code 2."""
+
+
+_state = {"debug": False}
+class _Consoles:
+    """Rich consoles made when first printed to: wide tables when the output is not a terminal."""
+
+    @property
+    def out(self) -> Console:
+        return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+    @property
+    def err(self) -> Console:
+        return Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+
+
+_con = _Consoles()
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Print what went wrong in one line (several for a flow's definition problems), exit 2."""
+    try:
+        yield
+    except (CliError, EventorError, FileNotFoundError) as exc:
+        if _state["debug"]:
+            raise
+        text = str(exc) if isinstance(exc, FlowDefinitionError) else str(exc).splitlines()[0]
+        _con.err.print(f"error: {text}", markup=False)
+        raise typer.Exit(2) from None
+
+
+# -- finding flows --------------------------------------------------------------------------
+
+
+def load_target(ref: str) -> Any:
+    """
+    The `Flow` class or builder function that ``ref`` names.
+
+    Raises:
+        CliError: the file or module does not exist, or has no such flow (the message lists
+            the flows it does have).
+    """
+    module_part, sep, name = ref.rpartition(":")
+    if not sep:
+        module_part, name = ref, ""
+    if module_part.endswith(".py") or os.sep in module_part:
+        path = Path(module_part)
+        if not path.is_file():
+            raise CliError(f"{ref}: no such file {path}; give path/to/file.py:FlowName")
+        os.environ["EVENTOR_PROGRAM"] = path.stem  # the store the program itself would use
+        sys.path.insert(0, str(path.parent.resolve()))  # for the file's own sibling imports
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+        where = str(path)
+    else:
+        try:
+            module = importlib.import_module(module_part)
+        except ModuleNotFoundError as exc:
+            raise CliError(f"{ref}: cannot import {module_part!r} ({exc}); give "
+                           "path/to/file.py:FlowName or package.module:FlowName") from None
+        where = module_part
+    flows = [n for n, v in vars(module).items()
+             if isinstance(v, type) and issubclass(v, Flow) and v is not Flow
+             and v.__module__ == module.__name__]
+    if not name:
+        if len(flows) == 1:
+            return getattr(module, flows[0])
+        listed = ", ".join(flows) or "none"
+        raise CliError(f"{ref}: say which flow, as {module_part}:Name (flows in {where}: {listed})")
+    target = getattr(module, name, None)
+    if target is None:
+        raise CliError(f"{ref}: {where} has no {name!r}." + did_you_mean(name, vars(module))
+                       + f" Flows there: {', '.join(flows) or 'none'}")
+    if isinstance(target, type) and issubclass(target, Flow):
+        return target
+    if callable(target) and not isinstance(target, type):
+        return target
+    raise CliError(f"{ref}: {name!r} is neither a Flow class nor a function returning an Eventor")
+
+
+def _is_flow(target: Any) -> bool:
+    return isinstance(target, type) and issubclass(target, Flow)
+
+
+def _options(store: str | None, config: Path | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if store:
+        options["store"] = store
+    if config:
+        options["config"] = str(config)
+    return options
+
+
+def _parse_params(pairs: list[str], known: Mapping[str, Param], flow: str) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs as typed parameter values."""
+    values = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise CliError(f"--param {pair!r}: write NAME=VALUE, e.g. --param day=2026-11-01")
+        if name not in known:
+            raise CliError(f"--param {name}: {flow} has no parameter {name!r}."
+                           + did_you_mean(name, known)
+                           + f" Its parameters: {', '.join(known) or 'none'}")
+        values[name] = coerce(known[name], text)
+    return values
+
+
+def _builder_params(builder: Callable[..., Any]) -> dict[str, Param]:
+    """A classic program's builder arguments, as parameters (typed by annotation or default)."""
+    params = {}
+    for p in inspect.signature(builder).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        tp = p.annotation if isinstance(p.annotation, type) else (
+            type(p.default) if p.default not in (p.empty, None) else str)
+        params[p.name] = Param(p.name, tp, p.default)
+    return params
+
+
+def _build(builder: Callable[..., Any], values: dict[str, Any], **wanted: Any) -> Eventor:
+    """Call a classic program's builder with what it accepts; it must return an Eventor."""
+    accepted = inspect.signature(builder).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    for key, value in wanted.items():
+        if value is None:
+            continue
+        if key not in accepted and not takes_any:
+            raise CliError(f"{builder.__name__}() takes no {key}=; add it to its parameters "
+                           f"(and pass it to Eventor) to use this command")
+        values[key] = value
+    ev = builder(**values)
+    if not isinstance(ev, Eventor):
+        raise CliError(f"{builder.__name__}() returned {type(ev).__name__}, not an Eventor")
+    return ev
+
+
+# -- progress and summaries ----------------------------------------------------------------
+
+
+class _Progress:
+    """Task counts while a run goes on: a live line on a terminal, plain lines otherwise."""
+
+    def __init__(self) -> None:
+        self.live: Live | None = None
+        self.last = 0.0
+        self.counts: Mapping[str, int] = {}
+
+    def __enter__(self) -> _Progress:
+        console = _con.out
+        if console.is_terminal:
+            self.live = Live(console=console, refresh_per_second=8, transient=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    @staticmethod
+    def _line(counts: Mapping[str, int]) -> str:
+        return (f"done {counts.get('done', 0)} (failed {counts.get('failed', 0)}), "
+                f"running {counts.get('running', 0)}, waiting {counts.get('waiting', 0)}")
+
+    def __call__(self, counts: Mapping[str, int]) -> None:
+        self.counts = dict(counts)
+        if self.live is not None:
+            self.live.update(self._line(counts))
+            return
+        now = time.monotonic()
+        if now - self.last >= 1.0:
+            self.last = now
+            _con.out.print(f"progress: {self._line(counts)}", markup=False)
+
+
+def _when(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def _took(start: float | None, end: float | None) -> str:
+    return "" if start is None or end is None else f"{end - start:.3f}s"
+
+
+def _first_line(text: str | None, width: int = 60) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def _task_table(rows: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("step", "sequence", "attempt", "status", "host", "started", "took",
+                   "result / error"):
+        table.add_column(column)
+    for r in rows:
+        status = r["status"] + (" (skipped)" if r.get("executor") == "skip" else "")
+        outcome = (f"{r['error_type']}: {_first_line(r['error_message'])}" if r.get("error_type")
+                   else _first_line(r.get("result")))
+        table.add_row(r["step"], r["sequence"], str(r["attempt"]), status, r.get("host") or "",
+                      _when(r.get("started_at")), _took(r.get("started_at"), r.get("ended_at")),
+                      outcome)
+    return table
+
+
+def _finish(store: Store, run_id: str, attempt: int, ok: bool, status: str) -> None:
+    _con.out.print(_task_table(store.tasks(run_id, attempt), f"run {run_id} attempt {attempt}: {status}"))
+    raise typer.Exit(0 if ok else 1)
+
+
+@contextlib.contextmanager
+def _store(store: str | None, config: Path | None) -> Iterator[Store]:
+    from eventor.config import default_program, load_config
+
+    cfg = load_config(str(config) if config else None)
+    opened = open_store(store or "", program=default_program(), workdir=cfg.workdir,
+                        databases=cfg.DATABASES)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+# -- the commands ----------------------------------------------------------------------------
+
+Params = Annotated[list[str], typer.Option("--param", "-p", help="A parameter, NAME=VALUE (repeat it).")]
+StoreOpt = Annotated[str | None, typer.Option(
+    "--store", help="The run store: a path, a URL or a DATABASES tag.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="A YAML config file.")]
+LoopsOpt = Annotated[int, typer.Option("--max-loops", help="Stop after this many rounds (-1: no limit).")]
+
+
+def _run_target(target: Any, values: dict[str, Any], *, store: str | None, config: Path | None,
+                sequence: str | None, max_loops: int, run_id: str | None) -> None:
+    options = _options(store, config)
+    with _Progress() as progress:
+        if _is_flow(target):
+            flow = target(run_id=run_id, progress=progress, **options, **values)
+            with flow:
+                result = flow.run(sequence=sequence, max_loops=max_loops)
+                store_obj = flow._ensure_engine().store
+                _con.out.print(_task_table(store_obj.tasks(result.run_id, result.attempt),
+                                       f"run {result.run_id} attempt {result.attempt}: {result.status}"))
+            raise typer.Exit(0 if result else 1)
+        if sequence is not None:
+            raise CliError("--sequence is for Flow classes; a classic program triggers its own events")
+        ev = _build(target, values, store=options.get("store"), run_id=run_id)
+        with ev:
+            ev.progress = progress
+            ok = ev.run(max_loops)
+            assert ev.summary is not None
+            _finish(ev.store, ev.run_id, ev.summary.attempt, ok, ev.summary.status)
+
+
+def _recover_target(target: Any, values: dict[str, Any], *, run_id: str,
+                    recovery_run: int | None, dry_run: bool, store: str | None,
+                    config: Path | None) -> None:
+    options = _options(store, config)
+    if _is_flow(target):
+        if dry_run:
+            _con.out.print(str(target.recovery_plan(run_id, recovery_run=recovery_run, **options)),
+                       markup=False)
+            raise typer.Exit(0)
+        with _Progress() as progress:
+            result = target.recover(run_id, recovery_run=recovery_run, progress=progress,
+                                    **options, **values)
+        with _store(store, config) as opened:
+            _finish(opened, result.run_id, result.attempt, bool(result), result.status)
+    ev = _build(target, values, run_mode=RunMode.recover, run_id=run_id,
+                recovery_run=recovery_run, store=options.get("store"))
+    with ev:
+        if dry_run:
+            _con.out.print(str(ev.recovery_plan()), markup=False)
+            raise typer.Exit(0)
+        with _Progress() as progress:
+            ev.progress = progress
+            ok = ev.run()
+        assert ev.summary is not None
+        _finish(ev.store, ev.run_id, ev.summary.attempt, ok, ev.summary.status)
+
+
+def _continue_target(target: Any, *, run_id: str, max_loops: int, store: str | None,
+                     config: Path | None) -> None:
+    options = _options(store, config)
+    if _is_flow(target):
+        with _Progress() as progress:
+            result = target.resume(run_id, max_loops=max_loops, progress=progress, **options)
+        with _store(store, config) as opened:
+            _finish(opened, result.run_id, result.attempt, bool(result), result.status)
+    ev = _build(target, {}, run_mode=RunMode.continue_, run_id=run_id, store=options.get("store"))
+    with ev:
+        with _Progress() as progress:
+            ev.progress = progress
+            ok = ev.run(max_loops)
+        assert ev.summary is not None
+        _finish(ev.store, ev.run_id, ev.summary.attempt, ok, ev.summary.status)
+
+
+def _graph_of(target: Any) -> Any:
+    if _is_flow(target):
+        return target.graph
+    ev = _build(target, {}, store=":memory:") if "store" in inspect.signature(target).parameters \
+        else _build(target, {})
+    with ev:
+        return ev.graph
+
+
+def _params_of(target: Any) -> Mapping[str, Param]:
+    return target.parameters if _is_flow(target) else _builder_params(target)
+
+
+def _name_of(target: Any) -> str:
+    return target.__name__ if _is_flow(target) else f"{target.__name__}()"
+
+
+def cmd_runs(store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """List the runs in a store: id, flow, start, attempts, status, tasks and duration."""
+    with _errors(), _store(store, config) as opened:
+        table = Table(title=f"runs in {opened.address}", title_justify="left")
+        for column in ("run id", "flow", "started", "attempts", "status", "ok", "failed",
+                       "pending", "took"):
+            table.add_column(column)
+        for run in opened.runs():
+            attempts = opened.attempts(run["run_id"])
+            last = attempts[-1] if attempts else {}
+            tasks = opened.tasks(run["run_id"], last.get("attempt")) if attempts else []
+            ok = sum(t["status"] == "success" for t in tasks)
+            failed = sum(t["status"] == "failure" for t in tasks)
+            table.add_row(run["run_id"], str(run["info"].get("flow", run["program"])),
+                          _when(run["created_at"]), str(len(attempts)), last.get("status", ""),
+                          str(ok), str(failed), str(len(tasks) - ok - failed),
+                          _took(run["created_at"], last.get("ended_at")))
+        _con.out.print(table)
+
+
+def cmd_show(run_id: Annotated[str, typer.Argument(help="The run's id.")],
+             store: StoreOpt = None, config: ConfigOpt = None,
+             as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Show every task of a run, in every attempt."""
+    with _errors(), _store(store, config) as opened:
+        if opened.run(run_id) is None:
+            known = [r["run_id"] for r in opened.runs()][-5:]
+            raise CliError(f"no run {run_id!r} in {opened.address}." + did_you_mean(run_id, known)
+                           + (f" Latest runs: {', '.join(known)}" if known else " It holds no run."))
+        rows = opened.tasks(run_id)
+        if as_json:
+            _con.out.print_json(json.dumps(rows, default=str))
+        else:
+            _con.out.print(_task_table(rows, f"run {run_id}"))
+
+
+def cmd_report(run_id: Annotated[str, typer.Argument(help="The run's id.")],
+               output: Annotated[Path, typer.Option("-o", "--output", help="The HTML file to write.")],
+               store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Write one self-contained HTML page: the flow graph, a timeline and the task table."""
+    from eventor.report import render_report
+
+    with _errors(), _store(store, config) as opened:
+        if opened.run(run_id) is None:
+            raise CliError(f"no run {run_id!r} in {opened.address}")
+        output.write_text(render_report(opened, run_id), encoding="utf-8")
+        _con.out.print(f"wrote {output}", markup=False)
+
+
+def cmd_purge(older_than: Annotated[float | None, typer.Option(
+                  "--older-than", help="Days; default: the config's day_to_keep_db.")] = None,
+              store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Delete runs older than some days (runs whose attempt never ended are kept)."""
+    with _errors():
+        gone = purge(store or "", days=older_than, config=str(config) if config else None)
+        _con.out.print(f"purged {len(gone)} run(s)" + (f": {', '.join(gone)}" if gone else ""),
+                   markup=False)
+
+
+def _debug_callback(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False
+                    ) -> None:
+    _state["debug"] = debug
+
+
+def _new_app(help_text: str) -> typer.Typer:
+    new = typer.Typer(help=help_text, no_args_is_help=True, add_completion=False,
+                      pretty_exceptions_enable=False)
+    new.callback()(_debug_callback)
+    new.command("runs")(cmd_runs)
+    new.command("show")(cmd_show)
+    new.command("report")(cmd_report)
+    new.command("purge")(cmd_purge)
+    return new
+
+
+app = _new_app("Run, recover and inspect Eventor flows.")
+
+FlowArg = Annotated[str, typer.Argument(help="path/to/file.py:Name or package.module:Name")]
+
+
+@app.command("run")
+def cmd_run(flow: FlowArg, param: Params = [],  # noqa: B006 - typer reads the default
+            store: StoreOpt = None,
+            sequence: Annotated[str | None, typer.Option("--sequence", help="The sequence to start.")] = None,
+            config: ConfigOpt = None, max_loops: LoopsOpt = -1,
+            run_id: Annotated[str | None, typer.Option("--run-id", help="Give the run this id.")] = None,
+            ) -> None:
+    """Run a flow: its entry events fire in one sequence; exit 0 on success, 1 on failure."""
+    with _errors():
+        target = load_target(flow)
+        values = _parse_params(param, _params_of(target), _name_of(target))
+        _run_target(target, values, store=store, config=config, sequence=sequence,
+                    max_loops=max_loops, run_id=run_id)
+
+
+RunIdOpt = Annotated[str, typer.Option("--run-id", help="The run to pick up.")]
+
+
+@app.command("recover")
+def cmd_recover(flow: FlowArg, run_id: RunIdOpt,
+                recovery_run: Annotated[int | None, typer.Option(
+                    "--recovery-run", help="The attempt to recover from (default: the latest).")] = None,
+                dry_run: Annotated[bool, typer.Option(
+                    "--dry-run", help="Print what would be skipped and rerun; run nothing.")] = False,
+                param: Params = [],  # noqa: B006
+                store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Recover a failed or crashed run: skip what succeeded, rerun the rest."""
+    with _errors():
+        target = load_target(flow)
+        values = _parse_params(param, _params_of(target), _name_of(target))
+        _recover_target(target, values, run_id=run_id, recovery_run=recovery_run,
+                        dry_run=dry_run, store=store, config=config)
+
+
+@app.command("continue")
+def cmd_continue(flow: FlowArg, run_id: RunIdOpt, max_loops: LoopsOpt = -1,
+                 store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Continue a paused run where it stopped (pending delays, a bounded run, a crash)."""
+    with _errors():
+        _continue_target(load_target(flow), run_id=run_id, max_loops=max_loops, store=store,
+                         config=config)
+
+
+@app.command("graph")
+def cmd_graph(flow: FlowArg,
+              fmt: Annotated[str, typer.Option("--format", help="mermaid, dot or text")] = "mermaid",
+              ) -> None:
+    """Print a flow's graph as Mermaid, Graphviz DOT, or text."""
+    with _errors():
+        graph = _graph_of(load_target(flow))
+        render = {"mermaid": graph.to_mermaid, "dot": graph.to_dot, "text": graph.to_text}.get(fmt)
+        if render is None:
+            raise CliError(f"--format {fmt!r}: use mermaid, dot or text." + did_you_mean(
+                fmt, ["mermaid", "dot", "text"]))
+        _con.out.print(render(), end="", markup=False)
+
+
+def flow_app(flow: type[Flow]) -> typer.Typer:
+    """The commands of ``eventor`` for one flow; ``run`` has an option per flow parameter."""
+    new = _new_app(inspect.getdoc(flow) or f"Run the {flow.__name__} flow.")
+    params = flow.parameters
+
+    def run(**kwargs: Any) -> None:
+        with _errors():
+            values = {name: coerce(params[name], kwargs.pop(name)) for name in list(params)
+                      if kwargs.get(name) is not None}
+            _run_target(flow, values, **kwargs)
+
+    options = [
+        inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY,
+            annotation=p.type if p.type in (str, int, float, bool) else str,
+            default=typer.Option(
+                ... if p.required else (p.default if p.type in (str, int, float, bool)
+                                        else str(p.default)),
+                f"--{name.replace('_', '-')}", help=p.doc or None),
+        )
+        for name, p in params.items()
+    ]
+    hints = typing.get_type_hints(_common_run_options, include_extras=True)
+    common = [p.replace(annotation=hints[p.name])
+              for p in inspect.signature(_common_run_options).parameters.values()]
+    run.__signature__ = inspect.Signature([*options, *common])  # type: ignore[attr-defined]
+    run.__doc__ = f"Run {flow.__name__}: its entry events fire in one sequence."
+    new.command("run")(run)
+
+    def recover(run_id: RunIdOpt,
+                recovery_run: Annotated[int | None, typer.Option("--recovery-run")] = None,
+                dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+                param: Params = [],  # noqa: B006
+                store: StoreOpt = None, config: ConfigOpt = None) -> None:
+        """Recover a failed or crashed run: skip what succeeded, rerun the rest."""
+        with _errors():
+            values = _parse_params(param, params, flow.__name__)
+            _recover_target(flow, values, run_id=run_id, recovery_run=recovery_run,
+                            dry_run=dry_run, store=store, config=config)
+
+    def resume(run_id: RunIdOpt, max_loops: LoopsOpt = -1, store: StoreOpt = None,
+               config: ConfigOpt = None) -> None:
+        """Continue a paused run where it stopped."""
+        with _errors():
+            _continue_target(flow, run_id=run_id, max_loops=max_loops, store=store, config=config)
+
+    def graph(fmt: Annotated[str, typer.Option("--format", help="mermaid, dot or text")] = "mermaid"
+              ) -> None:
+        """Print the flow's graph."""
+        with _errors():
+            render = {"mermaid": flow.graph.to_mermaid, "dot": flow.graph.to_dot,
+                      "text": flow.graph.to_text}.get(fmt)
+            if render is None:
+                raise CliError(f"--format {fmt!r}: use mermaid, dot or text")
+            _con.out.print(render(), end="", markup=False)
+
+    new.command("recover")(recover)
+    new.command("continue")(resume)
+    new.command("graph")(graph)
+    return new
+
+
+def _common_run_options(
+    *, store: StoreOpt = None,
+    sequence: Annotated[str | None, typer.Option("--sequence", help="The sequence to start.")] = None,
+    config: ConfigOpt = None, max_loops: LoopsOpt = -1,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Give the run this id.")] = None,
+) -> None:
+    """The options every ``run`` takes besides the flow's parameters (their signature only)."""
+
+
+def main() -> None:
+    """The ``eventor`` console script."""
+    app(prog_name="eventor")

@@ -1,0 +1,188 @@
+"""
+A run report: one self-contained HTML page (no network fetch) with the flow's graph, a
+timeline of the run's tasks by sequence and host, and the task table.
+
+The graph comes from the summary recorded with the run, so a report needs only the store.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["render_report"]
+
+_COLORS = {"success": "#3a9a5b", "failure": "#c8453c", "active": "#d9a43a", "ready": "#8a8f98"}
+_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
+h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 28px; }
+table { border-collapse: collapse; } th, td { border: 1px solid #ddd; padding: 3px 8px; }
+th { background: #f3f3f3; cursor: pointer; text-align: left; }
+.failure { color: #c8453c; } .success { color: #3a9a5b; }
+svg text { font: 12px system-ui, sans-serif; }
+"""
+_SCRIPT = """
+document.querySelectorAll("table.tasks th").forEach(function (th, column) {
+  th.addEventListener("click", function () {
+    var body = th.closest("table").tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      return a.cells[column].textContent.localeCompare(b.cells[column].textContent, undefined,
+                                                       {numeric: true});
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+  });
+});
+document.body.setAttribute("data-rendered", "yes");
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _graph_svg(graph: Mapping[str, Any]) -> str:
+    """The flow as boxes (steps) and pills (events) in columns by depth, with arrows."""
+    events = {e["name"]: e for e in graph.get("events", [])}
+    steps = {s["name"] for s in graph.get("steps", [])}
+    edges: list[tuple[str, str, str]] = []
+    for a in graph.get("assocs", []):
+        edges.append((a["event"], a["target"], f"{a['delay']:g}s" if a.get("delay") else ""))
+    for s in graph.get("steps", []):
+        for status, names in s.get("triggers", {}).items():
+            edges.extend((s["name"], n, status) for n in names)
+    for e in events.values():
+        if e.get("expr"):
+            edges.extend((n, e["name"], "") for n in events if _mentions(e["expr"], n)
+                         and n != e["name"])
+    order = list(graph.get("order") or [*events, *steps])
+    depth = dict.fromkeys(order, 0)
+    for _ in range(len(order)):  # longest path, bounded: loops do not run away
+        changed = False
+        for a, b, _label in edges:
+            if a in depth and b in depth and depth[b] < depth[a] + 1 <= len(order):
+                depth[b], changed = depth[a] + 1, True
+        if not changed:
+            break
+    columns: dict[int, list[str]] = {}
+    for name in order:
+        columns.setdefault(depth[name], []).append(name)
+    pos = {}
+    for col, names in columns.items():
+        for row, name in enumerate(names):
+            pos[name] = (20 + col * 190, 20 + row * 56)
+    width = 20 + (max(columns, default=0) + 1) * 190
+    height = 20 + max((len(v) for v in columns.values()), default=1) * 56
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'role="img" aria-label="flow graph">',
+             '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" '
+             'markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#666"/></marker></defs>']
+    for a, b, label in edges:
+        if a in pos and b in pos:
+            (x1, y1), (x2, y2) = pos[a], pos[b]
+            parts.append(f'<line x1="{x1 + 150}" y1="{y1 + 16}" x2="{x2}" y2="{y2 + 16}" '
+                         'stroke="#999" marker-end="url(#arrow)"/>')
+            if label:
+                parts.append(f'<text x="{(x1 + 150 + x2) / 2:.0f}" y="{(y1 + y2) / 2 + 12:.0f}" '
+                             f'fill="#666">{_e(label)}</text>')
+    for name, (x, y) in pos.items():
+        is_step = name in steps
+        radius = 4 if is_step else 16
+        fill = "#e8f0fb" if is_step else "#f6f1e4"
+        parts.append(f'<rect x="{x}" y="{y}" width="150" height="32" rx="{radius}" fill="{fill}" '
+                     f'stroke="#777"><title>{_e(name)}</title></rect>')
+        short = name if len(name) <= 20 else name[:19] + "\u2026"
+        parts.append(f'<text x="{x + 75}" y="{y + 20}" text-anchor="middle">{_e(short)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _mentions(expr: str, name: str) -> bool:
+    tokens = expr.replace("(", " ").replace(")", " ").replace("&", " ").replace("|", " ").split()
+    return name in tokens
+
+
+def _timeline_svg(tasks: list[dict[str, Any]]) -> str:
+    """One bar per task run, in rows by sequence and host, on a common time axis."""
+    ran = [t for t in tasks if t.get("started_at") is not None]
+    if not ran:
+        return "<p>No task started.</p>"
+    start = min(t["started_at"] for t in ran)
+    end = max((t.get("ended_at") or t["started_at"]) for t in ran)
+    span = max(end - start, 1e-3)
+    rows: dict[str, int] = {}
+    for t in ran:
+        rows.setdefault(f"{t['sequence']} @ {t.get('host') or '?'}", len(rows))
+    left, width, line = 200, 760, 22
+    height = 30 + len(rows) * line
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 20}" '
+             f'height="{height}" role="img" aria-label="timeline">']
+    for label, row in rows.items():
+        parts.append(f'<text x="4" y="{30 + row * line + 14}">{_e(label)}</text>')
+    for t in ran:
+        row = rows[f"{t['sequence']} @ {t.get('host') or '?'}"]
+        x = left + (t["started_at"] - start) / span * width
+        w = max(((t.get("ended_at") or end) - t["started_at"]) / span * width, 2)
+        color = _COLORS.get(t["status"], "#8a8f98")
+        took = (t.get("ended_at") or end) - t["started_at"]
+        parts.append(
+            f'<rect x="{x:.1f}" y="{30 + row * line}" width="{w:.1f}" height="16" fill="{color}">'
+            f'<title>{_e(t["step"])}[{_e(t["sequence"])}] attempt {t["attempt"]}: '
+            f'{_e(t["status"])}, {took:.3f}s</title></rect>')
+    parts.append(f'<text x="{left}" y="16">0 s</text>'
+                 f'<text x="{left + width}" y="16" text-anchor="end">{span:.3f} s</text></svg>')
+    return "".join(parts)
+
+
+def _task_rows(tasks: list[dict[str, Any]]) -> str:
+    out = []
+    for t in tasks:
+        took = ("" if t.get("started_at") is None or t.get("ended_at") is None
+                else f"{t['ended_at'] - t['started_at']:.3f}s")
+        outcome = (f"{t['error_type']}: {t['error_message']}" if t.get("error_type")
+                   else (t.get("result") or ""))
+        started = ("" if t.get("started_at") is None
+                   else time.strftime("%H:%M:%S", time.localtime(t["started_at"])))
+        skipped = " (skipped)" if t.get("executor") == "skip" else ""
+        out.append(
+            f'<tr><td>{_e(t["step"])}</td><td>{_e(t["sequence"])}</td><td>{t["attempt"]}</td>'
+            f'<td class="{_e(t["status"])}">{_e(t["status"])}{skipped}</td>'
+            f'<td>{_e(t.get("host"))}</td><td>{started}</td><td>{took}</td>'
+            f'<td>{_e(str(outcome)[:300])}</td></tr>')
+    return "".join(out)
+
+
+def render_report(store: Any, run_id: str) -> str:
+    """The HTML page for ``run_id``, from what ``store`` recorded."""
+    run = store.run(run_id) or {}
+    info = run.get("info") or {}
+    attempts = store.attempts(run_id)
+    tasks = store.tasks(run_id)
+    last = attempts[-1] if attempts else {}
+    graph = info.get("graph")
+    graph_html = _graph_svg(graph) if graph else "<p>The run recorded no graph.</p>"
+    attempts_html = "".join(
+        f'<li>attempt {a["attempt"]} ({_e(a["mode"])}): <span class="{_e(a["status"])}">'
+        f'{_e(a["status"])}</span>, on {_e(a["host"])}, pid {_e(a["pid"])}</li>' for a in attempts)
+    title = f"Eventor run {run_id}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>
+<style>{_STYLE}</style></head>
+<body>
+<h1>{_e(title)}: {_e(info.get("flow", run.get("program", "")))}</h1>
+<p>Status <b class="{_e(last.get("status"))}">{_e(last.get("status"))}</b>;
+parameters {_e(info.get("params", {}))}</p>
+<ul>{attempts_html}</ul>
+<h2>Flow</h2>
+{graph_html}
+<h2>Timeline</h2>
+{_timeline_svg(tasks)}
+<h2>Tasks</h2>
+<table class="tasks"><thead><tr><th>step</th><th>sequence</th><th>attempt</th><th>status</th>
+<th>host</th><th>started</th><th>took</th><th>result / error</th></tr></thead>
+<tbody>{_task_rows(tasks)}</tbody></table>
+<script>{_SCRIPT}</script>
+</body></html>
+"""

@@ -1,0 +1,54 @@
+"""Flows for the CLI tests, importable as tests.cli_flows (a package.module reference)."""
+
+from __future__ import annotations
+
+import eventor as evr
+from eventor import Event, Flow, step
+
+
+class Numbers(Flow):
+    """Add up to a limit; fail when asked to."""
+
+    limit: int = 3
+    fail: bool = False
+
+    start = Event()
+    counted = Event()
+
+    @step(on=start, success=counted, executor="thread")
+    def count(self):
+        return list(range(self.limit))
+
+    @step(on=counted, executor="thread")
+    def total(self, ctx):
+        if self.fail:
+            raise RuntimeError("asked to fail")
+        return sum(ctx.results["count"])
+
+
+class Later(Flow):
+    start = Event()
+    done = Event()
+
+    @step(on=start, success=done, executor="thread")
+    def now(self):
+        return "now"
+
+    @step(on=done, delay=0.2, executor="thread")
+    def later(self):
+        return "later"
+
+
+def build_flow(run_mode=evr.RUN_RESTART, run_id="", store="", fail=False):
+    """A classic program: one step that may fail."""
+    ev = evr.Eventor(name="classic_cli", store=store, run_mode=run_mode, run_id=run_id,
+                     config={"LOGGING": {"console": False}, "task_construct": "thread"})
+    go = ev.add_event("go")
+    ev.add_step("work", func=(lambda: 1 / 0) if fail else (lambda: "worked"))
+    ev.add_assoc(go, "work")
+    ev.trigger_event(go, 1)
+    return ev
+
+
+def not_a_builder():
+    return 42

@@ -1,0 +1,227 @@
+"""The eventor command and Flow.cli(), through typer's CliRunner and as installed scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from eventor.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+ETL = str(ROOT / "examples" / "etl.py")
+QUIET_ENV = {"EVENTOR_CONFIG_TAG": "EVENTOR"}
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """Invoke ``eventor ARGS`` in tmp_path; returns (exit code, stdout, stderr)."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "quiet.yaml"
+    config.write_text("EVENTOR:\n  LOGGING:\n    console: false\n")
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        result = runner.invoke(app, list(args), catch_exceptions=False)
+        return result.exit_code, result.stdout, result.stderr
+
+    invoke.config = str(config)
+    invoke.store = str(tmp_path / "cli.run.db")
+    return invoke
+
+
+def run_ids(store: str) -> list[str]:
+    with sqlite3.connect(store) as db:
+        return [r for (r,) in db.execute("select run_id from eventor_runs order by created_at")]
+
+
+def test_run_a_flow_class_from_a_module_with_typed_params(cli):
+    code, out, _ = cli("run", "tests.cli_flows:Numbers", "--param", "limit=5",
+                       "--store", cli.store, "--config", cli.config)
+    assert code == 0
+    assert "attempt 0: success" in out
+    assert "│ total" in out and "10" in out  # 0+1+2+3+4
+
+
+def test_a_failed_run_exits_1_and_shows_the_error(cli):
+    code, out, _ = cli("run", "tests.cli_flows:Numbers", "-p", "fail=yes", "--store", cli.store,
+                       "--config", cli.config)
+    assert code == 1
+    assert "RuntimeError: asked to fail" in out
+
+
+def test_a_flow_file_reference_runs_with_sequence_and_run_id(cli):
+    code, out, _ = cli("run", f"{ETL}:Etl", "--param", "day=2026-11-01", "--sequence", "d1",
+                       "--run-id", "etl-1", "--store", cli.store, "--config", cli.config)
+    assert code == 0, out
+    assert "run etl-1 attempt 0: success" in out and "│ d1 " in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "nope.py:Etl"], "nope.py:Etl: no such file nope.py"),
+    (["run", f"{ETL}:Etx"], "has no 'Etx'. Did you mean 'Etl'? Flows there: Etl"),
+    (["run", "tests.cli_flowz:Numbers"], "cannot import 'tests.cli_flowz'"),
+    (["run", "tests.cli_flows:not_a_builder"], "not_a_builder() returned int, not an Eventor"),
+    (["run", "tests.cli_flows"], "say which flow, as tests.cli_flows:Name (flows in "
+                                 "tests.cli_flows: Numbers, Later)"),
+    (["run", "tests.cli_flows:Numbers", "--param", "limit"], "--param 'limit': write NAME=VALUE"),
+    (["run", "tests.cli_flows:Numbers", "--param", "limt=2"],
+     "Numbers has no parameter 'limt'. Did you mean 'limit'?"),
+    (["run", "tests.cli_flows:Numbers", "--param", "limit=many"],
+     "parameter 'limit' expects int, got str 'many'"),
+    (["show", "nope"], "no run 'nope' in"),
+    (["graph", f"{ETL}:Etl", "--format", "svg"], "--format 'svg': use mermaid, dot or text"),
+    (["recover", "tests.cli_flows:Numbers", "--run-id", "missing"], "no run 'missing' in"),
+])
+def test_mistakes_are_one_line_and_exit_2(cli, args, message):
+    if args[0] in ("show", "recover"):
+        args = [*args, "--store", cli.store]
+    code, out, err = cli(*args)
+    assert code == 2
+    assert err.startswith("error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err + out
+
+
+def test_debug_shows_the_traceback(cli):
+    with pytest.raises(Exception, match="no such file"):
+        cli("--debug", "run", "nope.py:Etl")
+
+
+def test_a_classic_builder_runs_recovers_and_dry_runs(cli):
+    code, out, _ = cli("run", "tests.cli_flows:build_flow", "-p", "fail=true", "--store", cli.store)
+    assert code == 1 and "ZeroDivisionError" in out
+    (run_id,) = run_ids(cli.store)
+    code, out, _ = cli("recover", "tests.cli_flows:build_flow", "--run-id", run_id, "--dry-run",
+                       "--store", cli.store)
+    assert code == 0 and "work[1]: failure -> rerun (default for failure)" in out
+    code, out, _ = cli("recover", "tests.cli_flows:build_flow", "--run-id", run_id,
+                       "--store", cli.store)
+    assert code == 0 and "attempt 1: success" in out
+
+
+def test_recover_and_continue_a_flow_class(cli):
+    code, _, _ = cli("run", "tests.cli_flows:Numbers", "-p", "fail=true", "--store", cli.store,
+                     "--config", cli.config)
+    (run_id,) = run_ids(cli.store)
+    code, out, _ = cli("recover", "tests.cli_flows:Numbers", "--run-id", run_id, "--dry-run",
+                       "--store", cli.store, "--config", cli.config)
+    assert code == 0
+    assert "count[0]: success -> skip" in out and "total[0]: failure -> rerun" in out
+    code, out, _ = cli("recover", "tests.cli_flows:Numbers", "--run-id", run_id, "-p",
+                       "fail=false", "--store", cli.store, "--config", cli.config)
+    assert code == 0 and "success (skipped)" in out
+
+    code, out, _ = cli("run", "tests.cli_flows:Later", "--max-loops", "1", "--store", cli.store,
+                       "--config", cli.config)
+    assert code == 0 and "paused" in out
+    later = run_ids(cli.store)[-1]
+    code, out, _ = cli("continue", "tests.cli_flows:Later", "--run-id", later, "--store",
+                       cli.store, "--config", cli.config)
+    assert code == 0 and "│ later" in out
+
+
+def test_runs_show_and_json(cli):
+    cli("run", "tests.cli_flows:Numbers", "--store", cli.store, "--config", cli.config)
+    (run_id,) = run_ids(cli.store)
+    code, out, _ = cli("runs", "--store", cli.store)
+    assert code == 0 and run_id in out and "Numbers" in out and "success" in out
+    code, out, _ = cli("show", run_id, "--store", cli.store)
+    assert code == 0 and "│ count" in out and "│ total" in out
+    code, out, _ = cli("show", run_id, "--store", cli.store, "--json")
+    rows = json.loads(out)
+    assert [(r["step"], r["status"], r["result"]) for r in rows] == [
+        ("count", "success", "[0, 1, 2]"), ("total", "success", "3")]
+
+
+def test_graph_in_every_format(cli):
+    assert "flowchart LR" in cli("graph", f"{ETL}:Etl")[1]
+    assert 'digraph "Etl"' in cli("graph", f"{ETL}:Etl", "--format", "dot")[1]
+    text = cli("graph", "tests.cli_flows:build_flow", "--format", "text")[1]
+    assert "work  on go" in text
+
+
+def test_purge_on_the_command_line(cli):
+    cli("run", "tests.cli_flows:Numbers", "--store", cli.store, "--config", cli.config)
+    assert cli("purge", "--older-than", "1", "--store", cli.store)[1].startswith("purged 0 run")
+    code, out, _ = cli("purge", "--older-than", "0", "--store", cli.store)
+    assert code == 0 and "purged 1 run" in out
+
+
+def test_report_is_one_self_contained_page(cli, tmp_path):
+    cli("run", f"{ETL}:Etl", "--store", cli.store, "--config", cli.config)
+    (run_id,) = run_ids(cli.store)
+    out_file = tmp_path / "run.html"
+    code, out, _ = cli("report", run_id, "-o", str(out_file), "--store", cli.store)
+    assert code == 0 and "wrote" in out
+    page = out_file.read_text()
+    assert page.count("<svg") == 2 and "<table" in page
+    for step in ("extract", "check", "load"):
+        assert f"<td>{step}</td>" in page
+    assert "src=" not in page and "href=" not in page and "@import" not in page  # no fetches
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium_dump(page: Path, profile: Path) -> tuple[str, list[str]]:
+    """Render ``page`` headless; return its DOM after scripts ran, and its console messages."""
+    proc = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+         "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout, [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+
+
+@pytest.mark.slow
+def test_the_report_renders_in_headless_chromium_without_console_errors(cli, tmp_path):
+    if CHROMIUM is None:
+        if os.environ.get("EVENTOR_REQUIRE_CHROMIUM"):
+            pytest.fail("chromium is not installed, and CI requires it (.ci/run installs it)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    broken = tmp_path / "broken.html"  # the detector itself must see a console error
+    broken.write_text("<html><body><script>missing();</script></body></html>")
+    _, messages = chromium_dump(broken, tmp_path / "p1")
+    assert any("missing is not defined" in m for m in messages)
+
+    cli("run", f"{ETL}:Etl", "-p", "day=bad", "--store", cli.store, "--config", cli.config)
+    (run_id,) = run_ids(cli.store)
+    page = tmp_path / "run.html"
+    cli("report", run_id, "-o", str(page), "--store", cli.store)
+    dom, messages = chromium_dump(page, tmp_path / "p2")
+    assert messages == []
+    assert 'data-rendered="yes"' in dom and "alerted about bad" in dom
+
+
+def test_the_installed_eventor_script_runs_a_flow(tmp_path):
+    script = Path(sys.executable).parent / "eventor"
+    proc = subprocess.run([str(script), "run", f"{ETL}:Etl", "--param", "day=2026-11-01"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "attempt 0: success" in proc.stdout
+    assert (tmp_path / "etl.run.db").exists()  # the store the program itself would use
+
+
+def test_flow_cli_makes_an_option_per_parameter(tmp_path):
+    proc = subprocess.run([sys.executable, ETL, "run", "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "120"})
+    assert proc.returncode == 0, proc.stderr
+    assert "--day" in proc.stdout and "today" in proc.stdout
+    proc = subprocess.run([sys.executable, ETL, "run", "--day", "2026-11-01"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert '"day": "2026-11-01"' in proc.stdout
+    proc = subprocess.run([sys.executable, ETL, "run", "--dya", "x"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
