@@ -9,6 +9,7 @@ The run is recorded in ./etl.run.db; the tasks are printed as a table.
 """
 
 import sys
+from typing import Annotated
 
 import eventor as evr
 from eventor import Event, Flow, ResourcePool, step
@@ -19,7 +20,7 @@ db = ResourcePool("db", 1)  # one connection: steps that use it take turns, acro
 class Etl(Flow):
     """Extract and check in parallel, then load."""
 
-    day: str = "today"  # flow parameter: typed, set as Etl(day=...)
+    day: Annotated[str, "the day to load, e.g. 2026-11-01"] = "today"  # Etl(day=...), --day
 
     start = Event()  # entry event: nothing in the flow fires it
     extracted = Event()

@@ -218,6 +218,7 @@ def test_flow_cli_makes_an_option_per_parameter(tmp_path):
                           env={**os.environ, "COLUMNS": "120"})
     assert proc.returncode == 0, proc.stderr
     assert "--day" in proc.stdout and "today" in proc.stdout
+    assert "the day to load, e.g. 2026-11-01" in proc.stdout  # the parameter's doc
     proc = subprocess.run([sys.executable, ETL, "run", "--day", "2026-11-01"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
