@@ -69,7 +69,13 @@ _con = _Consoles()
 
 @contextlib.contextmanager
 def _errors() -> Iterator[None]:
-    """Print what went wrong in one line (several for a flow's definition problems), exit 2."""
+    """
+    Print what went wrong in one line (several for a flow's definition problems), exit 2.
+
+    Also undoes what loading a flow file changed in this process (the program name, the
+    import path), so that commands run in one process (tests, ``Flow.cli``) stay apart.
+    """
+    program, path = os.environ.get("EVENTOR_PROGRAM"), list(sys.path)
     try:
         yield
     except (CliError, EventorError, FileNotFoundError) as exc:
@@ -78,6 +84,12 @@ def _errors() -> Iterator[None]:
         text = str(exc) if isinstance(exc, FlowDefinitionError) else str(exc).splitlines()[0]
         _con.err.print(f"error: {text}", markup=False)
         raise typer.Exit(2) from None
+    finally:
+        sys.path[:] = path
+        if program is None:
+            os.environ.pop("EVENTOR_PROGRAM", None)
+        else:
+            os.environ["EVENTOR_PROGRAM"] = program
 
 
 # -- finding flows --------------------------------------------------------------------------
