@@ -186,7 +186,7 @@ def chromium_dump(page: Path, profile: Path) -> tuple[str, list[str]]:
 @pytest.mark.slow
 def test_the_report_renders_in_headless_chromium_without_console_errors(cli, tmp_path):
     if CHROMIUM is None:
-        if os.environ.get("EVENTOR_REQUIRE_CHROMIUM"):
+        if os.environ.get("CI_REQUIRE_CHROMIUM"):
             pytest.fail("chromium is not installed, and CI requires it (.ci/run installs it)")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     broken = tmp_path / "broken.html"  # the detector itself must see a console error
