@@ -72,8 +72,8 @@ def _graph_svg(graph: Mapping[str, Any]) -> str:
     pos = {}
     for col, names in columns.items():
         for row, name in enumerate(names):
-            pos[name] = (20 + col * 190, 20 + row * 56)
-    width = 20 + (max(columns, default=0) + 1) * 190
+            pos[name] = (20 + col * 230, 20 + row * 56)
+    width = 20 + (max(columns, default=0) + 1) * 230
     height = 20 + max((len(v) for v in columns.values()), default=1) * 56
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'role="img" aria-label="flow graph">',
@@ -112,17 +112,18 @@ def _timeline_svg(tasks: list[dict[str, Any]]) -> str:
     start = min(t["started_at"] for t in ran)
     end = max((t.get("ended_at") or t["started_at"]) for t in ran)
     span = max(end - start, 1e-3)
-    rows: dict[str, int] = {}
+    ran.sort(key=lambda t: (str(t["sequence"]), str(t.get("host")), t["started_at"]))
+    rows: dict[str, int] = {}  # one lane per task, grouped by sequence and host
     for t in ran:
-        rows.setdefault(f"{t['sequence']} @ {t.get('host') or '?'}", len(rows))
-    left, width, line = 200, 760, 22
+        rows.setdefault(_lane(t), len(rows))
+    left, width, line = 260, 700, 22
     height = 30 + len(rows) * line
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 20}" '
              f'height="{height}" role="img" aria-label="timeline">']
     for label, row in rows.items():
         parts.append(f'<text x="4" y="{30 + row * line + 14}">{_e(label)}</text>')
     for t in ran:
-        row = rows[f"{t['sequence']} @ {t.get('host') or '?'}"]
+        row = rows[_lane(t)]
         x = left + (t["started_at"] - start) / span * width
         w = max(((t.get("ended_at") or end) - t["started_at"]) / span * width, 2)
         color = _COLORS.get(t["status"], "#8a8f98")
@@ -134,6 +135,11 @@ def _timeline_svg(tasks: list[dict[str, Any]]) -> str:
     parts.append(f'<text x="{left}" y="16">0 s</text>'
                  f'<text x="{left + width}" y="16" text-anchor="end">{span:.3f} s</text></svg>')
     return "".join(parts)
+
+
+def _lane(task: Mapping[str, Any]) -> str:
+    return (f"{task['sequence']} @ {task.get('host') or '?'} \u00b7 {task['step']}"
+            f" #{task['attempt']}")
 
 
 def _task_rows(tasks: list[dict[str, Any]]) -> str:
