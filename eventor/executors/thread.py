@@ -53,9 +53,12 @@ class ThreadExecutor:
             if item is _STOP:
                 return
             task, done = item
-            done(run_task(task, pid, done))
+            outcome = run_task(task, pid, done)
+            # Idle before reporting: the engine may submit the next task as soon as it has
+            # the outcome, and must find this thread free rather than start another one.
             with self._lock:
                 self._idle += 1
+            done(outcome)
 
     def close(self) -> None:
         """Let running tasks finish, drop queued ones, and join every thread."""
