@@ -41,7 +41,7 @@ from eventor.dsl import Param
 from eventor.enums import RunMode
 from eventor.exceptions import EventorError, FlowDefinitionError
 from eventor.flow import Flow, coerce
-from eventor.store import Store, open_store, purge
+from eventor.store import Store, open_configured, purge
 from eventor.validate import did_you_mean
 
 __all__ = ["CliError", "app", "flow_app", "load_target", "main"]
@@ -276,15 +276,20 @@ def _finish(store: Store, run_id: str, attempt: int, ok: bool, status: str) -> N
 
 @contextlib.contextmanager
 def _store(store: str | None, config: Path | None) -> Iterator[Store]:
-    from eventor.config import default_program, load_config
-
-    cfg = load_config(str(config) if config else None)
-    opened = open_store(store or "", program=default_program(), workdir=cfg.workdir,
-                        databases=cfg.DATABASES)
+    opened, owned, _ = open_configured(store or "", str(config) if config else None)
     try:
         yield opened
     finally:
-        opened.close()
+        if owned:
+            opened.close()
+
+
+def _print_graph(graph: Any, fmt: str) -> None:
+    render = {"mermaid": graph.to_mermaid, "dot": graph.to_dot, "text": graph.to_text}.get(fmt)
+    if render is None:
+        raise CliError(f"--format {fmt!r}: use mermaid, dot or text."
+                       + did_you_mean(fmt, ["mermaid", "dot", "text"]))
+    _con.out.print(render(), end="", markup=False)
 
 
 # -- the commands ----------------------------------------------------------------------------
@@ -508,12 +513,7 @@ def cmd_graph(flow: FlowArg,
               ) -> None:
     """Print a flow's graph as Mermaid, Graphviz DOT, or text."""
     with _errors():
-        graph = _graph_of(load_target(flow))
-        render = {"mermaid": graph.to_mermaid, "dot": graph.to_dot, "text": graph.to_text}.get(fmt)
-        if render is None:
-            raise CliError(f"--format {fmt!r}: use mermaid, dot or text." + did_you_mean(
-                fmt, ["mermaid", "dot", "text"]))
-        _con.out.print(render(), end="", markup=False)
+        _print_graph(_graph_of(load_target(flow)), fmt)
 
 
 def flow_app(flow: type[Flow]) -> typer.Typer:
@@ -566,11 +566,7 @@ def flow_app(flow: type[Flow]) -> typer.Typer:
               ) -> None:
         """Print the flow's graph."""
         with _errors():
-            render = {"mermaid": flow.graph.to_mermaid, "dot": flow.graph.to_dot,
-                      "text": flow.graph.to_text}.get(fmt)
-            if render is None:
-                raise CliError(f"--format {fmt!r}: use mermaid, dot or text")
-            _con.out.print(render(), end="", markup=False)
+            _print_graph(flow.graph, fmt)
 
     new.command("recover")(recover)
     new.command("continue")(resume)

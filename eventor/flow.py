@@ -30,7 +30,7 @@ from eventor.exceptions import EventorUsageError, ParameterError
 from eventor.graph import FlowGraph
 from eventor.log import close_run_log, make_logger, open_run_log
 from eventor.recovery import RecoveryPlan, pick_attempt, pick_run, plan_recovery
-from eventor.store import Store, open_store
+from eventor.store import Store, open_configured, open_store
 from eventor.validate import did_you_mean
 
 __all__ = ["Flow", "coerce", "flow"]
@@ -217,12 +217,7 @@ class Flow(metaclass=FlowMeta):
     @classmethod
     def _open_store(cls, values: Mapping[str, Any]) -> tuple[Store, bool, Config]:
         options = {**cls.__eventor_options__, **values}  # type: ignore[attr-defined]
-        config = load_config(options.get("config"))
-        store = options.get("store", "")
-        if not isinstance(store, str):
-            return store, False, config
-        return (open_store(store, program=default_program(), workdir=config.workdir,
-                           databases=config.DATABASES), True, config)
+        return open_configured(options.get("store", ""), options.get("config"))
 
     @classmethod
     def _reopen(cls, run_id: str, mode: RunMode, attempt: int | None, clock: Clock | None,

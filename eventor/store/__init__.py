@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["SCHEMA_VERSION", "Batch", "Store", "open_store", "purge"]
+__all__ = ["SCHEMA_VERSION", "Batch", "Store", "open_configured", "open_store", "purge"]
 
 SCHEMA_VERSION = 2  # 2: resource leases and task tries
 
@@ -111,6 +111,24 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def open_configured(store: Any = "", config: Any = None) -> tuple[Store, bool, Any]:
+    """
+    The store that ``store`` names, as the config says to find it, and the loaded config.
+
+    ``store`` is anything `open_store` takes, or an open `Store`, which is passed through.
+
+    Returns:
+        (store, owned, config): ``owned`` is True when the caller opened it and must close it.
+    """
+    from eventor.config import default_program, load_config
+
+    cfg = load_config(config)
+    if not isinstance(store, str):
+        return store, False, cfg
+    return (open_store(store, program=default_program(), workdir=cfg.workdir,
+                       databases=cfg.DATABASES), True, cfg)
+
+
 def purge(store: Any = "", *, days: float | None = None, config: Any = None,
           now: float | None = None) -> list[str]:
     """
@@ -127,20 +145,18 @@ def purge(store: Any = "", *, days: float | None = None, config: Any = None,
     """
     import time
 
-    from eventor.config import default_program, load_config
+    from eventor.config import load_config
     from eventor.exceptions import EventorUsageError
 
     cfg = load_config(config)
     days = cfg.day_to_keep_db if days is None else days
     if days is None or days < 0:
         raise EventorUsageError("purge needs an age: pass days=, or set day_to_keep_db in the config")
-    opened = isinstance(store, str)
-    target = open_store(store, program=default_program(), workdir=cfg.workdir,
-                        databases=cfg.DATABASES) if opened else store
+    target, owned, _ = open_configured(store, cfg)
     try:
         return target.purge((time.time() if now is None else now) - days * 86400)
     finally:
-        if opened:
+        if owned:
             target.close()
 
 
