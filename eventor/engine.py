@@ -25,12 +25,13 @@ from typing import Any
 from eventor.clock import EMPTY, Clock, SystemClock
 from eventor.config import Config
 from eventor.enums import RunMode, StepReplay, StepStatus
-from eventor.exceptions import EventorConfigError, EventorUsageError, NotSupportedError
+from eventor.exceptions import EventorUsageError, NotSupportedError
 from eventor.executors import REGISTRY, Executor, Outcome, TaskRun, executor_name
 from eventor.executors.base import Requeue, TriggerRequest, qualified_names
 from eventor.graph import FlowGraph, StepSpec, holds
 from eventor.recovery import changed_steps, fingerprint, owner_alive, pick_attempt, replay
-from eventor.resources import ResourcePool, pool_name
+from eventor.resources import plan_pools
+from eventor.retries import plan_retries
 from eventor.store import Batch, Row, Store
 from eventor.validate import did_you_mean
 
@@ -86,17 +87,6 @@ class EngineOptions:
         if overrides.get("max_concurrent", 0) > 0:
             overrides.setdefault("thread_workers", overrides["max_concurrent"])
         return replace(options, **overrides)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How a failed step is tried again."""
-
-    retries: int  # tries after the first
-    delay: float
-    backoff: float
-    max_delay: float | None
-    retry_on: frozenset[str] | None  # "module.Class" names; None: any failure
 
 
 @dataclass(slots=True, eq=False)
@@ -232,8 +222,8 @@ class Engine:
                                ("STEP_NAME", "STEP_SEQUENCE", "STEP_RECOVERY", "LOGGER_NAME"))
         self._exprs = {ev.name: ev.expr for ev in graph.events.values() if ev.expr is not None}
         self._executor_of, self._limit_of, self._stop_of = self._plan_steps()
-        self._wants, self._releases = self._plan_resources()
-        self._retry_of, self._timeout_of = self._plan_retries()
+        self._wants, self._releases = plan_pools(graph, self.options.pools)
+        self._retry_of, self._timeout_of = plan_retries(graph, self.options, self._executor_of)
         self._retrying: list[tuple[float, int, Task]] = []  # (due, key, task) waiting to retry
         self._deadlines: list[tuple[float, int, int]] = []  # (due, key, try) of timed steps
         self._timed_out: dict[int, str] = {}  # key -> why, for tasks being stopped
@@ -262,63 +252,6 @@ class Engine:
                 step.config.get("stop_on_exception", self.options.stop_on_exception)
             )
         return executor_of, limit_of, stop_of
-
-    def _plan_resources(self) -> tuple[dict[str, tuple[tuple[str, int, int], ...]],
-                                       dict[str, tuple[str, ...] | None]]:
-        """Per step: the (pool, units, limit) it acquires, and the pools it releases."""
-        declared = dict(self.options.pools)
-        wants: dict[str, tuple[tuple[str, int, int], ...]] = {}
-        releases: dict[str, tuple[str, ...] | None] = {}
-        for step in self.graph.steps.values():
-            units: dict[str, int] = {}
-            for pool, count in step.acquires:
-                name = pool_name(pool)
-                limit = pool.limit if isinstance(pool, ResourcePool) else declared.get(str(name))
-                if name is None or limit is None:
-                    raise EventorConfigError(
-                        f"step {step.name!r} acquires pool {pool!r}, which is not declared: "
-                        f"declare it in the config (POOLS: {{{pool}: 2}}) or pass "
-                        f"ResourcePool({pool!r}, 2)", key=f"POOLS.{pool}")
-                declared[name] = limit
-                units[name] = units.get(name, 0) + count
-                if units[name] > limit:
-                    raise EventorConfigError(
-                        f"step {step.name!r} acquires {units[name]} of pool {name!r}, "
-                        f"which has only {limit}", key=f"POOLS.{name}")
-            if units:
-                wants[step.name] = tuple((name, n, declared[name]) for name, n in units.items())
-            if step.releases is not None:
-                releases[step.name] = tuple(
-                    str(pool_name(item[0] if isinstance(item, tuple | list) else item))
-                    for item in step.releases)
-        return wants, releases
-
-    def _plan_retries(self) -> tuple[dict[str, RetryPolicy], dict[str, tuple[float, float]]]:
-        """Per step: how it is retried (when it may be) and its timeout (when it has one)."""
-        o = self.options
-        retry_of, timeout_of = {}, {}
-        for step in self.graph.steps.values():
-            c = step.config
-            retries = c.get("retries", o.retries)
-            if retries:
-                retry_on = c.get("retry_on")
-                if retry_on is not None and not isinstance(retry_on, tuple | list):
-                    retry_on = (retry_on,)
-                retry_of[step.name] = RetryPolicy(
-                    retries, c.get("retry_delay", o.retry_delay), c.get("backoff", o.backoff),
-                    c.get("max_retry_delay", o.max_retry_delay),
-                    None if retry_on is None else frozenset(
-                        n for t in retry_on for n in qualified_names(t)[:1]),
-                )
-            timeout = c.get("timeout", o.timeout)
-            if timeout:
-                if self._executor_of[step.name] == "invoke":
-                    raise EventorConfigError(
-                        f"step {step.name!r} has a timeout, but runs in the engine (invoke), "
-                        "where nothing can stop it; run it with the process or thread executor",
-                        key=f"step {step.name!r} config timeout")
-                timeout_of[step.name] = (float(timeout), float(c.get("timeout_grace", o.timeout_grace)))
-        return retry_of, timeout_of
 
     # -- public ------------------------------------------------------------------------
 
@@ -599,9 +532,7 @@ class Engine:
             "error_message": task.error_message, "traceback": task.traceback,
             "exit_code": task.exit_code,
         })
-        wait = policy.delay * policy.backoff ** (task.tries - 1)
-        if policy.max_delay is not None:
-            wait = min(wait, policy.max_delay)
+        wait = policy.wait(task.tries)
         self.log.warning("step_retry", step=task.step.name, sequence=task.sequence,
                          attempt=task.tries, of=policy.retries + 1, delay=round(wait, 3),
                          error=f"{task.error_type}: {task.error_message}")

@@ -59,3 +59,44 @@ def pool_name(pool: Any) -> str | None:
     if isinstance(pool, ResourcePool):
         return pool.name
     return pool if isinstance(pool, str) and pool else None
+
+
+Wants = tuple[tuple[str, int, int], ...]  # (pool, units, limit) a step acquires
+
+
+def plan_pools(graph: Any, declared: Mapping[str, int]) -> tuple[dict[str, Wants],
+                                                                dict[str, tuple[str, ...]]]:
+    """
+    Per step of ``graph``: the (pool, units, limit) it acquires, and the pools it releases
+    (steps with ``releases=None`` are absent from the second: they release what they took).
+
+    Raises:
+        EventorConfigError: a pool named by string that the config does not declare, or a
+            step that wants more units than its pool has.
+    """
+    limits = dict(declared)
+    wants: dict[str, Wants] = {}
+    releases: dict[str, tuple[str, ...]] = {}
+    for step in graph.steps.values():
+        units: dict[str, int] = {}
+        for pool, count in step.acquires:
+            name = pool_name(pool)
+            limit = pool.limit if isinstance(pool, ResourcePool) else limits.get(str(name))
+            if name is None or limit is None:
+                raise EventorConfigError(
+                    f"step {step.name!r} acquires pool {pool!r}, which is not declared: "
+                    f"declare it in the config (POOLS: {{{pool}: 2}}) or pass "
+                    f"ResourcePool({pool!r}, 2)", key=f"POOLS.{pool}")
+            limits[name] = limit
+            units[name] = units.get(name, 0) + count
+            if units[name] > limit:
+                raise EventorConfigError(
+                    f"step {step.name!r} acquires {units[name]} of pool {name!r}, "
+                    f"which has only {limit}", key=f"POOLS.{name}")
+        if units:
+            wants[step.name] = tuple((name, n, limits[name]) for name, n in units.items())
+        if step.releases is not None:
+            releases[step.name] = tuple(
+                str(pool_name(item[0] if isinstance(item, tuple | list) else item))
+                for item in step.releases)
+    return wants, releases
