@@ -276,7 +276,17 @@ def _finish(store: Store, run_id: str, attempt: int, ok: bool, status: str) -> N
 
 @contextlib.contextmanager
 def _store(store: str | None, config: Path | None) -> Iterator[Store]:
-    opened, owned, _ = open_configured(store or "", str(config) if config else None)
+    """The store a reading command looks at; a sqlite file that is not there is a mistake."""
+    from eventor.config import default_program, load_config
+    from eventor.store.sql import resolve_url
+
+    cfg = load_config(str(config) if config else None)
+    url = resolve_url(store or "", program=default_program(), workdir=cfg.workdir,
+                      databases=cfg.DATABASES)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+            and not Path(url.database).exists():
+        raise CliError(f"no run store at {url.database}; give --store the store's path or URL")
+    opened, owned, _ = open_configured(store or "", cfg)
     try:
         yield opened
     finally:

@@ -76,7 +76,7 @@ def test_a_flow_file_reference_runs_with_sequence_and_run_id(cli):
      "Numbers has no parameter 'limt'. Did you mean 'limit'?"),
     (["run", "tests.cli_flows:Numbers", "--param", "limit=many"],
      "parameter 'limit' expects int, got str 'many'"),
-    (["show", "nope"], "no run 'nope' in"),
+    (["show", "nope"], "no run store at"),
     (["graph", f"{ETL}:Etl", "--format", "svg"], "--format 'svg': use mermaid, dot or text"),
     (["recover", "tests.cli_flows:Numbers", "--run-id", "missing"], "no run 'missing' in"),
 ])
@@ -87,6 +87,12 @@ def test_mistakes_are_one_line_and_exit_2(cli, args, message):
     assert code == 2
     assert err.startswith("error: ") and message in err
     assert err.count("\n") == 1 and "Traceback" not in err + out
+
+
+def test_reading_commands_do_not_create_a_store_that_is_not_there(cli, tmp_path):
+    code, _, err = cli("runs", "--store", str(tmp_path / "typo.db"))
+    assert code == 2 and "no run store at" in err
+    assert not (tmp_path / "typo.db").exists()
 
 
 def test_debug_shows_the_traceback(cli):
@@ -134,6 +140,8 @@ def test_runs_show_and_json(cli):
     assert code == 0 and run_id in out and "Numbers" in out and "success" in out
     code, out, _ = cli("show", run_id, "--store", cli.store)
     assert code == 0 and "│ count" in out and "│ total" in out
+    code, _, err = cli("show", run_id[:-1], "--store", cli.store)
+    assert code == 2 and f"no run {run_id[:-1]!r} in" in err and f"Did you mean {run_id!r}?" in err
     code, out, _ = cli("show", run_id, "--store", cli.store, "--json")
     rows = json.loads(out)
     assert [(r["step"], r["status"], r["result"]) for r in rows] == [
