@@ -124,3 +124,20 @@ def test_secrets_in_the_config_never_reach_the_log(tmp_path, monkeypatch):
         assert ev.run()
     text = next(logdir.iterdir()).read_text()
     assert "Eventor store: sqlite:///" in text and "hunter2-secret" not in text
+
+
+def test_capture_events_collects_what_the_engine_logs():
+    from eventor.testing import capture_events
+
+    with capture_events() as events:
+        ev = evr.Eventor(name="cap", store=":memory:",
+                         config={"task_construct": "invoke", "LOGGING": {"console": False}})
+        ev.add_event("go")
+        ev.add_assoc("go", ev.add_step("s", lambda: 41 + 1))
+        ev.trigger_event("go", 2)
+        assert ev.run()
+        ev.close()
+    done = [e for e in events if e["event"] == "step_succeeded"]
+    assert [(e["step"], e["sequence"], e["result"], e["flow"], e["level"]) for e in done] == [
+        ("s", "2", "42", "cap", "info")]
+    assert next(e["event"] for e in events) == "run_started"
