@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +37,34 @@ def statuses(ev: evr.Eventor) -> dict[tuple[str, str], str]:
 def fired(ev: evr.Eventor) -> list[tuple[str, str]]:
     """(event, sequence) of the run's stored triggers, in order."""
     return [(t["event"], t["sequence"]) for t in ev.store.triggers(ev.run_id)]
+
+
+def slow_then(record: list, name: str, seconds: float):
+    """A step that records ("start"|"end", name, monotonic time) around ``seconds`` of work."""
+    def run():
+        record.append(("start", name, time.monotonic()))
+        time.sleep(seconds)
+        record.append(("end", name, time.monotonic()))
+        return name
+    return run
+
+
+def max_overlap(record: list) -> int:
+    """The most steps of ``record`` (from `slow_then`) that ran at once."""
+    events = sorted((t, 1 if kind == "start" else -1) for kind, _, t in record)
+    level = peak = 0
+    for _, delta in events:
+        level += delta
+        peak = max(peak, level)
+    return peak
+
+
+def fan_out(ev: evr.Eventor, steps: int | list[str], record: list, seconds: float = 0.03,
+            **step_kw: Any) -> None:
+    """One event, ``go``, running ``steps`` (a count, or names) of `slow_then`, in sequence 1."""
+    names = [f"s{i}" for i in range(steps)] if isinstance(steps, int) else steps
+    go = ev.add_event("go")
+    for name in names:
+        ev.add_step(name, func=slow_then(record, name, seconds), **step_kw)
+        ev.add_assoc(go, name)
+    ev.trigger_event(go, 1)

@@ -6,7 +6,7 @@ import threading
 import time
 
 import eventor as evr
-from tests.conftest import fired, statuses
+from tests.conftest import fan_out, fired, max_overlap, slow_then, statuses
 
 
 def chain(ev: evr.Eventor, n: int, func=None, **step_kw):
@@ -187,13 +187,6 @@ def test_a_step_returning_false_succeeds_and_none_func_is_a_no_op(make_eventor):
     assert statuses(ev) == {("f", "1"): "success", ("noop", "1"): "success"}
 
 
-def slow_then(record, name, seconds):
-    def run():
-        record.append(("start", name, time.monotonic()))
-        time.sleep(seconds)
-        record.append(("end", name, time.monotonic()))
-    return run
-
 
 def test_stop_on_exception_starts_nothing_new_but_lets_running_tasks_finish(make_eventor):
     record = []
@@ -239,21 +232,6 @@ def test_per_step_stop_on_exception_overrides_the_global_setting(make_eventor):
     assert statuses(ev)[("next", "1")] == "success"
 
 
-def max_overlap(record) -> int:
-    events = sorted((t, 1 if kind == "start" else -1) for kind, _, t in record)
-    level = peak = 0
-    for _, delta in events:
-        level += delta
-        peak = max(peak, level)
-    return peak
-
-
-def fan_out(ev, n, record, seconds=0.03, **step_kw):
-    go = ev.add_event("go")
-    for i in range(n):
-        ev.add_step(f"s{i}", func=slow_then(record, f"s{i}", seconds), **step_kw)
-        ev.add_assoc(go, f"s{i}")
-    ev.trigger_event(go, 1)
 
 
 def test_max_concurrent_caps_running_tasks_without_crashing(make_eventor):

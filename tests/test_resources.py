@@ -13,61 +13,29 @@ import pytest
 
 import eventor as evr
 from eventor.store import Batch
+from tests.conftest import fan_out, max_overlap, slow_then
 from tests.crash_harness import ROOT
 
 QUIET = {"LOGGING": {"console": False}, "task_construct": "thread"}
 
 
-class Spans:
-    """(step, sequence, start, end) as the steps themselves saw them."""
-
-    def __init__(self):
-        self.rows = []
-        self.lock = threading.Lock()
-
-    def step(self, name, seconds=0.05):
-        def body():
-            start = time.monotonic()
-            time.sleep(seconds)
-            with self.lock:
-                self.rows.append((name, start, time.monotonic()))
-            return name
-        return body
-
-    def most_at_once(self):
-        events = sorted([(s, 1) for _, s, _ in self.rows] + [(e, -1) for _, _, e in self.rows])
-        now = peak = 0
-        for _, delta in events:
-            now += delta
-            peak = max(peak, now)
-        return peak
-
-
-def fan(ev, names, spans, seconds=0.05, **step_options):
-    go = ev.add_event("go")
-    for name in names:
-        ev.add_step(name, spans.step(name, seconds), **step_options)
-        ev.add_assoc(go, name)
-    ev.trigger_event(go, 1)
-
-
 def test_two_steps_on_a_pool_of_one_never_overlap(make_eventor):
-    spans, pool = Spans(), evr.ResourcePool("one", 1)
+    record, pool = [], evr.ResourcePool("one", 1)
     ev = make_eventor()
-    fan(ev, ["a", "b"], spans, acquires=[(pool, 1)])
+    fan_out(ev, ["a", "b"], record, 0.05, acquires=[(pool, 1)])
     assert ev.run()
-    assert spans.most_at_once() == 1
+    assert max_overlap(record) == 1
     assert ev.store.leases(ev.run_id, held=True) == []
     assert [r["step"] for r in ev.store.leases(ev.run_id)] == ["a", "b"]
 
 
 def test_a_pool_of_two_runs_five_steps_at_most_two_at_once(make_eventor):
-    spans = Spans()
+    record = []
     ev = make_eventor(config={"POOLS": {"db": 2}})
-    fan(ev, [f"s{i}" for i in range(5)], spans, acquires=[("db", 1)])
+    fan_out(ev, 5, record, 0.05, acquires=[("db", 1)])
     assert ev.run()
-    assert spans.most_at_once() == 2
-    assert len(spans.rows) == 5
+    assert max_overlap(record) == 2
+    assert len(record) == 2 * 5
 
 
 def test_the_seed_shape_of_a_pool_works():
@@ -82,12 +50,12 @@ def test_the_seed_shape_of_a_pool_works():
 
 def test_a_hold_across_a_loop_serializes_the_sequences(make_eventor):
     """start acquires and keeps (releases=[]); end, later in the sequence, releases."""
-    spans, pool, marks = Spans(), evr.ResourcePool("loop", 1), []
+    record, pool, marks = [], evr.ResourcePool("loop", 1), []
     ev = make_eventor()
     go, started, worked = ev.add_event("go"), ev.add_event("started"), ev.add_event("worked")
     ev.add_step("start", lambda: marks.append(("start", time.monotonic())), acquires=[(pool, 1)],
                 releases=[], triggers={evr.STEP_SUCCESS: started})
-    ev.add_step("work", spans.step("work", 0.03), triggers={evr.STEP_SUCCESS: worked})
+    ev.add_step("work", slow_then(record, "work", 0.03), triggers={evr.STEP_SUCCESS: worked})
     ev.add_step("end", lambda: marks.append(("end", time.monotonic())), releases=[pool])
     ev.add_assoc(go, "start")
     ev.add_assoc(started, "work")
@@ -96,20 +64,20 @@ def test_a_hold_across_a_loop_serializes_the_sequences(make_eventor):
         ev.trigger_event(go, seq)
     assert ev.run()
     assert [m for m, _ in sorted(marks, key=lambda m: m[1])] == ["start", "end"] * 3
-    assert spans.most_at_once() == 1
+    assert max_overlap(record) == 1
     assert ev.store.leases(ev.run_id, held=True) == []
 
 
 def test_a_task_waiting_for_a_pool_holds_no_concurrency_slot(make_eventor):
-    spans, pool = Spans(), evr.ResourcePool("ext", 1)
+    record, pool = [], evr.ResourcePool("ext", 1)
     ev = make_eventor(config={"max_concurrent": 1})
     store = ev.store
     # another program holds the pool's only unit, and releases it a little later
     store.acquire([{"key": 0, "run_id": "other", "attempt": 0, "step": "x", "sequence": "1",
                     "wants": [("ext", 1, 1)]}], now=time.time())
     go = ev.add_event("go")
-    ev.add_step("needs", spans.step("needs"), acquires=[(pool, 1)])
-    ev.add_step("free", spans.step("free"))
+    ev.add_step("needs", slow_then(record, "needs", 0.05), acquires=[(pool, 1)])
+    ev.add_step("free", slow_then(record, "free", 0.05))
     ev.add_assoc(go, "needs", "free")
     ev.trigger_event(go, 1)
     release = threading.Timer(0.3, lambda: store.write(Batch(releases=[
@@ -118,7 +86,7 @@ def test_a_task_waiting_for_a_pool_holds_no_concurrency_slot(make_eventor):
     release.start()
     assert ev.run()
     release.join()
-    order = [name for name, _, _ in sorted(spans.rows, key=lambda r: r[1])]
+    order = [name for kind, name, _ in sorted(record, key=lambda r: r[2]) if kind == "start"]
     assert order == ["free", "needs"]  # free ran while needs waited for the other program
 
 
@@ -165,7 +133,6 @@ PROGRAM = """
 import json, sys, time
 import eventor as evr
 store, out, run_id = sys.argv[1:]
-spans = []
 
 def work(name):
     start = time.time()
