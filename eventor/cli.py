@@ -325,12 +325,7 @@ def _run_target(target: Any, values: dict[str, Any], *, store: str | None, confi
             raise typer.Exit(0 if result else 1)
         if sequence is not None:
             raise CliError("--sequence is for Flow classes; a classic program triggers its own events")
-        ev = _build(target, values, store=options.get("store"), run_id=run_id)
-        with ev:
-            ev.progress = progress
-            ok = ev.run(max_loops)
-            assert ev.summary is not None
-            _finish(ev.store, ev.run_id, ev.summary.attempt, ok, ev.summary.status)
+    _run_eventor(_build(target, values, store=options.get("store"), run_id=run_id), max_loops)
 
 
 def _recover_target(target: Any, values: dict[str, Any], *, run_id: str,
@@ -349,15 +344,11 @@ def _recover_target(target: Any, values: dict[str, Any], *, run_id: str,
             _finish(opened, result.run_id, result.attempt, bool(result), result.status)
     ev = _build(target, values, run_mode=RunMode.recover, run_id=run_id,
                 recovery_run=recovery_run, store=options.get("store"))
-    with ev:
-        if dry_run:
+    if dry_run:
+        with ev:
             _con.out.print(str(ev.recovery_plan()), markup=False)
-            raise typer.Exit(0)
-        with _Progress() as progress:
-            ev.progress = progress
-            ok = ev.run()
-        assert ev.summary is not None
-        _finish(ev.store, ev.run_id, ev.summary.attempt, ok, ev.summary.status)
+        raise typer.Exit(0)
+    _run_eventor(ev, -1)
 
 
 def _continue_target(target: Any, *, run_id: str, max_loops: int, store: str | None,
@@ -368,7 +359,12 @@ def _continue_target(target: Any, *, run_id: str, max_loops: int, store: str | N
             result = target.resume(run_id, max_loops=max_loops, progress=progress, **options)
         with _store(store, config) as opened:
             _finish(opened, result.run_id, result.attempt, bool(result), result.status)
-    ev = _build(target, {}, run_mode=RunMode.continue_, run_id=run_id, store=options.get("store"))
+    _run_eventor(_build(target, {}, run_mode=RunMode.continue_, run_id=run_id,
+                        store=options.get("store")), max_loops)
+
+
+def _run_eventor(ev: Eventor, max_loops: int) -> None:
+    """Run a classic program's Eventor with progress, print its tasks, exit 0 or 1."""
     with ev:
         with _Progress() as progress:
             ev.progress = progress

@@ -471,12 +471,7 @@ class Engine:
 
     def _on_item(self, item: Outcome | TriggerRequest | Requeue, now: float) -> None:
         if isinstance(item, Requeue):
-            requeued = self._running[item.task.key]
-            try:
-                self._executor(requeued.executor).submit(item.task, self._inbox.put)
-            except Exception as exc:
-                self._inbox.put(Outcome(requeued.key, False, error_type=type(exc).__qualname__,
-                                        error_message=f"could not start: {exc}"))
+            self._hand_over(self._running[item.task.key].executor, item.task)
         elif isinstance(item, TriggerRequest):
             task = self._running.get(item.key)
             if task is None:
@@ -824,10 +819,13 @@ class Engine:
         run = TaskRun(task.key, self.run_id, step.name, task.sequence, self.attempt or 0,
                       step.func, step.args, step.kwargs, env, extra, results)
         self.log.info("step_started", step=step.name, sequence=task.sequence)
+        self._hand_over(task.executor, run)
+
+    def _hand_over(self, executor: str, run: TaskRun) -> None:
         try:
-            self._executor(task.executor).submit(run, self._inbox.put)
+            self._executor(executor).submit(run, self._inbox.put)
         except Exception as exc:  # e.g. fork refused: the task fails, the engine goes on
-            self._inbox.put(Outcome(task.key, False, error_type=type(exc).__qualname__,
+            self._inbox.put(Outcome(run.key, False, error_type=type(exc).__qualname__,
                                     error_message=f"could not start: {exc}"))
 
     def _executor(self, name: str) -> Executor:

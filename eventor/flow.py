@@ -21,7 +21,7 @@ from typing import Any, ClassVar, TypeVar, overload
 
 from eventor.classic import new_run_id
 from eventor.clock import Clock
-from eventor.config import Config, default_program, load_config
+from eventor.config import Config, default_program
 from eventor.context import RunResult, StepCall, TaskResult
 from eventor.dsl import FLOW_OPTIONS, Event, Expr, FlowMeta, Param, _caller
 from eventor.engine import Engine, EngineOptions, RunSummary
@@ -30,7 +30,7 @@ from eventor.exceptions import EventorUsageError, ParameterError
 from eventor.graph import FlowGraph
 from eventor.log import close_run_log, make_logger, open_run_log
 from eventor.recovery import RecoveryPlan, pick_attempt, pick_run, plan_recovery
-from eventor.store import Store, open_configured, open_store
+from eventor.store import Store, open_configured
 from eventor.validate import did_you_mean
 
 __all__ = ["Flow", "coerce", "flow"]
@@ -273,13 +273,10 @@ class Flow(metaclass=FlowMeta):
         if not self._finalizer.alive:
             raise EventorUsageError(f"{self!r} is closed; create a new flow object to run again")
         options = self.options
-        config = load_config(options.get("config"))
-        store = options.get("store", "")
-        program = default_program()
-        if isinstance(store, str):
-            store = open_store(store, program=program, workdir=config.workdir,
-                               databases=config.DATABASES)
+        store, owned, config = open_configured(options.get("store", ""), options.get("config"))
+        if owned:
             self._held.append(store)
+        program = default_program()
         graph = self._bound_graph()
         run_log = open_run_log(graph.name, self.run_id, config.LOGGING, config.logdir)
         if run_log is not None:

@@ -77,14 +77,14 @@ def render_message(_logger: Any, _method: str, event_dict: MutableMapping[str, A
     if text is None:
         extra = " ".join(f"{k}={v!r}" for k, v in event_dict.items() if k not in CONTEXT_KEYS)
         text = f"{event} {extra}".rstrip()
-    fields = {"event": event, **event_dict}  # for eventor.testing.capture_events
-    return (text,), {"stacklevel": _STACKLEVEL, "extra": {"eventor_event": fields}}
+    event_dict["event"] = event  # structlog's dict is ours to keep: eventor.testing reads it
+    return (text,), {"stacklevel": _STACKLEVEL, "extra": {"eventor_event": event_dict}}
 
 
 def render_json(_logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
     """The event as one JSON object (the record's time, host and process are added later)."""
     return ((json.dumps(dict(event_dict), default=str),),
-            {"stacklevel": _STACKLEVEL, "extra": {"eventor_event": dict(event_dict)}})
+            {"stacklevel": _STACKLEVEL, "extra": {"eventor_event": event_dict}})
 
 
 class _HostFilter(logging.Filter):
