@@ -3,51 +3,112 @@ Eventor: synchronize tasks with events.
 
 Steps run when events fire; steps fire events when they succeed or fail; every run is
 recorded in a SQLAlchemy store.
+
+Every public name is re-exported here, and loaded on first use: ``import eventor.graph``
+(or ``from eventor import Event``) does not load the engine, the executors or SQLAlchemy.
 """
 
-from eventor.classic import Eventor
-from eventor.clock import Clock, MockClock, SystemClock
-from eventor.config import Config, load_config
-from eventor.context import RunResult, StepContext, TaskResult
-from eventor.dsl import Event, or_, step
-from eventor.engine import RunSummary
-from eventor.enums import (
-    RUN_CONTINUE,
-    RUN_RECOVER,
-    RUN_RESTART,
-    STEP_ACTIVE,
-    STEP_COMPLETE,
-    STEP_FAILURE,
-    STEP_READY,
-    STEP_RERUN,
-    STEP_SKIP,
-    STEP_SUCCESS,
-    RunMode,
-    StepReplay,
-    StepStatus,
-)
-from eventor.exceptions import (
-    EventorConfigError,
-    EventorError,
-    EventorUsageError,
-    FlowDefinitionError,
-    NotAStoreError,
-    NotSupportedError,
-    ParameterError,
-    ResultNotStoredError,
-    RunNotFoundError,
-    SchemaVersionError,
-    StoreError,
-    StoreIntegrityError,
-    StoreUnavailableError,
-    StoreURLError,
-)
-from eventor.executors.base import task_env
-from eventor.flow import Flow, flow
-from eventor.graph import FlowGraph
-from eventor.recovery import RecoveryPlan
-from eventor.resources import Resource, ResourcePool
-from eventor.store import purge
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eventor.classic import Eventor
+    from eventor.clock import Clock, MockClock, SystemClock
+    from eventor.config import Config, load_config
+    from eventor.context import RunResult, StepContext, TaskResult
+    from eventor.dsl import Event, or_, step
+    from eventor.engine import RunSummary
+    from eventor.enums import (
+        RUN_CONTINUE,
+        RUN_RECOVER,
+        RUN_RESTART,
+        STEP_ACTIVE,
+        STEP_COMPLETE,
+        STEP_FAILURE,
+        STEP_READY,
+        STEP_RERUN,
+        STEP_SKIP,
+        STEP_SUCCESS,
+        RunMode,
+        StepReplay,
+        StepStatus,
+    )
+    from eventor.exceptions import (
+        EventorConfigError,
+        EventorError,
+        EventorUsageError,
+        FlowDefinitionError,
+        NotAStoreError,
+        NotSupportedError,
+        ParameterError,
+        ResultNotStoredError,
+        RunNotFoundError,
+        SchemaVersionError,
+        StoreError,
+        StoreIntegrityError,
+        StoreUnavailableError,
+        StoreURLError,
+    )
+    from eventor.executors.base import task_env
+    from eventor.flows import Flow, flow
+    from eventor.graph import FlowGraph
+    from eventor.recovery import RecoveryPlan
+    from eventor.resources import Resource, ResourcePool
+    from eventor.session import purge
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "Clock": "eventor.clock",
+    "Config": "eventor.config",
+    "Event": "eventor.dsl",
+    "Eventor": "eventor.classic",
+    "EventorConfigError": "eventor.exceptions",
+    "EventorError": "eventor.exceptions",
+    "EventorUsageError": "eventor.exceptions",
+    "Flow": "eventor.flows",
+    "FlowDefinitionError": "eventor.exceptions",
+    "FlowGraph": "eventor.graph",
+    "MockClock": "eventor.clock",
+    "NotAStoreError": "eventor.exceptions",
+    "NotSupportedError": "eventor.exceptions",
+    "ParameterError": "eventor.exceptions",
+    "RUN_CONTINUE": "eventor.enums",
+    "RUN_RECOVER": "eventor.enums",
+    "RUN_RESTART": "eventor.enums",
+    "RecoveryPlan": "eventor.recovery",
+    "Resource": "eventor.resources",
+    "ResourcePool": "eventor.resources",
+    "ResultNotStoredError": "eventor.exceptions",
+    "RunMode": "eventor.enums",
+    "RunNotFoundError": "eventor.exceptions",
+    "RunResult": "eventor.context",
+    "RunSummary": "eventor.engine",
+    "STEP_ACTIVE": "eventor.enums",
+    "STEP_COMPLETE": "eventor.enums",
+    "STEP_FAILURE": "eventor.enums",
+    "STEP_READY": "eventor.enums",
+    "STEP_RERUN": "eventor.enums",
+    "STEP_SKIP": "eventor.enums",
+    "STEP_SUCCESS": "eventor.enums",
+    "SchemaVersionError": "eventor.exceptions",
+    "StepContext": "eventor.context",
+    "StepReplay": "eventor.enums",
+    "StepStatus": "eventor.enums",
+    "StoreError": "eventor.exceptions",
+    "StoreIntegrityError": "eventor.exceptions",
+    "StoreURLError": "eventor.exceptions",
+    "StoreUnavailableError": "eventor.exceptions",
+    "SystemClock": "eventor.clock",
+    "TaskResult": "eventor.context",
+    "flow": "eventor.flows",
+    "load_config": "eventor.config",
+    "or_": "eventor.dsl",
+    "purge": "eventor.session",
+    "step": "eventor.dsl",
+    "task_env": "eventor.executors.base",
+}
 
 __all__ = [
     "Clock",
@@ -99,3 +160,16 @@ __all__ = [
     "step",
     "task_env",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'eventor' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup does not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -6,30 +6,25 @@ front end and runs it on the same engine.
 
 from __future__ import annotations
 
-import secrets
 import sys
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from eventor.builder import GraphBuilder
 from eventor.clock import Clock
-from eventor.config import Config, default_program, load_config
+from eventor.config import Config, default_program
 from eventor.context import StepCall
-from eventor.dsl import fit_signature, mark_of
-from eventor.engine import Engine, EngineOptions, RunSummary
+from eventor.engine import Engine, RunSummary
 from eventor.enums import RunMode
-from eventor.exceptions import EventorUsageError, FlowDefinitionError, Problem
-from eventor.graph import EventSpec, FlowGraph, GraphBuilder, StepSpec
-from eventor.log import close_run_log, make_logger, open_run_log
-from eventor.recovery import RecoveryPlan, pick_run, plan_recovery
-from eventor.store import Store, open_store
+from eventor.exceptions import EventorUsageError, FlowDefinitionError, Problem, did_you_mean
+from eventor.graph import EventSpec, FlowGraph, StepSpec
+from eventor.options import StepOptions
+from eventor.recovery import RecoveryPlan, plan_recovery
+from eventor.session import Session, new_run_id
+from eventor.steps import fit_signature, mark_of, spec_from_mark
+from eventor.store import Store
 
 __all__ = ["Eventor", "new_run_id"]
-
-
-def new_run_id() -> str:
-    """A fresh run id that sorts by creation time: ``20261128-061502-3fa9c1``."""
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
 def _caller(depth: int = 2) -> str:
@@ -63,15 +58,15 @@ class Eventor:
         recovery_run: the attempt to recover from (with RUN_RECOVER; default the latest).
         run_id: the run's id in the store: generated for RUN_RESTART when empty; for
             RUN_RECOVER and RUN_CONTINUE the latest run of this program when empty.
+        config: a dict, a YAML file path, or YAML text (see `eventor.config`).
+        clock: a time source (tests pass a `MockClock`).
+        config_tag: the config's root tag (default ``$EVENTOR_CONFIG_TAG`` or ``EVENTOR``).
+        progress: called after every scheduling round with task counts (see `Engine`).
 
     Raises:
         RunNotFoundError: RUN_RECOVER or RUN_CONTINUE found no such run in the store.
         EventorUsageError: without ``run_id``, a ``shared_db`` store holds several runs of
             the program.
-        config: a dict, a YAML file path, or YAML text (see `eventor.config`).
-        clock: a time source (tests pass a `MockClock`).
-        config_tag: the config's root tag (default ``$EVENTOR_CONFIG_TAG`` or ``EVENTOR``).
-        progress: called after every scheduling round with task counts (see `Engine`).
     """
 
     def __init__(
@@ -87,32 +82,20 @@ class Eventor:
         config_tag: str | None = None,
         progress: Callable[[Mapping[str, int]], None] | None = None,
     ) -> None:
-        self.config = load_config(config, tag=config_tag)
         self.run_mode = RunMode(getattr(run_mode, "value", run_mode))
         self.recovery_run = recovery_run
-        self.program = default_program()
-        self.name = name or self.program
+        self.name = name or default_program()
+        self._session = session = Session(self.name, store, config, config_tag=config_tag)
+        self.config: Config = session.config
+        self.program = session.program
         self._clock = clock
         self.progress = progress  # called after every round with task counts
-        self._log = make_logger(self.name, self.config.LOGGING)
-        if isinstance(store, str):
-            self.store: Store = open_store(store, program=self.program,
-                                           workdir=self.config.workdir,
-                                           databases=self.config.DATABASES)
-            self._owns_store = True
-        else:
-            self.store, self._owns_store = store, False
-        if self.run_mode is RunMode.restart:
-            self.run_id = run_id or new_run_id()
-        else:
-            try:
-                self.run_id = pick_run(self.store, run_id, program=self.program,
-                                       shared_db=self.config.shared_db, log=self._log)
-            except BaseException:
-                if self._owns_store:
-                    self.store.close()
-                raise
-        self._run_log = open_run_log(self.name, self.run_id, self.config.LOGGING, self.config.logdir)
+        self.store: Store = session.store
+        try:
+            self.run_id = session.choose_run(run_id, self.run_mode)
+        except BaseException:
+            session.close()
+            raise
         self._builder = GraphBuilder(self.name)
         self._early_triggers: list[tuple[str, Any]] = []
         self._engine: Engine | None = None
@@ -180,31 +163,33 @@ class Eventor:
         mark = mark_of(func)
         where = _caller()
         before = len(self._builder.problems)
+        on, delay = None, 0.0
         if mark is not None and not args and not kwargs:
             assert func is not None
             name = mark.name or name
             wants_ctx, problem, fix = fit_signature(func, False, name)
             if problem:
                 self._builder.problems.append(Problem(f"step {name!r}", problem, fix, where))
-            func = StepCall(func, wants_ctx=wants_ctx, flow_name=self.name)
-            triggers = triggers if triggers is not None else {
-                status: getattr(mark, status) for status in ("success", "failure", "complete",
-                                                             "ready", "active")
-                if getattr(mark, status) not in ((), None)
-            }
-            acquires = acquires if acquires is not None else mark.acquires
-            releases = releases if releases is not None else mark.releases
-            recovery = recovery if recovery is not None else mark.recovery
-            config = config if config is not None else {
-                **(mark.config or {}),
-                **({"task_construct": mark.executor} if mark.executor else {}),
-            }
-            host = host if host is not None else mark.host
-        spec = StepSpec.make(name, func, args, kwargs, triggers, acquires, releases, recovery,
-                             config, host)
+            marked, delay = spec_from_mark(
+                mark, StepCall(func, wants_ctx=wants_ctx, flow_name=self.name), name,
+                event=lambda item, _option: _name_of(item, "an event"),
+                problems=self._builder.problems, where=where)
+            spec = StepSpec.make(  # arguments given here win over the mark
+                name, marked.func, (), None,
+                marked.triggers if triggers is None else triggers,
+                marked.acquires if acquires is None else acquires,
+                marked.releases if releases is None else releases,
+                marked.recovery if recovery is None else recovery,
+                host=marked.host if host is None else host,
+                options=marked.options if config is None else StepOptions.from_config(config),
+                context=wants_ctx)
+            on = mark.on
+        else:
+            spec = StepSpec.make(name, func, args, kwargs, triggers, acquires, releases, recovery,
+                                 config, host)
         self._builder.add_step(spec, where=where)
-        if mark is not None and mark.on is not None:
-            self._builder.add_assoc(_name_of(mark.on, "an event"), spec.name, mark.delay, where)
+        if on is not None:
+            self._builder.add_assoc(_name_of(on, "an event"), spec.name, delay, where)
         self._raise_new_problems(before)
         return spec
 
@@ -226,8 +211,6 @@ class Eventor:
         if self._engine is not None:
             self._engine.trigger(name, sequence)
         elif name not in self._builder:
-            from eventor.validate import did_you_mean
-
             raise EventorUsageError(
                 f"cannot trigger {name!r}: no such event was added."
                 + did_you_mean(name, self._builder.where)
@@ -246,12 +229,10 @@ class Eventor:
         if self._engine is None:
             if self._closed:
                 raise EventorUsageError("this Eventor is closed")
-            graph = self._builder.build()
-            engine = Engine(graph, self.store, run_id=self.run_id, program=self.program,
-                            options=EngineOptions.from_config(self.config), clock=self._clock, log=self._log,
-                            mode=self.run_mode,
-                            attempt=self.recovery_run if self.run_mode is RunMode.recover else None,
-                            progress=self.progress)
+            engine = self._session.start(
+                self._builder.build(), mode=self.run_mode, clock=self._clock,
+                attempt=self.recovery_run if self.run_mode is RunMode.recover else None,
+                progress=self.progress)
             for name, sequence in self._early_triggers:
                 engine.trigger(name, sequence)
             self._early_triggers.clear()
@@ -282,16 +263,8 @@ class Eventor:
 
     def close(self) -> None:
         """Stop executors (no process or thread is left behind) and close the store."""
-        if self._closed:
-            return
         self._closed = True
-        try:
-            if self._engine is not None:
-                self._engine.close()
-        finally:
-            close_run_log(self.name, self._run_log)
-            if self._owns_store:
-                self.store.close()
+        self._session.close()
 
     def __enter__(self) -> Eventor:
         return self

@@ -37,12 +37,13 @@ from rich.live import Live
 from rich.table import Table
 
 from eventor.classic import Eventor
-from eventor.dsl import Param
+from eventor.config import default_program, load_config
+from eventor.dsl import FlowMeta
 from eventor.enums import RunMode
-from eventor.exceptions import EventorError, FlowDefinitionError
-from eventor.flow import Flow, coerce
-from eventor.store import Store, open_configured, purge
-from eventor.validate import did_you_mean
+from eventor.exceptions import EventorError, FlowDefinitionError, did_you_mean
+from eventor.params import Param, coerce
+from eventor.session import open_configured, purge
+from eventor.store import Store, sqlite_file
 
 __all__ = ["CliError", "app", "flow_app", "load_target", "main"]
 
@@ -126,8 +127,7 @@ def load_target(ref: str) -> Any:
                            "path/to/file.py:FlowName or package.module:FlowName") from None
         where = module_part
     flows = [n for n, v in vars(module).items()
-             if isinstance(v, type) and issubclass(v, Flow) and v is not Flow
-             and v.__module__ == module.__name__]
+             if _is_flow(v) and v.__module__ == module.__name__]
     if not name:
         if len(flows) == 1:
             return getattr(module, flows[0])
@@ -137,7 +137,7 @@ def load_target(ref: str) -> Any:
     if target is None:
         raise CliError(f"{ref}: {where} has no {name!r}." + did_you_mean(name, vars(module))
                        + f" Flows there: {', '.join(flows) or 'none'}")
-    if isinstance(target, type) and issubclass(target, Flow):
+    if _is_flow(target):
         return target
     if callable(target) and not isinstance(target, type):
         return target
@@ -145,7 +145,8 @@ def load_target(ref: str) -> Any:
 
 
 def _is_flow(target: Any) -> bool:
-    return isinstance(target, type) and issubclass(target, Flow)
+    """A flow class (the base of flows, `Flow` itself, is none)."""
+    return isinstance(target, FlowMeta) and "__eventor_flow__" in vars(target)
 
 
 def _options(store: str | None, config: Path | None) -> dict[str, Any]:
@@ -277,15 +278,11 @@ def _finish(store: Store, run_id: str, attempt: int, ok: bool, status: str) -> N
 @contextlib.contextmanager
 def _store(store: str | None, config: Path | None) -> Iterator[Store]:
     """The store a reading command looks at; a sqlite file that is not there is a mistake."""
-    from eventor.config import default_program, load_config
-    from eventor.store.sql import resolve_url
-
     cfg = load_config(str(config) if config else None)
-    url = resolve_url(store or "", program=default_program(), workdir=cfg.workdir,
-                      databases=cfg.DATABASES)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
-            and not Path(url.database).exists():
-        raise CliError(f"no run store at {url.database}; give --store the store's path or URL")
+    path = sqlite_file(store or "", program=default_program(), workdir=cfg.workdir,
+                       databases=cfg.DATABASES)
+    if path is not None and not Path(path).exists():
+        raise CliError(f"no run store at {path}; give --store the store's path or URL")
     opened, owned, _ = open_configured(store or "", cfg)
     try:
         yield opened
@@ -319,7 +316,7 @@ def _run_target(target: Any, values: dict[str, Any], *, store: str | None, confi
             flow = target(run_id=run_id, progress=progress, **options, **values)
             with flow:
                 result = flow.run(sequence=sequence, max_loops=max_loops)
-                store_obj = flow._ensure_engine().store
+                store_obj = flow.store
                 _con.out.print(_task_table(store_obj.tasks(result.run_id, result.attempt),
                                        f"run {result.run_id} attempt {result.attempt}: {result.status}"))
             raise typer.Exit(0 if result else 1)
@@ -522,10 +519,11 @@ def cmd_graph(flow: FlowArg,
         _print_graph(_graph_of(load_target(flow)), fmt)
 
 
-def flow_app(flow: type[Flow]) -> typer.Typer:
+def flow_app(flow: FlowMeta) -> typer.Typer:
     """The commands of ``eventor`` for one flow; ``run`` has an option per flow parameter."""
     new = _new_app(inspect.getdoc(flow) or f"Run the {flow.__name__} flow.")
-    params = flow.parameters
+    compiled = flow._compiled()
+    params = compiled.params
 
     def run(**kwargs: Any) -> None:
         with _errors():
@@ -572,7 +570,7 @@ def flow_app(flow: type[Flow]) -> typer.Typer:
               ) -> None:
         """Print the flow's graph."""
         with _errors():
-            _print_graph(flow.graph, fmt)
+            _print_graph(compiled.graph, fmt)
 
     new.command("recover")(recover)
     new.command("continue")(resume)

@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from eventor.exceptions import EventorConfigError
+from eventor.options import EngineOptions, StepOptions
 
 __all__ = ["DEFAULT_TAG", "Config", "default_program", "load_config"]
 
@@ -82,6 +83,30 @@ class Config:
     LOGGING: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     DATABASES: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     source: str = ""  # the file the values came from, for error messages
+
+    def step_defaults(self) -> StepOptions:
+        """The step options this config sets for every step (``retries``, ``timeout``, ...)."""
+        return StepOptions.from_config({k: getattr(self, k) for k in StepOptions.keys(inherited=True)})
+
+    def engine_options(self, **overrides: Any) -> EngineOptions:
+        """
+        The engine settings this config asks for.
+
+        ``overrides`` (``max_concurrent``, and any step option by field name, e.g.
+        ``executor``) win over the config when they are not None.
+        """
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        cap = overrides.pop("max_concurrent", self.max_concurrent)
+        return EngineOptions(
+            max_concurrent=cap,
+            envvar_prefix=self.envvar_prefix,
+            thread_workers=cap if cap > 0 else 32,
+            max_tasks_per_child=self.max_tasks_per_child,
+            sequence_arg_name=self.sequence_arg_name,
+            pass_logger_to_task=self.pass_logger_to_task,
+            pools=self.POOLS,
+            steps=self.step_defaults().with_values(**overrides).over(EngineOptions().steps),
+        )
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -235,6 +260,11 @@ def _validate(values: dict[str, Any], prefix: str, source: str) -> Config:
                                      key=f"{prefix}POOLS.{name}", source=source)
     if "POOLS" in values:
         values["POOLS"] = MappingProxyType(dict(values["POOLS"]))
+    steps = StepOptions.from_config(
+        {k: values[k] for k in StepOptions.keys(inherited=True) if values.get(k) is not None})
+    for problem in steps.problems():
+        raise EventorConfigError(f"{problem.message} {problem.fix}", key=f"{prefix}{problem.key}",
+                                 source=source)
     limit = values.get("max_concurrent", -1)
     if limit == 0 or limit < -1:
         raise EventorConfigError(f"expected a positive int or -1 (no limit), got {limit!r}",

@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from eventor.exceptions import EventorUsageError, ResultNotStoredError
+from eventor.exceptions import EventorUsageError, ResultNotStoredError, did_you_mean
 from eventor.executors.base import StoredResult, TaskRun, TriggerRequest, current_task
 
 __all__ = ["RunResult", "StepCall", "StepContext", "TaskResult", "decode_result"]
@@ -138,8 +138,6 @@ class StepContext:
         if not isinstance(name, str):
             raise EventorUsageError(f"ctx.trigger({event!r}): give an event of the flow or its name")
         if self._events is not None and name not in self._events:
-            from eventor.validate import did_you_mean
-
             raise EventorUsageError(
                 f"ctx.trigger({name!r}): flow {self._flow_name!r} has no such event."
                 + did_you_mean(name, self._events)
@@ -167,11 +165,11 @@ class StepCall:
     """
     A step's function bound to its flow instance (for methods) and given a `StepContext`.
 
-    The engine sees a plain callable; ``__eventor_context__`` tells it to send the
-    sequence's earlier results with the task.
+    The engine sees a plain callable; the step's spec says (``context=True``) that its
+    tasks need the sequence's earlier results.
     """
 
-    __slots__ = ("__eventor_context__", "_flow", "allow_pickle", "events", "flow_name", "func")
+    __slots__ = ("_flow", "allow_pickle", "events", "flow_name", "func", "wants_ctx")
 
     def __init__(self, func: Callable[..., Any], *, flow: Any = None, wants_ctx: bool,
                  flow_name: str, events: frozenset[str] | None = None,
@@ -179,7 +177,7 @@ class StepCall:
         self.func = func
         # A weak reference: the engine holds its steps, and must not keep the flow alive.
         self._flow = None if flow is None else weakref.ref(flow)
-        self.__eventor_context__ = wants_ctx
+        self.wants_ctx = wants_ctx
         self.flow_name = flow_name
         self.events = events
         self.allow_pickle = allow_pickle
@@ -191,7 +189,7 @@ class StepCall:
             if flow is None:
                 raise EventorUsageError(f"step {self.func.__name__!r}: its flow object is gone")
             args = (flow,)
-        if self.__eventor_context__:
+        if self.wants_ctx:
             current = current_task()
             if current is None:
                 raise EventorUsageError(f"step {self.func.__name__!r} was called outside a run")

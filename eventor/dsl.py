@@ -14,15 +14,17 @@ import inspect
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeAlias, TypeVar, overload
+from typing import Any, ClassVar, TypeAlias
 
-from eventor.enums import EXECUTORS, StepStatus, executor_alias
-from eventor.exceptions import FlowDefinitionError, Problem
-from eventor.graph import And, FlowGraph, GraphBuilder, Operand, Or, StepSpec, is_number
-from eventor.validate import did_you_mean
+from eventor.builder import GraphBuilder
+from eventor.exceptions import FlowDefinitionError, Problem, did_you_mean
+from eventor.graph import And, FlowGraph, Operand, Or
+from eventor.graph import or_ as names_or
+from eventor.params import Param
+from eventor.steps import StepMark, fit_signature, mark_of, spec_from_mark, step
 
 __all__ = [
     "Event",
@@ -36,8 +38,6 @@ __all__ = [
     "or_",
     "step",
 ]
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 _NO_TRUTH = (
     "{what} has no truth value: use & not 'and', | not 'or' (a & b fires once both fired, "
@@ -126,119 +126,9 @@ EventRef: TypeAlias = "Event | Expr | str | tuple[Any, ...]"
 
 def or_(*operands: Any) -> Any:
     """Either of ``operands``: ``or_(a, b)`` is ``a | b`` (and works on names in the classic API)."""
-    from eventor import graph
-
     if any(isinstance(op, _Combinable) for op in operands):
         return Expr("|", tuple(operands), _caller(1))
-    return graph.or_(*operands)
-
-
-@dataclass(frozen=True, slots=True)
-class StepMark:
-    """What ``@step(...)`` recorded about a function, as written (checked when a flow compiles)."""
-
-    on: Any = None
-    success: Any = ()
-    failure: Any = ()
-    complete: Any = ()
-    ready: Any = ()
-    active: Any = ()
-    delay: Any = 0
-    acquires: Any = None
-    releases: Any = None
-    recovery: Any = None
-    executor: Any = None
-    host: Any = None
-    name: Any = None
-    config: Any = None
-    retries: Any = None
-    retry_delay: Any = None
-    backoff: Any = None
-    max_retry_delay: Any = None
-    retry_on: Any = None
-    timeout: Any = None
-
-
-_STATUS_OPTIONS = ("success", "failure", "complete", "ready", "active")
-_CONFIG_OPTIONS = ("retries", "retry_delay", "backoff", "max_retry_delay", "retry_on", "timeout")
-
-
-@overload
-def step(func: F, /) -> F: ...
-
-
-@overload
-def step(
-    *,
-    on: EventRef | None = None,
-    success: EventRef | Iterable[Any] = (),
-    failure: EventRef | Iterable[Any] = (),
-    complete: EventRef | Iterable[Any] = (),
-    ready: EventRef | Iterable[Any] = (),
-    active: EventRef | Iterable[Any] = (),
-    delay: float = 0,
-    acquires: Iterable[Any] | None = None,
-    releases: Iterable[Any] | None = None,
-    recovery: Mapping[Any, Any] | None = None,
-    executor: str | None = None,
-    host: str | None = None,
-    name: str | None = None,
-    config: Mapping[str, Any] | None = None,
-    retries: int | None = None,
-    retry_delay: float | None = None,
-    backoff: float | None = None,
-    max_retry_delay: float | None = None,
-    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
-    timeout: float | None = None,
-) -> Callable[[F], F]: ...
-
-
-def step(func: Any = None, /, **options: Any) -> Any:
-    """
-    Mark a function as a step: ``@step(on=start, success=extracted)``.
-
-    Records the options on the function and returns the function unchanged; a `Flow` class
-    (or the classic ``add_step``) reads them. ``on`` is the event (or expression) that runs
-    the step; ``success``, ``failure``, ``complete``, ``ready`` and ``active`` are the events
-    (one, or a tuple) the step's task fires on reaching that status; ``delay`` waits that many
-    seconds after ``on`` fires. ``retries`` (with ``retry_delay``, ``backoff``,
-    ``max_retry_delay`` and ``retry_on``) tries a failed step again; ``timeout`` stops it
-    after that many seconds. Mistakes are reported when the flow class is created.
-    """
-    unknown = set(options) - set(StepMark.__dataclass_fields__)
-    if unknown:
-        bad = sorted(unknown)[0]
-        raise TypeError(f"@step() got an unexpected option {bad!r}."
-                        + did_you_mean(bad, StepMark.__dataclass_fields__))
-    mark = StepMark(**options)
-
-    def record(fn: F) -> F:
-        if not callable(fn):
-            raise TypeError(f"@step decorates a function, not {fn!r}")
-        fn.__eventor_step__ = mark  # type: ignore[attr-defined]
-        return fn
-
-    return record(func) if func is not None else record
-
-
-def mark_of(value: Any) -> StepMark | None:
-    """The `StepMark` of a function decorated with `@step`, else None."""
-    mark = getattr(value, "__eventor_step__", None)
-    return mark if isinstance(mark, StepMark) else None
-
-
-@dataclass(frozen=True, slots=True)
-class Param:
-    """A flow parameter: an annotated class attribute, optionally with a default."""
-
-    name: str
-    type: Any
-    default: Any = inspect.Parameter.empty
-    doc: str = ""
-
-    @property
-    def required(self) -> bool:
-        return self.default is inspect.Parameter.empty
+    return names_or(*operands)
 
 
 @dataclass(slots=True)
@@ -267,6 +157,7 @@ class CompiledFlow:
     params: Mapping[str, Param]
     steps: Mapping[str, StepInfo]  # step name -> how to call it
     names: Mapping[int, str]  # id(Event or Expr object) -> event name
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # flow options
 
 
 # Flow attributes and instance keywords a parameter must not shadow.
@@ -298,7 +189,7 @@ class _Compiler:
 
     def collect(self) -> None:
         for klass in reversed(self.cls.__mro__):
-            if klass is object or getattr(klass, "__eventor_root__", False) is klass:
+            if klass is object or _is_root(klass, self.cls):
                 continue
             self._collect_params(klass)
             for attr, value in vars(klass).items():
@@ -475,42 +366,20 @@ class _Compiler:
         subject = f"step {name!r}"
         where = _where_of(func)
         wants_ctx = self._signature(func, member.method, subject, where)
-        triggers: dict[StepStatus, list[str]] = {}
-        for option in _STATUS_OPTIONS:
-            value = getattr(mark, option)
-            items = value if isinstance(value, tuple | list) else (value,) if value is not None else ()
-            for item in items:
-                if isinstance(item, Expr) and id(item) not in self.names:
-                    self.problem(subject, f"{option}= holds the expression {item}.",
-                                 "A step fires plain events; an expression fires by itself when "
-                                 "it holds.", where)
-                    continue
-                event = self.event_name(item, subject, option, where)
-                if event is not None:
-                    triggers.setdefault(StepStatus(option), []).append(event)
-                    self.produced.add(event)
-        config = dict(mark.config) if isinstance(mark.config, Mapping) else {}
-        if mark.config is not None and not isinstance(mark.config, Mapping):
-            self.problem(subject, f"config={mark.config!r} is not a dict.",
-                         "Write config={'max_concurrent': 2}, say.", where)
-        for option in _CONFIG_OPTIONS:
-            if getattr(mark, option) is not None:
-                config[option] = getattr(mark, option)
-        if mark.executor is not None:
-            if executor_alias(mark.executor) is None:
-                self.problem(subject, f"executor={mark.executor!r} is unknown."
-                             + did_you_mean(mark.executor, EXECUTORS),
-                             f"Use one of {', '.join(map(repr, EXECUTORS))}.", where)
-            else:
-                config["task_construct"] = mark.executor
-        delay = mark.delay
-        if not is_number(delay) or delay < 0:
-            self.problem(subject, f"delay={delay!r} is not a number of seconds >= 0.",
-                         "Use delay=0 for no delay.", where)
-            delay = 0
-        spec = StepSpec.make(name, func, triggers=triggers, acquires=mark.acquires,
-                             releases=mark.releases, recovery=mark.recovery, config=config,
-                             host=mark.host)
+
+        def event(item: Any, option: str) -> str | None:
+            if isinstance(item, Expr) and id(item) not in self.names:
+                self.problem(subject, f"{option}= holds the expression {item}.",
+                             "A step fires plain events; an expression fires by itself when "
+                             "it holds.", where)
+                return None
+            resolved = self.event_name(item, subject, option, where)
+            if resolved is not None:
+                self.produced.add(resolved)
+            return resolved
+
+        spec, delay = spec_from_mark(mark, func, name, event=event, problems=self.problems,
+                                     where=where)
         on = self._on(mark.on, subject, where, builder, inline)  # an inline expression first
         builder.add_step(spec, where)
         if on is not None:
@@ -551,33 +420,6 @@ class _Compiler:
                          "step or is an expression, so nothing could start it.",
                          "Add an event no step fires, or mark one Event(entry=True).", self.where)
         return entries
-
-
-def fit_signature(func: Callable[..., Any], method: bool, name: str) -> tuple[bool, str, str]:
-    """
-    Whether a step function takes a ctx, and what is wrong with its signature, if anything.
-
-    A method step is ``def s(self)`` or ``def s(self, ctx)``; a function step ``def s()`` or
-    ``def s(ctx)``. Returns ``(wants_ctx, problem, fix)``; ``problem`` is "" when it fits.
-    """
-    try:
-        params = list(inspect.signature(func).parameters.values())
-    except (TypeError, ValueError):
-        return False, "", ""
-    shape = (f"`def {name}(self)` or `def {name}(self, ctx)`" if method
-             else f"`def {name}()` or `def {name}(ctx)`")
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if method:
-        if not positional:
-            return False, "the method takes no self.", f"Define it as {shape}."
-        positional = positional[1:]
-    required = [p for p in positional if p.default is p.empty]
-    required += [p for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
-    if len(required) > 1 or any(p.kind is p.KEYWORD_ONLY for p in required):
-        names = ", ".join(p.name for p in required)
-        return (False, f"it requires {names}, but a step gets at most one argument, its "
-                "StepContext.", f"Define it as {shape}.")
-    return bool(positional) or any(p.kind is p.VAR_POSITIONAL for p in params), "", ""
 
 
 def _is_event_tuple(value: Any) -> bool:
@@ -624,17 +466,30 @@ def compile_flow(cls: type, name: str, where: str = "") -> CompiledFlow:
     return compiler.build()
 
 
+def _is_root(klass: type, cls: type) -> bool:
+    """True for the base of all flows (`Flow`): a FlowMeta class that is no compiled flow."""
+    return isinstance(klass, FlowMeta) and klass is not cls and "__eventor_flow__" not in vars(klass)
+
+
 class FlowMeta(type):
-    """Compiles each `Flow` subclass, once, when it is created; see `compile_flow`."""
+    """
+    Compiles each `Flow` subclass, once, when it is created; see `compile_flow`.
+
+    The class then carries one `CompiledFlow`, ``__eventor_flow__``: its graph, entry
+    events, parameters, how to call its steps, and its flow options.
+    """
+
+    __eventor_flow__: CompiledFlow
 
     def __new__(mcs, cls_name: str, bases: tuple[type, ...], ns: dict[str, Any], /,
                 **options: Any) -> FlowMeta:
         cls = super().__new__(mcs, cls_name, bases, ns)
         if not any(isinstance(b, FlowMeta) for b in bases):
-            cls.__eventor_root__ = cls  # type: ignore[attr-defined]
-            return cls
+            return cls  # the base of flows (Flow itself) is not a flow
         where = options.pop("__where__", None) or _caller(1)
-        inherited = dict(getattr(cls, "__eventor_options__", {}))
+        base = next((vars(b)["__eventor_flow__"] for b in cls.__mro__[1:]
+                     if "__eventor_flow__" in vars(b)), None)
+        inherited = dict(base.options) if base is not None else {}
         inherited.pop("name", None)  # a subclass is its own flow
         problems = [
             Problem(f"flow {cls_name!r}", f"unknown option {key!r}." + did_you_mean(key, FLOW_OPTIONS),
@@ -651,11 +506,7 @@ class FlowMeta(type):
             raise exc.with_traceback(None) from None
         if problems:
             raise FlowDefinitionError(flow_name, problems)
-        cls.__eventor_options__ = MappingProxyType(merged)  # type: ignore[attr-defined]
-        cls.__eventor_compiled__ = compiled  # type: ignore[attr-defined]
-        cls.graph = compiled.graph  # type: ignore[attr-defined]
-        cls.parameters = compiled.params  # type: ignore[attr-defined]
-        cls.entry_events = compiled.entries  # type: ignore[attr-defined]
+        cls.__eventor_flow__ = replace(compiled, options=MappingProxyType(merged))
         return cls
 
     def __init__(cls, cls_name: str, bases: tuple[type, ...], ns: dict[str, Any], /,
@@ -663,7 +514,7 @@ class FlowMeta(type):
         super().__init__(cls_name, bases, ns)
 
     def _compiled(cls) -> CompiledFlow:
-        compiled = cls.__dict__.get("__eventor_compiled__")
+        compiled = vars(cls).get("__eventor_flow__")
         if compiled is None:
             raise TypeError(f"{cls.__qualname__} is the base of flows; subclass it to define one")
         return typing.cast(CompiledFlow, compiled)

@@ -21,12 +21,22 @@ Each error carries its culprit as an attribute and says how to fix it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class EventorError(Exception):
     """Base class of every error raised by Eventor."""
+
+
+def did_you_mean(name: Any, candidates: Iterable[str]) -> str:
+    """' Did you mean 'x'?' for the closest candidate, or '' when nothing is close."""
+    if not isinstance(name, str):
+        return ""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 @dataclass(frozen=True, slots=True)

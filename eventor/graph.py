@@ -2,8 +2,9 @@
 The flow graph as plain, immutable data: events, expression events, steps and associations.
 
 Both front ends (the classic `Eventor` API and the declarative `Flow` classes) build a
-`FlowGraph` through one `GraphBuilder`; the engine only ever reads the frozen result. This
-module does no I/O and imports nothing else of Eventor's but the enums and exceptions.
+`FlowGraph` through one `eventor.builder.GraphBuilder`; the engine only ever reads the
+frozen result. This module does no I/O and imports nothing else of Eventor's but the enums
+and exceptions.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from eventor.enums import StepReplay, StepStatus
-from eventor.exceptions import Problem
+from eventor.options import StepOptions
 
 __all__ = [
     "And",
     "Assoc",
     "EventSpec",
     "FlowGraph",
-    "GraphBuilder",
     "Operand",
     "Or",
     "StepSpec",
@@ -131,10 +131,11 @@ class EventSpec:
 @dataclass(frozen=True, slots=True, eq=True)
 class StepSpec:
     """
-    A step: what to call, and which events its statuses trigger.
+    A step: what to call, which events its statuses trigger, and how it runs.
 
     ``triggers`` maps a status (`StepStatus`) to event names; ``recovery`` maps a status to a
-    `StepReplay`. Keys or values that are not valid stay as given, for validation to report.
+    `StepReplay`; ``options`` says how it runs (executor, limits, retries, timeout). Keys or
+    values that are not valid stay as given, for validation to report.
     """
 
     name: str
@@ -145,8 +146,9 @@ class StepSpec:
     acquires: tuple[Any, ...] = ()
     releases: tuple[Any, ...] | None = None
     recovery: Mapping[Any, Any] = field(default_factory=lambda: MappingProxyType({}))
-    config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    options: StepOptions = field(default_factory=StepOptions)
     host: str | None = None
+    context: bool = False  # func takes a StepContext: its task gets the sequence's results
 
     @classmethod
     def make(
@@ -161,8 +163,14 @@ class StepSpec:
         recovery: Mapping[Any, Any] | None = None,
         config: Mapping[str, Any] | None = None,
         host: str | None = None,
+        options: StepOptions | None = None,
+        context: bool = False,
     ) -> StepSpec:
-        """Build a spec from the loose values users write (events as objects, statuses as text)."""
+        """
+        Build a spec from the loose values users write (events as objects, statuses as text).
+
+        ``config`` is the classic spelling of ``options`` (``{"task_construct": "thread"}``).
+        """
         return cls(
             name=name,
             func=func,
@@ -176,9 +184,15 @@ class StepSpec:
             recovery=MappingProxyType(
                 {_status(k): _replay(v) for k, v in (recovery or {}).items()}
             ),
-            config=MappingProxyType(dict(config or {})),
+            options=options if options is not None else StepOptions.from_config(config),
             host=host,
+            context=context,
         )
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """The options that are set, under their config keys (the classic ``config=``)."""
+        return MappingProxyType(self.options.to_config())
 
     def triggered_by(self, status: StepStatus) -> tuple[str, ...]:
         """Event names to fire when a task of this step reaches ``status``."""
@@ -366,92 +380,6 @@ class FlowGraph:
                 lines.extend(f'    {q(step.name)} -> {q(n)} [label="{status}"];' for n in names)
         lines.append("}")
         return "\n".join(lines) + "\n"
-
-
-class GraphBuilder:
-    """
-    Collects events, steps and associations, then builds one validated `FlowGraph`.
-
-    Problems found while adding (a duplicate name, say) are kept and reported together with
-    the whole-graph checks by `build`, so that one error lists everything wrong.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._events: dict[str, EventSpec] = {}
-        self._steps: dict[str, StepSpec] = {}
-        self._assocs: list[Assoc] = []
-        self._order: list[str] = []
-        self.where: dict[str, str] = {}  # node or association -> "file.py:line"
-        self.problems: list[Problem] = []
-
-    def add_event(self, name: str, expr: Any = None, where: str = "") -> EventSpec:
-        operand = None
-        if expr is not None:
-            try:
-                operand = to_operand(expr)
-            except TypeError as exc:
-                self.problems.append(Problem(f"event {name!r}", str(exc), where=where))
-        spec = EventSpec(name, operand)
-        self._add_node(name, "event", where)
-        self._events.setdefault(name, spec)
-        return spec
-
-    def add_step(self, spec: StepSpec, where: str = "") -> StepSpec:
-        self._add_node(spec.name, "step", where)
-        self._steps.setdefault(spec.name, spec)
-        return spec
-
-    def add_assoc(self, event: str, target: str, delay: float = 0, where: str = "") -> Assoc:
-        assoc = Assoc(event, target, delay)
-        self._assocs.append(assoc)
-        if where:
-            self.where[str(assoc)] = where
-        return assoc
-
-    def _add_node(self, name: str, kind: str, where: str) -> None:
-        if not isinstance(name, str) or not name:
-            self.problems.append(
-                Problem(f"{kind} {name!r}", "a name must be a non-empty string.", where=where)
-            )
-            return
-        if name in self._events or name in self._steps:
-            other = "an event" if name in self._events else "a step"
-            self.problems.append(
-                Problem(
-                    f"{kind} {name!r}",
-                    f"the name is already used by {other}"
-                    + (f" defined at {self.where[name]}" if self.where.get(name) else "")
-                    + ".",
-                    "Give each event and step its own name.",
-                    where,
-                )
-            )
-            return
-        self._order.append(name)
-        self.where[name] = where
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._events or name in self._steps
-
-    def build(self) -> FlowGraph:
-        """
-        Freeze what was added into a `FlowGraph`.
-
-        Raises:
-            FlowDefinitionError: listing every problem found.
-        """
-        from eventor.validate import validate  # validate reads graphs; graphs call it to build
-
-        graph = FlowGraph(
-            name=self.name,
-            events=MappingProxyType(dict(self._events)),
-            steps=MappingProxyType(dict(self._steps)),
-            assocs=tuple(self._assocs),
-            order=tuple(self._order),
-        )
-        validate(graph, self.problems, self.where)
-        return graph
 
 
 def is_number(value: Any) -> bool:

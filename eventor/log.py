@@ -25,14 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from structlog.typing import FilteringBoundLogger as BoundLogger
 
 __all__ = [
     "CONSOLE_FORMAT",
     "CONTEXT_KEYS",
     "AtomicFileHandler",
     "AtomicStreamHandler",
+    "BoundLogger",
     "close_run_log",
     "make_logger",
+    "null_logger",
     "open_run_log",
     "render_json",
     "render_message",
@@ -180,7 +183,15 @@ def _formatter(settings: Mapping[str, Any]) -> logging.Formatter:
     return _LevelFormatter(CONSOLE_FORMAT, settings.get("level_formats"))
 
 
-def make_logger(name: str, settings: Mapping[str, Any] | None = None) -> Any:
+def null_logger() -> BoundLogger:
+    """A logger that drops every event (an engine's, when it is given none)."""
+    return structlog.wrap_logger(
+        logging.getLogger("eventor.null"),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL + 1),
+    )
+
+
+def make_logger(name: str, settings: Mapping[str, Any] | None = None) -> BoundLogger:
     """
     A structlog logger for one flow, writing to the stdlib logger ``eventor.{name}``.
 

@@ -22,12 +22,20 @@ from typing import Any
 from eventor.enums import StepReplay, StepStatus
 from eventor.exceptions import EventorUsageError, RunNotFoundError
 from eventor.graph import FlowGraph, StepSpec
+from eventor.log import BoundLogger
+from eventor.store.base import Row, Store
 
 __all__ = [
+    "Continued",
     "PlannedTask",
+    "Recovered",
     "RecoveryPlan",
     "changed_steps",
+    "claim_attempt",
     "fingerprint",
+    "load_continued",
+    "load_recovered",
+    "note_code_changes",
     "owner_alive",
     "pick_attempt",
     "pick_run",
@@ -74,7 +82,8 @@ def owner_alive(attempt: Mapping[str, Any]) -> bool:
     return True
 
 
-def pick_run(store: Any, run_id: str, *, program: str, shared_db: bool, log: Any = None) -> str:
+def pick_run(store: Store, run_id: str, *, program: str, shared_db: bool,
+             log: BoundLogger | None = None) -> str:
     """
     The run to recover or continue: ``run_id`` when given, else the latest of ``program``.
 
@@ -106,7 +115,7 @@ def pick_run(store: Any, run_id: str, *, program: str, shared_db: bool, log: Any
     return chosen
 
 
-def pick_attempt(store: Any, run_id: str, attempt: int | None) -> Mapping[str, Any]:
+def pick_attempt(store: Store, run_id: str, attempt: int | None) -> Row:
     """
     The attempt row to recover from or continue: ``attempt``, or the latest.
 
@@ -126,6 +135,99 @@ def pick_attempt(store: Any, run_id: str, attempt: int | None) -> Mapping[str, A
     raise RunNotFoundError(
         f"run {run_id!r} has no attempt {attempt} (attempts: {have}); give recovery_run= one "
         "of those", run_id=run_id, store=store.address)
+
+
+def claim_attempt(store: Store, run_id: str, attempt: Row, *, now: float,
+                  log: BoundLogger) -> Row:
+    """
+    ``attempt``, to be recovered or continued by the caller: when its engine died without
+    ending it (a zombie), it is ended as ``crashed`` and the leases it held are released.
+
+    Raises:
+        EventorUsageError: a live engine still runs it.
+    """
+    if owner_alive(attempt):
+        raise EventorUsageError(
+            f"run {run_id!r} attempt {attempt['attempt']} is still running (pid "
+            f"{attempt['pid']} on {attempt['host']}); wait for it to end, or stop it first")
+    if attempt["ended_at"] is None:  # its engine died (killed, power lost)
+        store.release_attempt(run_id, attempt["attempt"], now=now)
+        store.end_attempt(run_id, attempt["attempt"], "crashed", now=now)
+        log.warning("zombie_attempt", run_id=run_id, attempt=attempt["attempt"], pid=attempt["pid"])
+    return attempt
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What a recovery reads of the attempt it recovers from."""
+
+    attempt: int
+    zombie: bool  # its engine died: ready tasks count as active
+    tasks: Mapping[tuple[str, str], Row]  # (step, sequence) -> its task row
+    triggered: Mapping[tuple[str, str], tuple[tuple[str, str], ...]]  # task -> its ctx.trigger calls
+    delays_started: Mapping[tuple[str, str, str], float]  # (event, target, sequence) -> when
+
+    def status(self, step: str, sequence: str) -> StepStatus | None:
+        """The status the task had (active for a zombie's ready task), or None if it had none."""
+        row = self.tasks.get((step, sequence))
+        if row is None:
+            return None
+        status = StepStatus(row["status"])
+        return StepStatus.active if self.zombie and status is StepStatus.ready else status
+
+
+def load_recovered(store: Store, run_id: str, prior: Row) -> Recovered:
+    """Read the attempt ``prior`` (a claimed attempt row) for a recovery of ``run_id``."""
+    attempt = prior["attempt"]
+    triggered: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for row in store.triggers(run_id, attempt):
+        if row["origin"] == "trigger":
+            origin = (row["origin_step"], row["origin_sequence"])
+            triggered.setdefault(origin, []).append((row["event"], row["sequence"]))
+    return Recovered(
+        attempt, prior["ended_at"] is None,
+        {(r["step"], r["sequence"]): r for r in store.tasks(run_id, attempt)},
+        {k: tuple(v) for k, v in triggered.items()},
+        {(d["event"], d["target"], d["sequence"]): d["activated_at"]
+         for d in store.delays(run_id, attempt)},
+    )
+
+
+def note_code_changes(store: Store, run_id: str, graph: FlowGraph, log: BoundLogger) -> None:
+    """Warn of steps changed since the run was recorded, and record the code as it is now."""
+    info = dict((store.run(run_id) or {}).get("info") or {})
+    now_print = fingerprint(graph)
+    changed = changed_steps(info.get("fingerprint") or {}, now_print)
+    if changed:
+        log.warning("code_changed", run_id=run_id, steps=", ".join(changed))
+    if info.get("fingerprint") != now_print:
+        store.update_run_info(run_id, {**info, "fingerprint": now_print})
+
+
+@dataclass(frozen=True)
+class Continued:
+    """What continue reads of the attempt it picks up where it stopped."""
+
+    fired: Mapping[str, frozenset[str]]  # sequence -> events fired there
+    tries: Mapping[tuple[str, str], int]  # (step, sequence) -> tries recorded as failed
+    tasks: tuple[Row, ...]  # its tasks, in the order they were created
+    delays: tuple[Row, ...]  # its delays that have not fired
+
+
+def load_continued(store: Store, run_id: str, attempt: int) -> Continued:
+    """Read attempt ``attempt`` of ``run_id`` for continue."""
+    fired: dict[str, set[str]] = {}
+    for row in store.triggers(run_id, attempt):
+        fired.setdefault(row["sequence"], set()).add(row["event"])
+    tries: dict[tuple[str, str], int] = {}
+    for row in store.tries(run_id, attempt):
+        key = (row["step"], row["sequence"])
+        tries[key] = max(tries.get(key, 0), row["try"])
+    return Continued(
+        {seq: frozenset(events) for seq, events in fired.items()}, tries,
+        tuple(store.tasks(run_id, attempt)),
+        tuple(d for d in store.delays(run_id, attempt) if d["fired_at"] is None),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +275,7 @@ class RecoveryPlan:
         return "\n".join(lines)
 
 
-def plan_recovery(store: Any, graph: FlowGraph, run_id: str,
+def plan_recovery(store: Store, graph: FlowGraph, run_id: str,
                   recovery_run: int | None = None) -> RecoveryPlan:
     """
     Per task of the attempt to recover, skip or rerun and why, without running anything.

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from eventor.exceptions import EventorConfigError
+from eventor.store.base import LeaseRequest, PoolRelease, Row, TaskRelease
 
-__all__ = ["Resource", "ResourcePool", "pool_name"]
+__all__ = ["Pools", "Resource", "ResourcePool", "plan_pools", "pool_name"]
 
 
 class Resource:
@@ -100,3 +101,52 @@ def plan_pools(graph: Any, declared: Mapping[str, int]) -> tuple[dict[str, Wants
                 str(pool_name(item[0] if isinstance(item, tuple | list) else item))
                 for item in step.releases)
     return wants, releases
+
+
+class Pools:
+    """
+    The pools each step of a flow acquires and releases, as the records the store needs.
+
+    Args:
+        graph: the flow (its steps' ``acquires`` and ``releases``).
+        declared: the pools the config declares, by name, with their limits.
+
+    Raises:
+        EventorConfigError: see `plan_pools`.
+    """
+
+    def __init__(self, graph: Any, declared: Mapping[str, int]) -> None:
+        self.wants, self.releases = plan_pools(graph, declared)
+
+    def __bool__(self) -> bool:
+        return bool(self.wants)
+
+    def asks(self, step: str) -> bool:
+        """True when ``step`` must hold leases before it starts."""
+        return step in self.wants
+
+    def request(self, key: int, run_id: str, attempt: int, step: str, sequence: str) -> LeaseRequest:
+        """The leases a task of ``step`` asks for."""
+        return LeaseRequest(key, run_id, attempt, step, sequence, self.wants[step])
+
+    def released(self, run_id: str, attempt: int, step: str, sequence: str,
+                 at: float | None) -> list[TaskRelease | PoolRelease]:
+        """What a task of ``step`` releases when it ends: its own leases, or the pools its
+        step names in ``releases``."""
+        pools = self.releases.get(step)
+        if pools is None:
+            return [TaskRelease(run_id, attempt, step, sequence, at)] if step in self.wants else []
+        return [PoolRelease(run_id, sequence, pool, at) for pool in pools]
+
+    def deadlock(self, run_id: str, waiting: list[tuple[str, str]], held: list[Row]) -> str | None:
+        """
+        Why tasks waiting for pools (``waiting``: step, sequence) can never start, or None.
+
+        They cannot when every lease of their pools is held by this run (``held``: the
+        store's held leases) and nothing of the run is left running to release one.
+        """
+        pools = {pool for step, _ in waiting for pool, _, _ in self.wants[step]}
+        holders = [r for r in held if r["pool"] in pools]
+        if not holders or any(r["run_id"] != run_id for r in holders):
+            return None  # another program holds some: its release will come
+        return ", ".join(sorted({f"{r['pool']} by {r['step']}[{r['sequence']}]" for r in holders}))

@@ -1,19 +1,19 @@
 """
 Retry policies and timeouts, per step, from the step's config and the engine's defaults.
 
-A step config may set ``retries``, ``retry_delay``, ``backoff``, ``max_retry_delay``,
-``retry_on``, ``timeout`` and ``timeout_grace``; what it leaves out comes from the engine
-options (the config keys of the same names).
+A step's options (`eventor.options.StepOptions`) may set ``retries``, ``retry_delay``,
+``backoff``, ``max_retry_delay``, ``retry_on``, ``timeout`` and ``timeout_grace``; what it
+leaves out comes from the engine's defaults (the config keys of the same names).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from eventor.exceptions import EventorConfigError
 from eventor.executors.base import qualified_names
+from eventor.options import StepOptions
 
 __all__ = ["RetryPolicy", "plan_retries"]
 
@@ -34,36 +34,31 @@ class RetryPolicy:
         return wait if self.max_delay is None else min(wait, self.max_delay)
 
 
-def plan_retries(graph: Any, defaults: Any, executor_of: Mapping[str, str]
+def plan_retries(options_of: Mapping[str, StepOptions], executor_of: Mapping[str, str]
                  ) -> tuple[dict[str, RetryPolicy], dict[str, tuple[float, float]]]:
     """
-    Per step: how it is retried (when it may be), and its (timeout, grace) when it has one.
+    Per step (given its options, defaults filled in): how it is retried (when it may be),
+    and its (timeout, grace) when it has one.
 
     Raises:
         EventorConfigError: a timeout on a step run in the engine's thread (``invoke``),
             where nothing can stop it.
     """
     retry_of, timeout_of = {}, {}
-    for step in graph.steps.values():
-        c = step.config
-        retries = c.get("retries", defaults.retries)
-        if retries:
-            retry_on = c.get("retry_on")
+    for name, o in options_of.items():
+        if o.retries:
+            retry_on = o.retry_on
             if retry_on is not None and not isinstance(retry_on, tuple | list):
                 retry_on = (retry_on,)
-            retry_of[step.name] = RetryPolicy(
-                retries, c.get("retry_delay", defaults.retry_delay),
-                c.get("backoff", defaults.backoff),
-                c.get("max_retry_delay", defaults.max_retry_delay),
+            retry_of[name] = RetryPolicy(
+                o.retries, float(o.retry_delay or 0), float(o.backoff or 1), o.max_retry_delay,
                 None if retry_on is None else frozenset(qualified_names(t)[0] for t in retry_on),
             )
-        timeout = c.get("timeout", defaults.timeout)
-        if timeout:
-            if executor_of[step.name] == "invoke":
+        if o.timeout:
+            if executor_of[name] == "invoke":
                 raise EventorConfigError(
-                    f"step {step.name!r} has a timeout, but runs in the engine (invoke), "
+                    f"step {name!r} has a timeout, but runs in the engine (invoke), "
                     "where nothing can stop it; run it with the process or thread executor",
-                    key=f"step {step.name!r} config timeout")
-            timeout_of[step.name] = (
-                float(timeout), float(c.get("timeout_grace", defaults.timeout_grace)))
+                    key=f"step {name!r} config timeout")
+            timeout_of[name] = (float(o.timeout), float(o.timeout_grace or 0))
     return retry_of, timeout_of

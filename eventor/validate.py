@@ -7,26 +7,17 @@ node name (or an association's text) to the source location that defined it.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from eventor.enums import StepReplay, StepStatus
-from eventor.exceptions import FlowDefinitionError, Problem
+from eventor.exceptions import FlowDefinitionError, Problem, did_you_mean
 from eventor.graph import FlowGraph, event_names, is_number
 
 Check = Callable[[FlowGraph, Mapping[str, str]], Iterator[Problem]]
 
 _STATUSES = [s.value for s in StepStatus]
 _REPLAYS = [r.value for r in StepReplay]
-
-
-def did_you_mean(name: Any, candidates: Iterable[str]) -> str:
-    """' Did you mean 'x'?' for the closest candidate, or '' when nothing is close."""
-    if not isinstance(name, str):
-        return ""
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def check_expressions(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]:
@@ -153,44 +144,8 @@ def check_steps(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]
                     "Write acquires=[(pool, 1)].",
                     loc,
                 )
-        yield from _check_step_config(step.config, subject, loc)
-        limit = step.config.get("max_concurrent", -1)
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit == 0 or limit < -1:
-            yield Problem(
-                subject,
-                f"config max_concurrent {limit!r} is not a positive int or -1 (no limit).",
-                "Use a positive number of tasks, or -1.",
-                loc,
-            )
-
-
-STEP_CONFIG = ("task_construct", "max_concurrent", "stop_on_exception", "retries", "retry_delay",
-               "backoff", "max_retry_delay", "retry_on", "timeout", "timeout_grace")
-
-# key -> (test, what it must be)
-_STEP_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "retries": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an int >= 0"),
-    "retry_delay": (lambda v: is_number(v) and v >= 0, "a number of seconds >= 0"),
-    "backoff": (lambda v: is_number(v) and v >= 1, "a factor >= 1"),
-    "max_retry_delay": (lambda v: v is None or (is_number(v) and v >= 0),
-                        "a number of seconds >= 0"),
-    "retry_on": (lambda v: all(isinstance(t, type) and issubclass(t, BaseException)
-                               for t in (v if isinstance(v, tuple | list) else (v,))),
-                 "an exception class or a tuple of them"),
-    "timeout": (lambda v: v is None or (is_number(v) and v > 0), "a number of seconds > 0"),
-    "timeout_grace": (lambda v: is_number(v) and v >= 0, "a number of seconds >= 0"),
-    "stop_on_exception": (lambda v: isinstance(v, bool), "True or False"),
-}
-
-
-def _check_step_config(config: Mapping[str, Any], subject: str, loc: str) -> Iterator[Problem]:
-    for key, value in config.items():
-        if key not in STEP_CONFIG:
-            yield Problem(subject, f"config key {key!r} is unknown." + did_you_mean(key, STEP_CONFIG),
-                          f"Use one of {', '.join(STEP_CONFIG)}.", loc)
-        elif key in _STEP_VALUES and not _STEP_VALUES[key][0](value):
-            yield Problem(subject, f"{key}={value!r} is not {_STEP_VALUES[key][1]}.",
-                          f"Give {key} {_STEP_VALUES[key][1]}.", loc)
+        for problem in step.options.problems():
+            yield Problem(subject, problem.message, problem.fix, loc)
 
 
 def _is_count(value: Any) -> bool:

@@ -200,7 +200,7 @@ def test_a_flow_decorator_makes_a_plain_class_a_flow_with_options():
 
     assert issubclass(Plain, Flow)
     assert Plain.graph.name == "plain"
-    assert Plain.__eventor_options__ == {"name": "plain", "max_concurrent": 3}
+    assert Plain.__eventor_flow__.options == {"name": "plain", "max_concurrent": 3}
 
     @evr.flow
     class Bare:

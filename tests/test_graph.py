@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 import eventor as evr
-from eventor.graph import And, Assoc, GraphBuilder, Or, StepSpec, or_, to_operand
+from eventor.builder import GraphBuilder
+from eventor.graph import And, Assoc, Or, StepSpec, or_, to_operand
 
 
 def build_chain() -> evr.FlowGraph:
@@ -111,39 +108,3 @@ def test_bad_recovery_and_acquires_are_reported():
     assert "recovery key 'done' is not a step status" in text
     assert "recovery value 'again'" in text
     assert "acquires item ('pool', 0)" in text
-
-
-def test_importing_the_graph_does_not_import_sqlalchemy():
-    code = (
-        "import sys, eventor.graph, eventor.validate, eventor; "
-        "assert 'sqlalchemy' not in sys.modules, 'sqlalchemy imported'"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-PACKAGE = Path(__file__).resolve().parent.parent / "eventor"
-
-
-def imported(path: Path) -> set[str]:
-    """Every module a source file imports, at any depth of its body."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return names
-
-
-def test_imports_flow_one_way():
-    # The model and the declarative front end know nothing of the engine, store or executors.
-    pure = {"eventor.enums", "eventor.exceptions", "eventor.graph", "eventor.validate", "eventor"}
-    for name in ("graph.py", "validate.py", "dsl.py", "enums.py", "exceptions.py"):
-        ours = {m for m in imported(PACKAGE / name) if m.startswith("eventor")}
-        assert ours <= pure, f"{name} imports {sorted(ours - pure)}"
-    # Only the store touches SQLAlchemy; only the command line touches typer (and rich).
-    for path in PACKAGE.rglob("*.py"):
-        if "store" not in path.parts:
-            assert not {m for m in imported(path) if m.startswith("sqlalchemy")}, path
-        if path.name != "cli.py":
-            assert not {m for m in imported(path) if m.startswith(("typer", "rich"))}, path

@@ -13,6 +13,7 @@ import pytest
 
 import eventor as evr
 from eventor.store import Batch
+from eventor.store.base import LeaseRequest, TaskRelease
 from tests.conftest import fan_out, max_overlap, slow_then
 from tests.crash_harness import ROOT
 
@@ -73,16 +74,14 @@ def test_a_task_waiting_for_a_pool_holds_no_concurrency_slot(make_eventor):
     ev = make_eventor(config={"max_concurrent": 1})
     store = ev.store
     # another program holds the pool's only unit, and releases it a little later
-    store.acquire([{"key": 0, "run_id": "other", "attempt": 0, "step": "x", "sequence": "1",
-                    "wants": [("ext", 1, 1)]}], now=time.time())
+    store.acquire([LeaseRequest(0, "other", 0, "x", "1", (("ext", 1, 1),))], now=time.time())
     go = ev.add_event("go")
     ev.add_step("needs", slow_then(record, "needs", 0.05), acquires=[(pool, 1)])
     ev.add_step("free", slow_then(record, "free", 0.05))
     ev.add_assoc(go, "needs", "free")
     ev.trigger_event(go, 1)
     release = threading.Timer(0.3, lambda: store.write(Batch(releases=[
-        {"run_id": "other", "attempt": 0, "step": "x", "sequence": "1",
-         "released_at": time.time()}])))
+        TaskRelease("other", 0, "x", "1", time.time())])))
     release.start()
     assert ev.run()
     release.join()

@@ -1,9 +1,10 @@
 """
 What an executor runs (`TaskRun`), what it reports back (`Outcome`), and the one-method interface.
 
-An executor's ``submit(task, done)`` starts the task and returns at once; when the task ends,
-the executor calls ``done(outcome)`` exactly once, from any thread. The engine hands it a
-``done`` that only puts the outcome in its inbox, so executors never touch engine state.
+An executor (a subclass of `Executor`) starts a task with ``submit(task, done)`` and returns
+at once; when the task ends, it calls ``done(outcome)`` exactly once, from any thread. The
+engine hands it a ``done`` that only puts the message in its inbox, so executors never touch
+engine state.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import traceback
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, TypeVar
 
 __all__ = [
     "Emit",
     "Executor",
+    "Message",
     "Outcome",
     "Requeue",
     "StoredResult",
@@ -31,6 +33,7 @@ __all__ = [
 ]
 
 REPR_LIMIT = 2000
+E = TypeVar("E", bound="Executor")
 
 
 @dataclass(slots=True)
@@ -90,29 +93,46 @@ class StoredResult:
     text: str
 
 
-Emit = Callable[[Any], None]
+Message = Outcome | TriggerRequest | Requeue  # what an executor reports to its engine
+Emit = Callable[[Message], None]
 
 
-class Executor(Protocol):
-    """A way to run tasks: in the engine, on a thread, in a child process, on another host."""
+class Executor:
+    """
+    A way to run tasks: in the engine, on a thread, in a child process, on another host.
 
-    name: str
+    Subclasses implement `submit`; `cancel` and `close` have defaults (nothing to stop).
+    Like an httpx transport, an executor is a context manager that closes on exit.
+    """
 
-    def submit(self, task: TaskRun, done: Callable[[Any], None]) -> None:
+    name: ClassVar[str] = ""  # the registry's name for it
+
+    def submit(self, task: TaskRun, done: Emit) -> None:
         """
-        Start ``task``; call ``done`` once with its outcome when it ends.
+        Start ``task`` and return; call ``done`` once with its `Outcome` when it ends.
 
         Before that, ``done`` may also receive the task's `TriggerRequest`s, in the order the
-        task made them, or a `Requeue` asking the engine to submit the task again.
+        task made them, or a `Requeue` asking the engine to submit the task again. ``done``
+        may be called from any thread.
         """
-        ...
+        raise NotImplementedError
+
+    def cancel(self, key: int, grace: float) -> bool:
+        """
+        Stop the running task ``key`` (its timeout passed), waiting ``grace`` seconds for it
+        to end before killing it. False when this executor cannot stop a task: the task then
+        reports its end as usual, whenever that comes.
+        """
+        return False
 
     def close(self) -> None:
         """Stop everything this executor started; leave no thread or process behind."""
-        ...
 
-    # Optional: ``cancel(key, grace) -> bool`` stops a running task (a timeout). It returns
-    # False when the executor cannot stop it; the task then reports its end as usual.
+    def __enter__(self: E) -> E:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 _current: ContextVar[tuple[TaskRun, Emit | None] | None] = ContextVar("eventor_task", default=None)

@@ -1,21 +1,58 @@
-"""The ``invoke`` executor: runs a task in the engine's own thread, before the engine goes on."""
+"""
+The ``invoke`` executor runs a task in the engine's own thread, before the engine goes on;
+`CallbackExecutor` is its twin for tests, calling a handler instead of the step.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
-from eventor.executors.base import TaskRun, run_task
+from eventor.executors.base import (
+    Emit,
+    Executor,
+    Outcome,
+    TaskRun,
+    encode_result,
+    qualified_names,
+    run_task,
+)
 
 
-class InvokeExecutor:
+class InvokeExecutor(Executor):
     """Runs each task synchronously in the engine; no isolation, no concurrency, no overhead."""
 
-    name = "invoke"
+    name: ClassVar[str] = "invoke"
 
-    def submit(self, task: TaskRun, done: Callable[[Any], None]) -> None:
+    def submit(self, task: TaskRun, done: Emit) -> None:
         done(run_task(task, os.getpid(), done))
 
-    def close(self) -> None:
-        pass
+
+
+class CallbackExecutor(Executor):
+    """
+    Runs each task by calling ``handler(task)`` in the engine's thread: the in-memory twin
+    for tests of the engine (as httpx's ``MockTransport``).
+
+    ``handler`` returns the task's `Outcome`, or any other value for a success with that
+    result; what it raises is the task's failure.
+    """
+
+    name: ClassVar[str] = "callback"
+
+    def __init__(self, handler: Callable[[TaskRun], Any]) -> None:
+        self.handler = handler
+
+    def submit(self, task: TaskRun, done: Emit) -> None:
+        try:
+            value = self.handler(task)
+        except Exception as exc:
+            done(Outcome(task.key, False, error_type=type(exc).__qualname__,
+                         error_message=str(exc), error_mro=qualified_names(type(exc))))
+            return
+        if isinstance(value, Outcome):
+            done(value)
+        else:
+            kind, text = encode_result(value)
+            done(Outcome(task.key, True, kind, text))

@@ -31,9 +31,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
-from eventor.executors.base import Outcome, Requeue, TaskRun, run_task
+from eventor.executors.base import Emit, Executor, Outcome, Requeue, TaskRun, run_task
 
 TERM_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when closing busy workers
 _HEADER = struct.Struct(">I")
@@ -81,7 +81,7 @@ class _Worker:
         self.pid = pid
         self.task_fd = task_fd
         self.result_fd = result_fd
-        self.current: tuple[TaskRun, Callable[[Any], None]] | None = None
+        self.current: tuple[TaskRun, Emit] | None = None
         self.done_count = 0
         self.dead = False  # reaped: must not be given a task
         self.reader: threading.Thread | None = None
@@ -109,7 +109,7 @@ class _Worker:
                 os.close(self.task_fd)
 
 
-class ProcessExecutor:
+class ProcessExecutor(Executor):
     """
     Runs each task in a worker process forked from the engine; idle workers are reused.
 
@@ -119,7 +119,7 @@ class ProcessExecutor:
         max_tasks_per_child: tasks a worker runs before it is replaced (0: no limit).
     """
 
-    name = "process"
+    name: ClassVar[str] = "process"
 
     def __init__(self, steps: Mapping[str, Any] | None = None, max_tasks_per_child: int = 0):
         self._steps = dict(steps or {})
@@ -131,7 +131,7 @@ class ProcessExecutor:
 
     # -- engine side ---------------------------------------------------------------------
 
-    def submit(self, task: TaskRun, done: Callable[[Any], None]) -> None:
+    def submit(self, task: TaskRun, done: Emit) -> None:
         message = self._message(task)
         while True:
             with self._lock:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
-from eventor.executors.base import TaskRun, run_task
+from eventor.executors.base import Emit, Executor, TaskRun, run_task
 
 _STOP = None
 
 
-class ThreadExecutor:
+class ThreadExecutor(Executor):
     """
     Runs tasks on up to ``workers`` threads, started as needed; more tasks wait in a queue.
 
@@ -22,7 +21,7 @@ class ThreadExecutor:
     thread step reads its Eventor variables with `eventor.task_env()`.
     """
 
-    name = "thread"
+    name: ClassVar[str] = "thread"
 
     def __init__(self, workers: int = 32) -> None:
         self._max = max(1, workers)
@@ -33,7 +32,7 @@ class ThreadExecutor:
         self._closed = False
         self._pid = os.getpid()
 
-    def submit(self, task: TaskRun, done: Callable[[Any], None]) -> None:
+    def submit(self, task: TaskRun, done: Emit) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the thread executor is closed")

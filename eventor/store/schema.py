@@ -7,6 +7,8 @@ converted for display by the readers that show them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     Boolean,
     Column,
@@ -62,6 +64,11 @@ triggers = Table(
     Column("created_at", Float, nullable=False),
     Column("source", String(300), nullable=False),  # "user", "step:status", "assoc:event", "expr"
     Column("acted", Boolean, nullable=False),  # its associations were expanded (same transaction)
+    # Schema version 3: what fired it, as data (user, status, assoc, expr, trigger), and the
+    # task that fired it (a status trigger: its step; a ctx.trigger: its step and sequence).
+    Column("origin", String(16)),
+    Column("origin_step", String(256)),
+    Column("origin_sequence", String(256)),
     UniqueConstraint("run_id", "attempt", "event", "sequence", name="uq_trigger_once"),
 )
 
@@ -143,7 +150,11 @@ tries = Table(
     UniqueConstraint("run_id", "attempt", "step", "sequence", "try", name="uq_try_once"),
 )
 
-# What each version adds to the one before: an older store is upgraded in place.
-UPGRADES = {2: (leases, tries)}
+# What each version adds to the one before: an older store is upgraded in place (see
+# SqlStore._upgrade). New tables, and new nullable columns of existing tables.
+UPGRADES: dict[int, tuple[tuple[Table, ...], tuple[Column[Any], ...]]] = {
+    2: ((leases, tries), ()),
+    3: ((), (triggers.c.origin, triggers.c.origin_step, triggers.c.origin_sequence)),
+}
 
 TABLES = tuple(t.name for t in metadata.sorted_tables)

@@ -10,7 +10,9 @@ with "database is locked".
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import operator
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -37,7 +39,7 @@ from eventor.exceptions import (
     StoreUnavailableError,
     StoreURLError,
 )
-from eventor.store import SCHEMA_VERSION, Batch, Row
+from eventor.store.base import SCHEMA_VERSION, Batch, LeaseRequest, Row
 from eventor.store.schema import (
     TABLES,
     UPGRADES,
@@ -55,6 +57,7 @@ from eventor.store.schema import (
 BUSY_TIMEOUT = 60.0  # seconds a sqlite connection waits for another writer
 
 _TASK_KEY = ("run_id", "attempt", "step", "sequence")
+_COLUMN = {"try_": "try"}  # record fields whose column name is a Python keyword
 _DELAY_KEY = ("run_id", "attempt", "event", "target", "sequence")
 
 
@@ -169,7 +172,7 @@ class SqlStore:
         except BaseException:
             self._engine.dispose()
             raise
-        self._statements: dict[tuple[str, str, tuple[str, ...]], _Compiled] = {}
+        self._statements: dict[tuple[str, str, type], _Compiled] = {}
         self._dbapi: Any = self._engine.dialect.dbapi
 
     # -- opening -------------------------------------------------------------------------
@@ -312,9 +315,34 @@ class SqlStore:
             value = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
             found = int(value or 0)
             for version in range(found + 1, SCHEMA_VERSION + 1):
-                metadata.create_all(conn, tables=list(UPGRADES[version]), checkfirst=True)
+                tables, columns = UPGRADES[version]
+                metadata.create_all(conn, tables=list(tables), checkfirst=True)
+                for column in columns:
+                    if column.name in self._column_names(conn, column.table.name):
+                        continue  # added already (a store made by this version, relabelled)
+                    table = column.table.name
+                    if self._schema:
+                        table = f"{self._schema}.{table}"
+                    kind = column.type.compile(dialect=self._engine.dialect)
+                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column.name} {kind}")
+                if version == 3:
+                    self._backfill_origins(conn)
             conn.execute(update(meta).where(meta.c.key == "schema_version")
                          .values(value=str(SCHEMA_VERSION)))
+
+    def _column_names(self, conn: Connection, table: str) -> set[str]:
+        from sqlalchemy import inspect
+
+        return {c["name"] for c in inspect(conn).get_columns(table, schema=self._schema)}
+
+    def _backfill_origins(self, conn: Connection) -> None:
+        """Give triggers recorded before schema 3 their origin, read from their source text."""
+        rows = conn.execute(select(triggers.c.id, triggers.c.source)).all()
+        updates = [{"k_id": row_id, **_origin_of(source)} for row_id, source in rows]
+        if updates:
+            conn.execute(update(triggers).where(triggers.c.id == bindparam("k_id")).values(
+                origin=bindparam("origin"), origin_step=bindparam("origin_step"),
+                origin_sequence=bindparam("origin_sequence")), updates)
 
     def _create_schema(self, conn: Connection) -> None:
         with conn.begin():
@@ -363,27 +391,31 @@ class SqlStore:
         """
         if not batch:
             return
-        parts = [
+        parts = (
             ("insert", triggers, batch.triggers),
             ("insert", tasks, batch.new_tasks),
             ("update", tasks, batch.task_updates),
             ("insert", delays, batch.delays),
             ("update", delays, batch.delays_fired),
             ("insert", tries, batch.tries),
-        ]
+            ("release", leases, batch.releases),
+        )
         with self._lock, self._guard("record a round"):
             dbapi_conn: Any = self._conn.connection.dbapi_connection
             cursor = dbapi_conn.cursor()
             try:
                 if self.is_sqlite:
                     cursor.execute("BEGIN IMMEDIATE")
-                for kind, table, rows in parts:
-                    if rows:
-                        stmt = self._statement(kind, table, rows[0])
-                        cursor.executemany(stmt.sql, [stmt.params(r) for r in rows])
-                for release in batch.releases:
-                    stmt = self._release_statement(release)
-                    cursor.execute(stmt.sql, stmt.params(release))
+                for kind, table, records in parts:
+                    if not records:
+                        continue
+                    if kind == "release":  # task and pool releases, in the order given
+                        for record in records:
+                            stmt = self._statement(kind, table, type(record))
+                            cursor.execute(stmt.sql, stmt.params(record))
+                        continue
+                    stmt = self._statement(kind, table, type(records[0]))
+                    cursor.executemany(stmt.sql, [stmt.params(r) for r in records])
                 dbapi_conn.commit()
             except BaseException:
                 dbapi_conn.rollback()
@@ -391,19 +423,30 @@ class SqlStore:
             finally:
                 cursor.close()
 
-    def _statement(self, kind: str, table: Any, row: Row) -> _Compiled:
-        shape = (kind, table.name, tuple(row))
+    def _statement(self, kind: str, table: Any, record: type) -> _Compiled:
+        """
+        The statement that writes records of one type, compiled once.
+
+        A record's fields are the table's columns (``try_`` is ``try``); an update finds its
+        row by the table's key columns and sets the others; a release sets ``released_at``
+        on the leases its other fields select that are still held.
+        """
+        shape = (kind, table.name, record)
         compiled = self._statements.get(shape)
         if compiled is None:
-            key = _TASK_KEY if table is tasks else _DELAY_KEY
+            columns = {f.name: _COLUMN.get(f.name, f.name) for f in dataclasses.fields(record)}
             stmt: Any
             if kind == "insert":
-                stmt = insert(table).values({k: bindparam(k) for k in row})
-                names = {k: k for k in row}
+                stmt = insert(table).values({c: bindparam(f) for f, c in columns.items()})
+                names = {f: f for f in columns}
             else:
-                stmt = update(table).where(*(table.c[k] == bindparam(f"k_{k}") for k in key))
-                stmt = stmt.values({k: bindparam(f"v_{k}") for k in row if k not in key})
-                names = {f"k_{k}": k for k in key} | {f"v_{k}": k for k in row if k not in key}
+                key = (tuple(f for f in columns if f != "released_at") if kind == "release"
+                       else _TASK_KEY if table is tasks else _DELAY_KEY)
+                stmt = update(table).where(
+                    *(table.c[columns[f]] == bindparam(f"k_{f}") for f in key),
+                    *((leases.c.released_at.is_(None),) if kind == "release" else ()))
+                stmt = stmt.values({columns[f]: bindparam(f"v_{f}") for f in columns if f not in key})
+                names = {f"k_{f}": f for f in key} | {f"v_{f}": f for f in columns if f not in key}
             compiled = self._statements[shape] = _Compiled(stmt.compile(self._engine), names)
         return compiled
 
@@ -422,21 +465,8 @@ class SqlStore:
                 .values(info=json.dumps(dict(info), default=str))
             )
 
-    def _release_statement(self, row: Row) -> _Compiled:
-        keys = tuple(k for k in row if k != "released_at")
-        shape = ("release", leases.name, keys)
-        compiled = self._statements.get(shape)
-        if compiled is None:
-            stmt = (update(leases)
-                    .where(*(leases.c[k] == bindparam(f"k_{k}") for k in keys),
-                           leases.c.released_at.is_(None))
-                    .values(released_at=bindparam("v_released_at")))
-            names = {f"k_{k}": k for k in keys} | {"v_released_at": "released_at"}
-            compiled = self._statements[shape] = _Compiled(stmt.compile(self._engine), names)
-        return compiled
-
-    def acquire(self, requests: list[Row], *, now: float) -> set[int]:
-        pools = sorted({pool for r in requests for pool, _, _ in r["wants"]})
+    def acquire(self, requests: list[LeaseRequest], *, now: float) -> set[int]:
+        pools = sorted({pool for r in requests for pool, _, _ in r.wants})
         granted: set[int] = set()
         with self._lock, self._guard("acquire resources"), self._conn.begin():
             conn = self._conn
@@ -452,19 +482,19 @@ class SqlStore:
             blocked: set[str] = set()
             rows = []
             for request in requests:
-                wants = request["wants"]
+                wants = request.wants
                 names = {pool for pool, _, _ in wants}
                 if names & blocked or not all(
                     (used.get(pool) or 0) + units <= limit for pool, units, limit in wants
                 ):
                     blocked |= names  # later requests for these pools wait their turn
                     continue
-                granted.add(request["key"])
+                granted.add(request.key)
                 for pool, units, _ in wants:
                     used[pool] = (used.get(pool) or 0) + units
-                    rows.append({"pool": pool, "units": units, "run_id": request["run_id"],
-                                 "attempt": request["attempt"], "step": request["step"],
-                                 "sequence": request["sequence"], "granted_at": now})
+                    rows.append({"pool": pool, "units": units, "run_id": request.run_id,
+                                 "attempt": request.attempt, "step": request.step,
+                                 "sequence": request.sequence, "granted_at": now})
             if rows:
                 conn.execute(insert(leases), rows)
         return granted
@@ -581,17 +611,31 @@ def _of_run(table: Any, run_id: str, attempt: int | None) -> Any:
 
 
 class _Compiled:
-    """A statement compiled once, and how to turn a row dict into its parameters."""
+    """A statement compiled once, and how to turn a record into its parameters."""
 
     def __init__(self, compiled: Any, names: Mapping[str, str]) -> None:
         self.sql = compiled.string
         order = compiled.positiontup
         if order is not None:  # qmark/format paramstyles: a tuple in bind order
-            keys = tuple(names[n] for n in order)
-            self.params: Any = lambda row: tuple([row[k] for k in keys])
+            fields = tuple(names[n] for n in order)
+            get = operator.attrgetter(*fields)
+            self.params: Any = get if len(fields) > 1 else lambda record: (get(record),)
         else:  # named/pyformat: a dict keyed by bind name
             pairs = tuple(names.items())
-            self.params = lambda row: {n: row[k] for n, k in pairs}
+            self.params = lambda record: {n: getattr(record, f) for n, f in pairs}
+
+
+def _origin_of(source: str) -> dict[str, str | None]:
+    """The origin a pre-schema-3 trigger's source text describes (how schema 2 wrote it)."""
+    if source in ("user", "expr"):
+        return {"origin": source, "origin_step": None, "origin_sequence": None}
+    if source.startswith("assoc:"):
+        return {"origin": "assoc", "origin_step": None, "origin_sequence": None}
+    if source.endswith("]:trigger") and "[" in source:
+        step, _, sequence = source[: -len("]:trigger")].partition("[")
+        return {"origin": "trigger", "origin_step": step, "origin_sequence": sequence}
+    step = source.rpartition(":")[0]
+    return {"origin": "status", "origin_step": step or None, "origin_sequence": None}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -127,12 +127,19 @@ def test_seed_spellings_of_task_construct_are_accepted(make_eventor):
         assert ev.store.tasks(ev.run_id)[0]["executor"] == expected
 
 
-def test_an_unknown_task_construct_is_a_config_error_naming_the_step(make_eventor):
+def test_an_unknown_task_construct_is_a_definition_error_naming_the_step(make_eventor):
+    # One check for every step option, in both front ends: @step(executor="fiber") fails alike.
     ev = make_eventor()
     e = ev.add_event("e")
     ev.add_assoc(e, ev.add_step("s", func=print, config={"task_construct": "fiber"}))
-    with pytest.raises(evr.EventorConfigError, match="step 's' config task_construct: unknown"):
+    with pytest.raises(evr.FlowDefinitionError,
+                       match="step 's': executor='fiber' is unknown. Use one of 'process', "):
         ev.run()
+
+
+def test_an_unknown_default_task_construct_is_a_config_error_when_read(make_eventor):
+    with pytest.raises(evr.EventorConfigError, match="task_construct: executor='fiber' is unknown"):
+        make_eventor(config={"task_construct": "fiber"})
 
 
 def test_sequence_arg_name_and_pass_logger_to_task(make_eventor):

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 import eventor as evr
 from eventor.store import SCHEMA_VERSION, Batch, open_store
+from eventor.store.base import LeaseRequest, PoolRelease, TaskRelease, TriggerRecord
 from eventor.store.schema import tasks, triggers
 
 
@@ -52,11 +53,12 @@ def test_a_store_is_reopened_with_its_runs(tmp_path):
 def test_unique_constraints_hold_at_most_once_in_the_database(tmp_path):
     store = open_store(str(tmp_path / "u.run.db"))
     store.begin_attempt("r", "p", "restart", now=1.0, host="h", pid=1)
+    record = TriggerRecord("r", 0, "e", "1", 1.0, "user", "user")
+    store.write(Batch(triggers=[record]))
+    with pytest.raises(evr.StoreIntegrityError, match="recorded twice"):
+        store.write(Batch(triggers=[record]))
     row = {"run_id": "r", "attempt": 0, "event": "e", "sequence": "1", "created_at": 1.0,
            "source": "user", "acted": True}
-    store.write(Batch(triggers=[row]))
-    with pytest.raises(evr.StoreIntegrityError, match="recorded twice"):
-        store.write(Batch(triggers=[row]))
     store.close()
     # The rule lives in the schema itself, not only in Eventor's code:
     from sqlalchemy import create_engine
@@ -189,29 +191,56 @@ def test_the_store_file_is_closed_by_close(tmp_path):
     assert not any(os.path.realpath(f"/proc/self/fd/{fd}") == str(path) for fd in fds)
 
 
+def _as_older_schema(path, version, legacy_triggers=()):
+    """Make a store what an older Eventor wrote: without the tables and columns added since."""
+    with sqlite3.connect(path) as db:
+        for column in ("origin", "origin_step", "origin_sequence"):  # added by version 3
+            db.execute(f"alter table eventor_triggers drop column {column}")
+        db.executemany("insert into eventor_triggers (run_id, attempt, event, sequence, "
+                       "created_at, source, acted) values ('old', 0, ?, ?, 1.0, ?, 1)",
+                       legacy_triggers)
+        if version < 2:
+            db.execute("drop table eventor_leases")
+            db.execute("drop table eventor_tries")
+        db.execute(f"update eventor_meta set value = '{version}' where key = 'schema_version'")
+
+
 def test_a_version_1_store_is_upgraded_in_place_keeping_its_runs(tmp_path):
     path = tmp_path / "old.run.db"
     store = open_store(str(path))
     store.begin_attempt("old", "prog", "restart", now=1.0, host="h", pid=1)
     store.close()
-    with sqlite3.connect(path) as db:  # make it what Eventor with schema 1 wrote
-        db.execute("drop table eventor_leases")
-        db.execute("drop table eventor_tries")
-        db.execute("update eventor_meta set value = '1' where key = 'schema_version'")
+    _as_older_schema(path, 1)
     store = open_store(str(path))
     assert [r["run_id"] for r in store.runs()] == ["old"]
     assert store.leases() == [] and store.tries("old") == []
     store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("select value from eventor_meta").fetchone() == ("2",)
+        assert db.execute("select value from eventor_meta").fetchone() == (str(SCHEMA_VERSION),)
+
+
+def test_a_version_2_store_gets_the_origin_of_its_triggers_from_their_text(tmp_path):
+    path = tmp_path / "old.run.db"
+    store = open_store(str(path))
+    store.begin_attempt("old", "prog", "restart", now=1.0, host="h", pid=1)
+    store.close()
+    _as_older_schema(path, 2, [
+        ("go", "0", "user"), ("both", "0", "expr"), ("e2", "0", "assoc:e1"),
+        ("done", "0", "s1:success"), ("item", "a[1]", "scan[0]:trigger")])
+    store = open_store(str(path))
+    origins = {t["event"]: (t["origin"], t["origin_step"], t["origin_sequence"])
+               for t in store.triggers("old")}
+    store.close()
+    assert origins == {"go": ("user", None, None), "both": ("expr", None, None),
+                       "e2": ("assoc", None, None), "done": ("status", "s1", None),
+                       "item": ("trigger", "scan", "0")}
 
 
 def test_leases_are_granted_all_or_nothing_in_order_across_runs(tmp_path):
     store = open_store(str(tmp_path / "l.run.db"))
 
     def want(key, run, *wants):
-        return {"key": key, "run_id": run, "attempt": 0, "step": f"s{key}", "sequence": "1",
-                "wants": list(wants)}
+        return LeaseRequest(key, run, 0, f"s{key}", "1", wants)
 
     assert store.acquire([want(1, "a", ("db", 1, 2)), want(2, "a", ("db", 1, 2))], now=1.0) == {1, 2}
     # db is full: 3 waits; 4 needs db too, so it may not overtake 3 even though its other
@@ -219,14 +248,12 @@ def test_leases_are_granted_all_or_nothing_in_order_across_runs(tmp_path):
     assert store.acquire([want(3, "b", ("db", 1, 2)), want(4, "b", ("db", 1, 2), ("cpu", 1, 4)),
                           want(5, "b", ("cpu", 2, 4)), want(6, "b", ("gpu", 1, 1))],
                          now=2.0) == {6}
-    store.write(Batch(releases=[{"run_id": "a", "attempt": 0, "step": "s1", "sequence": "1",
-                                 "released_at": 3.0}]))
+    store.write(Batch(releases=[TaskRelease("a", 0, "s1", "1", 3.0)]))
     assert store.acquire([want(3, "b", ("db", 1, 2)), want(4, "b", ("db", 1, 2), ("cpu", 1, 4)),
                           want(5, "b", ("cpu", 2, 4))], now=4.0) == {3}
     held = [(r["pool"], r["run_id"], r["step"]) for r in store.leases(held=True)]
     assert held == [("db", "a", "s2"), ("gpu", "b", "s6"), ("db", "b", "s3")]
-    store.write(Batch(releases=[{"run_id": "b", "sequence": "1", "pool": "gpu",
-                                 "released_at": 5.0}]))
+    store.write(Batch(releases=[PoolRelease("b", "1", "gpu", 5.0)]))
     assert store.release_attempt("a", 0, now=6.0) == 1
     assert [(r["pool"], r["step"]) for r in store.leases(held=True)] == [("db", "s3")]
     store.close()

@@ -17,25 +17,37 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
-from eventor.classic import new_run_id
 from eventor.clock import Clock
-from eventor.config import Config, default_program
 from eventor.context import RunResult, StepCall, TaskResult
-from eventor.dsl import FLOW_OPTIONS, Event, Expr, FlowMeta, Param, _caller
-from eventor.engine import Engine, EngineOptions, RunSummary
+from eventor.dsl import FLOW_OPTIONS, Event, Expr, FlowMeta, _caller
+from eventor.engine import Engine, RunSummary
 from eventor.enums import RunMode
-from eventor.exceptions import EventorUsageError, ParameterError
+from eventor.exceptions import EventorUsageError, ParameterError, did_you_mean
 from eventor.graph import FlowGraph
-from eventor.log import close_run_log, make_logger, open_run_log
-from eventor.recovery import RecoveryPlan, pick_attempt, pick_run, plan_recovery
-from eventor.store import Store, open_configured
-from eventor.validate import did_you_mean
+from eventor.params import Param, checked, coerce, type_name
+from eventor.recovery import RecoveryPlan, pick_attempt, plan_recovery
+from eventor.session import Session, new_run_id
+from eventor.store import Store
 
 __all__ = ["Flow", "coerce", "flow"]
 
 T = TypeVar("T")
+
+
+class _Compiled(Generic[T]):
+    """A field of the flow's `CompiledFlow`, read from the class or an instance: ``Etl.graph``."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __get__(self, obj: object, owner: FlowMeta) -> T:
+        compiled = vars(owner).get("__eventor_flow__")
+        if compiled is None:
+            raise AttributeError(f"{owner.__qualname__} is the base of flows and has no "
+                                 f"{self.field}; subclass it to define a flow")
+        return typing.cast(T, getattr(compiled, self.field))
 
 
 class Flow(metaclass=FlowMeta):
@@ -56,9 +68,9 @@ class Flow(metaclass=FlowMeta):
         ParameterError: an unknown or missing parameter, or a value of the wrong type.
     """
 
-    graph: ClassVar[FlowGraph]  # the compiled graph (set on each subclass)
-    parameters: ClassVar[Mapping[str, Param]]  # the flow's parameters, by name
-    entry_events: ClassVar[tuple[str, ...]]  # the events a run starts with
+    graph: _Compiled[FlowGraph] = _Compiled("graph")  # the compiled graph
+    parameters: _Compiled[Mapping[str, Param]] = _Compiled("params")  # parameters, by name
+    entry_events: _Compiled[tuple[str, ...]] = _Compiled("entries")  # what a run starts with
 
     def __init__(self, *, run_id: str | None = None, clock: Clock | None = None,
                  progress: Callable[[Mapping[str, int]], None] | None = None, **values: Any):
@@ -66,11 +78,11 @@ class Flow(metaclass=FlowMeta):
         compiled = cls._compiled()
         params = compiled.params
         flow_name = compiled.graph.name
-        self.options: dict[str, Any] = dict(cls.__eventor_options__)  # type: ignore[attr-defined]
+        self.options: dict[str, Any] = dict(compiled.options)
         given: dict[str, Any] = {}
         for key, value in values.items():
             if key in params:
-                given[key] = _checked(flow_name, params[key], value)
+                given[key] = checked(flow_name, params[key], value)
             elif key in FLOW_OPTIONS and key != "name":
                 self.options[key] = value
             else:
@@ -86,7 +98,7 @@ class Flow(metaclass=FlowMeta):
             if param.required:
                 raise ParameterError(
                     f"flow {flow_name!r} needs parameter {param.name!r} "
-                    f"({_type_name(param.type)}): pass {cls.__name__}({param.name}=...).",
+                    f"({type_name(param.type)}): pass {cls.__name__}({param.name}=...).",
                     flow=flow_name, parameter=param.name,
                 )
             given[param.name] = param.default
@@ -97,7 +109,7 @@ class Flow(metaclass=FlowMeta):
         self._clock = clock
         self._progress = progress
         self._engine: Engine | None = None
-        self._held: list[Any] = []  # what the finalizer closes: the store, when ours
+        self._held: list[Session] = []  # what the finalizer closes
         self._finalizer = weakref.finalize(self, _release, self._held)
         self._started = False
         self._triggered = False
@@ -205,39 +217,30 @@ class Flow(metaclass=FlowMeta):
     def recovery_plan(cls, run_id: str = "", *, recovery_run: int | None = None,
                       **options: Any) -> RecoveryPlan:
         """What `recover` would skip and rerun, and why; nothing is run."""
-        store, owned, config = cls._open_store(options)
-        try:
-            chosen = pick_run(store, run_id, program=default_program(),
-                              shared_db=config.shared_db)
-            return plan_recovery(store, cls.graph, chosen, recovery_run)
-        finally:
-            if owned:
-                store.close()
+        with cls._session(options) as session:
+            chosen = session.choose_run(run_id, RunMode.recover)
+            return plan_recovery(session.store, cls.graph, chosen, recovery_run)
 
     @classmethod
-    def _open_store(cls, values: Mapping[str, Any]) -> tuple[Store, bool, Config]:
-        options = {**cls.__eventor_options__, **values}  # type: ignore[attr-defined]
-        return open_configured(options.get("store", ""), options.get("config"))
+    def _session(cls, values: Mapping[str, Any]) -> Session:
+        options = {**cls._compiled().options, **values}
+        return Session(cls.graph.name, options.get("store", ""), options.get("config"))
 
     @classmethod
     def _reopen(cls, run_id: str, mode: RunMode, attempt: int | None, clock: Clock | None,
                 values: dict[str, Any]) -> Flow:
         """A flow object on an existing run, with its recorded parameters unless overridden."""
-        options = {k: v for k, v in values.items() if k in FLOW_OPTIONS}
-        store, owned, config = cls._open_store(options)
+        session = cls._session({k: v for k, v in values.items() if k in FLOW_OPTIONS})
         try:
-            chosen = pick_run(store, run_id, program=default_program(),
-                              shared_db=config.shared_db)
-            recorded = (store.run(chosen) or {}).get("info", {}).get("params", {})
+            chosen = session.choose_run(run_id, mode)
+            recorded = (session.store.run(chosen) or {}).get("info", {}).get("params", {})
             params = {k: coerce(cls.parameters[k], v) for k, v in recorded.items()
                       if k in cls.parameters and k not in values}
-            flow = cls(run_id=chosen, clock=clock, **{**values, **params, "store": store})
+            flow = cls(run_id=chosen, clock=clock, **{**values, **params})
         except BaseException:
-            if owned:
-                store.close()
+            session.close()
             raise
-        if owned:
-            flow._held.append(store)
+        flow._held.append(session)
         flow._mode, flow._from_attempt = mode, attempt
         return flow
 
@@ -273,26 +276,24 @@ class Flow(metaclass=FlowMeta):
         if not self._finalizer.alive:
             raise EventorUsageError(f"{self!r} is closed; create a new flow object to run again")
         options = self.options
-        store, owned, config = open_configured(options.get("store", ""), options.get("config"))
-        if owned:
-            self._held.append(store)
-        program = default_program()
-        graph = self._bound_graph()
-        run_log = open_run_log(graph.name, self.run_id, config.LOGGING, config.logdir)
-        if run_log is not None:
-            self._held.append(types.SimpleNamespace(close=lambda: close_run_log(graph.name, run_log)))
-        self._engine = Engine(
-            graph, store, run_id=self.run_id, program=program,
-            options=EngineOptions.from_config(
-                config, max_concurrent=options.get("max_concurrent"),
-                task_construct=options.get("executor"),
-                stop_on_exception=options.get("stop_on_exception"),
-            ),
-            clock=self._clock, log=make_logger(graph.name, config.LOGGING),
+        if not self._held:
+            self._held.append(Session(self.graph.name, options.get("store", ""),
+                                      options.get("config")))
+        session = self._held[0]
+        session.choose_run(self.run_id)
+        self._engine = session.start(
+            self._bound_graph(), mode=self._mode, attempt=self._from_attempt, clock=self._clock,
+            progress=self._progress,
             info={"params": json.loads(json.dumps(dict(self.param_values), default=str))},
-            mode=self._mode, attempt=self._from_attempt, progress=self._progress,
+            max_concurrent=options.get("max_concurrent"), executor=options.get("executor"),
+            stop_on_exception=options.get("stop_on_exception"),
         )
         return self._engine
+
+    @property
+    def store(self) -> Store:
+        """The run store this flow records its run in (opened on first use)."""
+        return self._ensure_engine().store
 
     def _bound_graph(self) -> FlowGraph:
         """The class's graph with each step's function bound to this object."""
@@ -306,7 +307,7 @@ class Flow(metaclass=FlowMeta):
             call = StepCall(info.func, flow=self if info.method else None,
                             wants_ctx=info.wants_ctx, flow_name=graph.name, events=events,
                             allow_pickle=allow_pickle)
-            steps[name] = replace(spec, func=call)
+            steps[name] = replace(spec, func=call, context=info.wants_ctx)
         return replace(graph, steps=types.MappingProxyType(steps))
 
     def _result(self, summary: RunSummary, engine: Engine) -> RunResult:
@@ -323,69 +324,6 @@ class Flow(metaclass=FlowMeta):
 def _release(held: list[Any]) -> None:
     while held:
         held.pop().close()
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp)
-
-
-def coerce(param: Param, value: Any) -> Any:
-    """
-    A recorded (JSON) or typed-in (text) value as ``param``'s type, when it is not already.
-
-    Dates, times, paths and other types recorded as text come back through their
-    ``fromisoformat`` or constructor; a value that cannot is left for `_checked` to refuse.
-    """
-    tp = param.type
-    if _fits(value, tp) or not isinstance(value, str | int | float):
-        return value
-    for candidate in typing.get_args(tp) or (tp,):
-        if not isinstance(candidate, type) or candidate is type(None):
-            continue
-        if candidate is bool and isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-                return lowered in ("true", "1", "yes", "on")
-            continue
-        convert = getattr(candidate, "fromisoformat", None) or candidate
-        try:
-            return convert(value)
-        except (TypeError, ValueError):
-            continue
-    return value
-
-
-def _checked(flow_name: str, param: Param, value: Any) -> Any:
-    """``value`` when it fits ``param``'s type, else a `ParameterError` that names both."""
-    if _fits(value, param.type):
-        return value
-    raise ParameterError(
-        f"flow {flow_name!r} parameter {param.name!r} expects {_type_name(param.type)}, "
-        f"got {type(value).__name__} {value!r}.", flow=flow_name, parameter=param.name,
-    )
-
-
-def _fits(value: Any, tp: Any) -> bool:
-    if tp is Any or isinstance(tp, str | typing.TypeVar):
-        return True  # an annotation that cannot be checked at runtime
-    origin = typing.get_origin(tp)
-    if origin is typing.Annotated:
-        return _fits(value, typing.get_args(tp)[0])
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, arg) for arg in typing.get_args(tp))
-    if origin is typing.Literal:
-        return value in typing.get_args(tp)
-    if tp is None or tp is type(None):
-        return value is None
-    if origin is not None:
-        return isinstance(origin, type) and isinstance(value, origin)
-    if not isinstance(tp, type):
-        return True
-    if tp is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, tp)
 
 
 @overload

@@ -1,0 +1,60 @@
+"""
+The executor registry: each executor's name and the factory that makes it for a run.
+
+The engine looks executors up here by name; an executor joins by adding its entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from eventor.enums import executor_alias
+from eventor.exceptions import EventorConfigError
+from eventor.executors.base import Executor
+from eventor.graph import FlowGraph
+from eventor.options import EngineOptions
+
+__all__ = ["REGISTRY", "ExecutorFactory", "executor_name"]
+
+
+class ExecutorFactory(Protocol):
+    """Makes the executor of a name for one run: ``factory(graph, options)``."""
+
+    def __call__(self, graph: FlowGraph, options: EngineOptions, /) -> Executor: ...
+
+
+def _process(graph: FlowGraph, options: EngineOptions) -> Executor:
+    from eventor.executors.process import ProcessExecutor
+
+    return ProcessExecutor(graph.steps, options.max_tasks_per_child)
+
+
+def _thread(graph: FlowGraph, options: EngineOptions) -> Executor:
+    from eventor.executors.thread import ThreadExecutor
+
+    return ThreadExecutor(options.thread_workers)
+
+
+def _invoke(graph: FlowGraph, options: EngineOptions) -> Executor:
+    from eventor.executors.inline import InvokeExecutor
+
+    return InvokeExecutor()
+
+
+# name -> the factory of its executor (each module is imported when a run first needs it)
+REGISTRY: dict[str, ExecutorFactory] = {"process": _process, "thread": _thread, "invoke": _invoke}
+
+
+def executor_name(value: Any, *, key: str = "task_construct") -> str:
+    """
+    The registry name for what a user gave as ``task_construct`` (see `executor_alias`).
+
+    Raises:
+        EventorConfigError: naming ``key`` and the accepted values.
+    """
+    name = executor_alias(value)
+    if name is not None and name in REGISTRY:
+        return name
+    raise EventorConfigError(
+        f"unknown executor {value!r}; use one of {', '.join(map(repr, REGISTRY))}", key=key
+    )

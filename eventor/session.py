@@ -1,0 +1,162 @@
+"""
+What running a flow opens, opened one way for both front ends.
+
+A `Session` loads the config, opens the run store (or takes the caller's), makes the
+logger, chooses the run (a new id, or the run to recover or continue), and starts the
+engine with the per-run log file. `close` closes what the session opened, and only that.
+The classic `Eventor` and the declarative `Flow` each hold one.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from eventor.clock import Clock
+from eventor.config import Config, default_program, load_config
+from eventor.engine import Engine
+from eventor.enums import RunMode
+from eventor.exceptions import EventorUsageError
+from eventor.graph import FlowGraph
+from eventor.log import BoundLogger, close_run_log, make_logger, open_run_log
+from eventor.recovery import pick_run
+from eventor.store import Store, open_store
+
+__all__ = ["Session", "new_run_id", "open_configured", "purge"]
+
+
+def new_run_id() -> str:
+    """A fresh run id that sorts by creation time: ``20261128-061502-3fa9c1``."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def open_configured(store: str | Store = "", config: Any = None) -> tuple[Store, bool, Config]:
+    """
+    The store that ``store`` names, as the config says to find it, and the loaded config.
+
+    ``store`` is anything `open_store` takes, or an open `Store`, which is passed through.
+
+    Returns:
+        (store, owned, config): ``owned`` is True when the caller opened it and must close it.
+    """
+    cfg = load_config(config)
+    if not isinstance(store, str):
+        return store, False, cfg
+    return (open_store(store, program=default_program(), workdir=cfg.workdir,
+                       databases=cfg.DATABASES), True, cfg)
+
+
+def purge(store: str | Store = "", *, days: float | None = None, config: Any = None,
+          now: float | None = None) -> list[str]:
+    """
+    Delete runs older than ``days`` (default: the config's ``day_to_keep_db``).
+
+    Never done during a run: call it (or ``eventor purge``) when you choose. Runs with an
+    attempt that did not end (running, or crashed and not yet recovered) are kept.
+
+    Returns:
+        The ids of the deleted runs.
+
+    Raises:
+        EventorUsageError: neither ``days`` nor ``day_to_keep_db`` says how old.
+    """
+    cfg = load_config(config)
+    days = cfg.day_to_keep_db if days is None else days
+    if days is None or days < 0:
+        raise EventorUsageError("purge needs an age: pass days=, or set day_to_keep_db in the config")
+    target, owned, _ = open_configured(store, cfg)
+    try:
+        return target.purge((time.time() if now is None else now) - days * 86400)
+    finally:
+        if owned:
+            target.close()
+
+
+class Session:
+    """
+    The config, store, logger, run id and engine of one run of a flow.
+
+    Args:
+        name: the flow's name (the logger is ``eventor.{name}``).
+        store: ``""`` for ``{workdir}/{program}.run.db``, ``":memory:"``, a path, a URL, a
+            ``DATABASES`` tag, or an open `Store` (which the session does not close).
+        config: a dict, a YAML path or text, or a `Config`.
+        config_tag: the config's root tag.
+    """
+
+    def __init__(self, name: str, store: str | Store = "", config: Any = None, *,
+                 config_tag: str | None = None) -> None:
+        self.name = name
+        self.config = load_config(config, tag=config_tag)
+        self.program = default_program()
+        self.log: BoundLogger = make_logger(name, self.config.LOGGING)
+        self.store, self._owns_store, _ = open_configured(store, self.config)
+        self.run_id = ""
+        self.engine: Engine | None = None
+        self._run_log: Any = None
+        self._closed = False
+
+    def choose_run(self, run_id: str = "", mode: RunMode = RunMode.restart) -> str:
+        """
+        The run this session records: ``run_id`` or a new one for a restart; for recover
+        and continue, ``run_id`` or else the latest run of this program in the store.
+
+        Raises:
+            RunNotFoundError: recover or continue found no such run.
+            EventorUsageError: a ``shared_db`` store holds several runs to choose from.
+        """
+        if mode is RunMode.restart:
+            self.run_id = run_id or new_run_id()
+        else:
+            self.run_id = pick_run(self.store, run_id, program=self.program,
+                                   shared_db=self.config.shared_db, log=self.log)
+        return self.run_id
+
+    def start(self, graph: FlowGraph, *, mode: RunMode = RunMode.restart,
+              attempt: int | None = None, clock: Clock | None = None,
+              progress: Callable[[Mapping[str, int]], None] | None = None,
+              info: Mapping[str, Any] | None = None, **overrides: Any) -> Engine:
+        """
+        The engine that runs ``graph`` as this session's run, with its log file opened.
+
+        ``overrides`` are engine options that win over the config (``max_concurrent``,
+        ``executor``, ``stop_on_exception``) when not None.
+        """
+        if self._closed:
+            raise EventorUsageError(f"run {self.run_id!r} is closed; start a new one to run again")
+        if self.engine is not None:
+            return self.engine
+        if not self.run_id:
+            self.choose_run()
+        self._run_log = open_run_log(self.name, self.run_id, self.config.LOGGING,
+                                     self.config.logdir)
+        self.engine = Engine(graph, self.store, run_id=self.run_id, program=self.program,
+                             options=self.config.engine_options(**overrides), clock=clock,
+                             log=self.log, mode=mode, attempt=attempt, progress=progress,
+                             info=info)
+        return self.engine
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Stop the engine's executors, close the run's log file, and the store if opened here."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.engine is not None:
+                self.engine.close()
+        finally:
+            close_run_log(self.name, self._run_log)
+            if self._owns_store:
+                self.store.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

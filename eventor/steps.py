@@ -1,0 +1,192 @@
+"""
+The ``@step`` marker, and the one translation of a mark into a `StepSpec`.
+
+Decorators only record: ``@step(...)`` attaches one frozen `StepMark` to the function and
+returns the function itself. A `Flow` class (`eventor.dsl`) and the classic ``add_step``
+(`eventor.classic`) both turn a mark into a step with `spec_from_mark`; they differ only in
+how an event reference (an `Event` attribute, a name) is resolved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from eventor.enums import StepStatus
+from eventor.exceptions import Problem, did_you_mean
+from eventor.graph import StepSpec, is_number
+from eventor.options import StepOptions
+
+__all__ = ["STATUS_OPTIONS", "StepMark", "fit_signature", "mark_of", "spec_from_mark", "step"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+STATUS_OPTIONS = ("success", "failure", "complete", "ready", "active")
+
+
+@dataclass(frozen=True, slots=True)
+class StepMark:
+    """What ``@step(...)`` recorded about a function, as written (checked when a flow compiles)."""
+
+    on: Any = None
+    success: Any = ()
+    failure: Any = ()
+    complete: Any = ()
+    ready: Any = ()
+    active: Any = ()
+    delay: Any = 0
+    acquires: Any = None
+    releases: Any = None
+    recovery: Any = None
+    host: Any = None
+    name: Any = None
+    config: Any = None  # the classic spelling of options, merged under the keywords
+    options: StepOptions = dataclasses.field(default_factory=StepOptions)  # executor=, retries=, ...
+
+
+_WIRING = frozenset(f.name for f in dataclasses.fields(StepMark)) - {"options"}
+_OPTIONS = frozenset(f.name for f in StepOptions.fields())
+
+
+@overload
+def step(func: F, /) -> F: ...
+
+
+@overload
+def step(
+    *,
+    on: Any = None,
+    success: Any = (),
+    failure: Any = (),
+    complete: Any = (),
+    ready: Any = (),
+    active: Any = (),
+    delay: float = 0,
+    acquires: Iterable[Any] | None = None,
+    releases: Iterable[Any] | None = None,
+    recovery: Mapping[Any, Any] | None = None,
+    host: str | None = None,
+    name: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    executor: str | None = None,
+    max_concurrent: int | None = None,
+    stop_on_exception: bool | None = None,
+    retries: int | None = None,
+    retry_delay: float | None = None,
+    backoff: float | None = None,
+    max_retry_delay: float | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+    timeout: float | None = None,
+    timeout_grace: float | None = None,
+) -> Callable[[F], F]: ...
+
+
+def step(func: Any = None, /, **options: Any) -> Any:
+    """
+    Mark a function as a step: ``@step(on=start, success=extracted)``.
+
+    Records the options on the function and returns the function unchanged; a `Flow` class
+    (or the classic ``add_step``) reads them. ``on`` is the event (or expression) that runs
+    the step; ``success``, ``failure``, ``complete``, ``ready`` and ``active`` are the events
+    (one, or a tuple) the step's task fires on reaching that status; ``delay`` waits that many
+    seconds after ``on`` fires. The other keywords are step options (see `StepOptions`):
+    ``executor``, ``max_concurrent``, ``stop_on_exception``, ``retries`` (with
+    ``retry_delay``, ``backoff``, ``max_retry_delay`` and ``retry_on``), ``timeout`` and
+    ``timeout_grace``. Mistakes are reported when the flow class is created.
+    """
+    unknown = set(options) - _WIRING - _OPTIONS
+    if unknown:
+        bad = sorted(unknown)[0]
+        raise TypeError(f"@step() got an unexpected option {bad!r}."
+                        + did_you_mean(bad, sorted(_WIRING | _OPTIONS)))
+    mark = StepMark(**{k: v for k, v in options.items() if k in _WIRING},
+                    options=StepOptions(**{k: v for k, v in options.items() if k in _OPTIONS}))
+
+    def record(fn: F) -> F:
+        if not callable(fn):
+            raise TypeError(f"@step decorates a function, not {fn!r}")
+        fn.__eventor_step__ = mark  # type: ignore[attr-defined]
+        return fn
+
+    return record(func) if func is not None else record
+
+
+def mark_of(value: Any) -> StepMark | None:
+    """The `StepMark` of a function decorated with `@step`, else None."""
+    mark = getattr(value, "__eventor_step__", None)
+    return mark if isinstance(mark, StepMark) else None
+
+
+def spec_from_mark(
+    mark: StepMark,
+    func: Callable[..., Any] | None,
+    name: str,
+    *,
+    event: Callable[[Any, str], str | None],
+    problems: list[Problem],
+    where: str = "",
+) -> tuple[StepSpec, float]:
+    """
+    The step a mark describes, and the delay of its ``on`` association.
+
+    Args:
+        func: what the task calls (the marked function, or a wrapper of it).
+        event: resolves one event reference written for an option (``"success"``, ...) to
+            the event's name; it records its own problem and returns None when it cannot.
+        problems: where problems with the mark's values go.
+    """
+    subject = f"step {name!r}"
+    triggers: dict[StepStatus, list[str]] = {}
+    for option in STATUS_OPTIONS:
+        value = getattr(mark, option)
+        items = value if isinstance(value, tuple | list) else (value,) if value is not None else ()
+        for item in items:
+            resolved = event(item, option)
+            if resolved is not None:
+                triggers.setdefault(StepStatus(option), []).append(resolved)
+    config = mark.config
+    if config is not None and not isinstance(config, Mapping):
+        problems.append(Problem(subject, f"config={config!r} is not a dict.",
+                                "Write config={'max_concurrent': 2}, say.", where))
+        config = None
+    options = StepOptions.from_config(config).with_values(
+        **{f.name: getattr(mark.options, f.name) for f in StepOptions.fields()})
+    delay = mark.delay
+    if not is_number(delay) or delay < 0:
+        problems.append(Problem(subject, f"delay={delay!r} is not a number of seconds >= 0.",
+                                "Use delay=0 for no delay.", where))
+        delay = 0
+    spec = StepSpec.make(name, func, triggers=triggers, acquires=mark.acquires,
+                         releases=mark.releases, recovery=mark.recovery, host=mark.host,
+                         options=options)
+    return spec, float(delay)
+
+
+def fit_signature(func: Callable[..., Any], method: bool, name: str) -> tuple[bool, str, str]:
+    """
+    Whether a step function takes a ctx, and what is wrong with its signature, if anything.
+
+    A method step is ``def s(self)`` or ``def s(self, ctx)``; a function step ``def s()`` or
+    ``def s(ctx)``. Returns ``(wants_ctx, problem, fix)``; ``problem`` is "" when it fits.
+    """
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return False, "", ""
+    shape = (f"`def {name}(self)` or `def {name}(self, ctx)`" if method
+             else f"`def {name}()` or `def {name}(ctx)`")
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if method:
+        if not positional:
+            return False, "the method takes no self.", f"Define it as {shape}."
+        positional = positional[1:]
+    required = [p for p in positional if p.default is p.empty]
+    required += [p for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    if len(required) > 1 or any(p.kind is p.KEYWORD_ONLY for p in required):
+        names = ", ".join(p.name for p in required)
+        return (False, f"it requires {names}, but a step gets at most one argument, its "
+                "StepContext.", f"Define it as {shape}.")
+    return bool(positional) or any(p.kind is p.VAR_POSITIONAL for p in params), "", ""
