@@ -85,20 +85,18 @@ class Origin:
     step: str | None = None  # the task's step (status, trigger)
     sequence: str | None = None  # the task's sequence (trigger)
     via: str | None = None  # the status (status) or the event (assoc)
+    text: str = field(default="", compare=False)  # as people read it (the store's ``source``)
+
+    def __post_init__(self) -> None:
+        if not self.text:
+            text = (f"{self.step}:{self.via}" if self.kind == "status"
+                    else f"assoc:{self.via}" if self.kind == "assoc"
+                    else f"{self.step}[{self.sequence}]:trigger" if self.kind == "trigger"
+                    else self.kind)
+            object.__setattr__(self, "text", text)
 
     def __str__(self) -> str:
-        if self.kind == "status":
-            return f"{self.step}:{self.via}"
-        if self.kind == "assoc":
-            return f"assoc:{self.via}"
-        if self.kind == "trigger":
-            return f"{self.step}[{self.sequence}]:trigger"
-        return self.kind
-
-    def record(self, run_id: str, attempt: int, event: str, sequence: str,
-               at: float) -> TriggerRecord:
-        return TriggerRecord(run_id, attempt, event, sequence, at, str(self), self.kind,
-                             self.step, self.sequence)
+        return self.text
 
 
 USER = Origin("user")
@@ -266,6 +264,8 @@ class Engine:
             name: self.options.for_step(step.options) for name, step in graph.steps.items()}
         self._executor_of = {name: self._executor_for(step) for name, step in graph.steps.items()}
         self._pools = Pools(graph, self.options.pools)
+        self._pooled = frozenset(self._pools.wants) | frozenset(self._pools.releases)
+        self._status_origins: dict[tuple[str, StepStatus], Origin] = {}
         self._retry_of: dict[str, RetryPolicy]
         self._retry_of, self._timeout_of = plan_retries(self._options_of, self._executor_of)
         self._timed_out: dict[int, str] = {}  # key -> why, for tasks being stopped
@@ -498,8 +498,9 @@ class Engine:
         task.error_type, task.error_message = outcome.error_type, outcome.error_message
         task.traceback, task.exit_code = outcome.traceback, outcome.exit_code
         self._touch(task)
-        self._batch.releases.extend(
-            self._pools.released(self.run_id, self._attempt, name, task.sequence, task.ended_at))
+        if name in self._pooled:
+            self._batch.releases.extend(self._pools.released(
+                self.run_id, self._attempt, name, task.sequence, task.ended_at))
         if not outcome.ok and self._retry(task, outcome, now):
             return
         self._finish(task, outcome.ok)
@@ -573,7 +574,10 @@ class Engine:
     def _status_triggers(self, task: Task, status: StepStatus) -> None:
         events = task.step.triggered_by(status)
         if events:
-            origin = Origin("status", task.step.name, via=status.value)
+            key = (task.step.name, status)
+            origin = self._status_origins.get(key)
+            if origin is None:
+                origin = self._status_origins[key] = Origin("status", key[0], via=status.value)
             self._pending.extend((event, task.sequence, origin) for event in events)
 
     def _propagate(self, now: float) -> None:
@@ -587,7 +591,8 @@ class Engine:
             if event in fired:
                 continue  # an event fires at most once per sequence
             fired.add(event)
-            triggers.append(origin.record(run_id, attempt, event, seq, now))
+            triggers.append(TriggerRecord(run_id, attempt, event, seq, now, origin.text,
+                                          origin.kind, origin.step, origin.sequence))
             for assoc in graph.assocs_from(event):
                 if assoc.delay > 0:
                     # In recovery a delay keeps its first activation: only the rest is waited.
@@ -660,7 +665,8 @@ class Engine:
         kept: list[Task] = []  # stay ready, in their order
         planned: dict[str, int] = {}  # tasks chosen per step, for per-step limits
         chosen = self._pick(slots, kept, planned, with_resources=True)
-        asking = [t for t in chosen if pools.asks(t.step.name)]
+        wants = pools.wants
+        asking = [t for t in chosen if t.step.name in wants] if wants else []
         if asking:
             if self._batch.releases:
                 # Commit this round so far (final statuses with their releases) first: a
@@ -673,7 +679,7 @@ class Engine:
             if refused:  # they hold no slot while they wait; others behind them may start
                 self._pool_wait = True
                 kept.extend(refused)
-                chosen = [t for t in chosen if t.key in granted or not pools.asks(t.step.name)]
+                chosen = [t for t in chosen if t.key in granted or t.step.name not in wants]
                 for task in refused:
                     planned[task.step.name] -= 1
                 chosen += self._pick(len(refused), kept, planned, with_resources=False)
@@ -699,13 +705,13 @@ class Engine:
     def _pick(self, slots: int, kept: list[Task], planned: dict[str, int], *,
               with_resources: bool) -> list[Task]:
         """Take up to ``slots`` ready tasks that per-step limits allow; the rest go to ``kept``."""
-        ready, chosen, asks = self._ready, [], self._pools.asks
+        ready, chosen, wants, options_of = self._ready, [], self._pools.wants, self._options_of
         while ready and slots > 0:
             task = ready.popleft()
             name = task.step.name
-            count = self._running_by_step.get(name, 0) + planned.get(name, 0)
-            limit = self._options_of[name].max_concurrent or -1
-            if 0 < limit <= count or (not with_resources and asks(name)):
+            limit = options_of[name].max_concurrent or -1
+            if (0 < limit <= self._running_by_step.get(name, 0) + planned.get(name, 0)
+                    or (not with_resources and name in wants)):
                 kept.append(task)
                 continue
             chosen.append(task)

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from eventor.enums import StepReplay, StepStatus
-from eventor.options import StepOptions
+from eventor.options import UNSET, StepOptions
 
 __all__ = [
     "And",
@@ -146,7 +146,7 @@ class StepSpec:
     acquires: tuple[Any, ...] = ()
     releases: tuple[Any, ...] | None = None
     recovery: Mapping[Any, Any] = field(default_factory=lambda: MappingProxyType({}))
-    options: StepOptions = field(default_factory=StepOptions)
+    options: StepOptions = UNSET  # shared and frozen: every step with no option set
     host: str | None = None
     context: bool = False  # func takes a StepContext: its task gets the sequence's results
 

@@ -185,9 +185,9 @@ def _formatter(settings: Mapping[str, Any]) -> logging.Formatter:
 
 def null_logger() -> BoundLogger:
     """A logger that drops every event (an engine's, when it is given none)."""
-    return structlog.wrap_logger(
-        logging.getLogger("eventor.null"),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL + 1),
+    return structlog.wrap_logger(  # below CRITICAL a call is a no-op; a critical one is returned
+        structlog.ReturnLogger(), processors=[],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
     )
 
 

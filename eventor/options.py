@@ -21,7 +21,7 @@ from typing import Any
 from eventor.enums import EXECUTORS, executor_alias
 from eventor.exceptions import did_you_mean
 
-__all__ = ["EngineOptions", "OptionProblem", "StepOptions"]
+__all__ = ["UNSET", "EngineOptions", "OptionProblem", "StepOptions"]
 
 
 def _is_int(value: Any, low: int) -> bool:
@@ -96,39 +96,48 @@ class StepOptions:
     @classmethod
     def fields(cls) -> tuple[dataclasses.Field[Any], ...]:
         """The option fields (not ``unknown``)."""
-        return tuple(f for f in dataclasses.fields(cls) if f.metadata.get("test") is not None)
+        return _FIELDS
 
     @classmethod
     def keys(cls, *, inherited: bool | None = None) -> tuple[str, ...]:
         """The options' config keys; with ``inherited``, only those a config sets for every step."""
-        return tuple(_key(f) for f in cls.fields()
+        return tuple(_key(f) for f in _FIELDS
                      if inherited is None or f.metadata["inherited"] is inherited)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> StepOptions:
         """The options a step's ``config={...}`` (or a config file's top level) sets."""
-        by_key = {_key(f): f.name for f in cls.fields()}
+        if not config:
+            return _UNSET
         values: dict[str, Any] = {}
         unknown: dict[str, Any] = {}
-        for key, value in (config or {}).items():
-            name = by_key.get(key) or (key if key in by_key.values() else None)
+        for key, value in config.items():
+            name = _NAME_OF.get(key)
             if name is None:
                 unknown[key] = value
             else:
                 values[name] = value
         return cls(**values, unknown=MappingProxyType(unknown))
 
+    def is_unset(self) -> bool:
+        """True when no option is set (every step's options start so)."""
+        return self is _UNSET or (not self.unknown and all(
+            getattr(self, f.name) is None for f in _FIELDS))
+
     def with_values(self, **values: Any) -> StepOptions:
         """These options with ``values`` (by field name) set; None values are ignored."""
-        return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
+        values = {k: v for k, v in values.items() if v is not None}
+        return dataclasses.replace(self, **values) if values else self
 
     def problems(self) -> Iterator[OptionProblem]:
         """Every value that fails its check, and every unknown key."""
+        if self is _UNSET:
+            return
         keys = self.keys()
         for key in self.unknown:
             yield OptionProblem(key, f"config key {key!r} is unknown." + did_you_mean(key, keys),
                                 f"Use one of {', '.join(keys)}.")
-        for f in self.fields():
+        for f in _FIELDS:
             value = getattr(self, f.name)
             if value is None or f.metadata["test"](value):
                 continue
@@ -143,19 +152,29 @@ class StepOptions:
 
     def to_config(self) -> dict[str, Any]:
         """The options that are set, under their config keys (``task_construct``, ...)."""
-        config = {_key(f): getattr(self, f.name) for f in self.fields()
+        if self is _UNSET:
+            return {}
+        config = {_key(f): getattr(self, f.name) for f in _FIELDS
                   if getattr(self, f.name) is not None}
         return {**config, **self.unknown}
 
     def over(self, defaults: StepOptions) -> StepOptions:
         """These options, with each one left at None taken from ``defaults``."""
+        if self is _UNSET and not defaults.unknown:
+            return defaults
         return dataclasses.replace(self, **{
-            f.name: getattr(defaults, f.name) for f in self.fields()
+            f.name: getattr(defaults, f.name) for f in _FIELDS
             if getattr(self, f.name) is None and getattr(defaults, f.name) is not None})
 
 
 def _key(f: dataclasses.Field[Any]) -> str:
     return f.metadata.get("key") or f.name
+
+
+_FIELDS = tuple(f for f in dataclasses.fields(StepOptions) if f.metadata.get("test") is not None)
+_NAME_OF = {**{f.name: f.name for f in _FIELDS}, **{_key(f): f.name for f in _FIELDS}}
+_UNSET = StepOptions()  # what from_config gives for no config: shared, and quick to test
+UNSET = _UNSET
 
 
 DEFAULTS = StepOptions(executor="process", max_concurrent=-1, stop_on_exception=True, retries=0,

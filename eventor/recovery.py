@@ -358,8 +358,8 @@ def fingerprint(graph: FlowGraph) -> dict[str, str]:
             wiring += "|" + repr(sorted((str(k), v) for k, v in step.triggers.items()))
         if step.recovery:
             wiring += "|" + repr(sorted((str(k), str(v)) for k, v in step.recovery.items()))
-        if step.config:
-            wiring += "|" + json.dumps(dict(step.config), sort_keys=True, default=_stable)
+        if not step.options.is_unset():
+            wiring += "|" + json.dumps(step.options.to_config(), sort_keys=True, default=_stable)
         if step.args or step.kwargs:
             wiring += "|" + json.dumps([step.args, dict(step.kwargs)], default=_stable)
         text = seen.get((key, wiring))

@@ -18,7 +18,7 @@ from typing import Any, TypeVar, overload
 from eventor.enums import StepStatus
 from eventor.exceptions import Problem, did_you_mean
 from eventor.graph import StepSpec, is_number
-from eventor.options import StepOptions
+from eventor.options import UNSET, StepOptions
 
 __all__ = ["STATUS_OPTIONS", "StepMark", "fit_signature", "mark_of", "spec_from_mark", "step"]
 
@@ -44,7 +44,7 @@ class StepMark:
     host: Any = None
     name: Any = None
     config: Any = None  # the classic spelling of options, merged under the keywords
-    options: StepOptions = dataclasses.field(default_factory=StepOptions)  # executor=, retries=, ...
+    options: StepOptions = UNSET  # the option keywords: executor=, retries=, ...
 
 
 _WIRING = frozenset(f.name for f in dataclasses.fields(StepMark)) - {"options"}
@@ -103,7 +103,7 @@ def step(func: Any = None, /, **options: Any) -> Any:
         raise TypeError(f"@step() got an unexpected option {bad!r}."
                         + did_you_mean(bad, sorted(_WIRING | _OPTIONS)))
     mark = StepMark(**{k: v for k, v in options.items() if k in _WIRING},
-                    options=StepOptions(**{k: v for k, v in options.items() if k in _OPTIONS}))
+                    options=UNSET.with_values(**{k: v for k, v in options.items() if k in _OPTIONS}))
 
     def record(fn: F) -> F:
         if not callable(fn):

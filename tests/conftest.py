@@ -29,6 +29,21 @@ def make_eventor(tmp_path: Path):
         ev.close()
 
 
+@pytest.fixture
+def opts(tmp_path: Path) -> dict[str, Any]:
+    """Flow options for a test: a real sqlite file in tmp_path, no console logging."""
+    return {"store": str(tmp_path / "flow.run.db"), "config": {"LOGGING": {"console": False}}}
+
+
+def one_step(make_eventor: Any, func: Any, executor: str = "process", **kw: Any) -> evr.Eventor:
+    """An Eventor with one step ``s`` on event ``e``, triggered in sequence 5."""
+    ev = make_eventor(config={"task_construct": executor})
+    e = ev.add_event("e")
+    ev.add_assoc(e, ev.add_step("s", func=func, **kw))
+    ev.trigger_event(e, 5)
+    return ev
+
+
 def statuses(ev: evr.Eventor) -> dict[tuple[str, str], str]:
     """(step, sequence) -> stored status, for the Eventor's run."""
     return {(t["step"], t["sequence"]): t["status"] for t in ev.store.tasks(ev.run_id)}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import date
 
 import pytest
@@ -11,12 +10,6 @@ import eventor as evr
 from eventor import Event, Flow, step
 
 QUIET = {"LOGGING": {"console": False}}
-
-
-@pytest.fixture
-def opts(tmp_path):
-    """Flow options for a test: a real sqlite file in tmp_path, no console logging."""
-    return {"store": str(tmp_path / "flow.run.db"), "config": QUIET}
 
 
 class Etl(Flow):
@@ -240,68 +233,6 @@ def test_a_loop_that_retriggers_its_own_entry_ends_when_the_step_stops(opts):
 
 
 # -- context and results ---------------------------------------------------------------
-
-
-def test_the_step_context_describes_the_task(opts):
-    class Probe(Flow):
-        start = Event()
-
-        @step(on=start)
-        def probe(self, ctx):
-            ctx.log.info("probing", n=1)
-            return {"run_id": ctx.run_id, "sequence": ctx.sequence, "step": ctx.step,
-                    "recovery": ctx.recovery, "results": dict(ctx.results),
-                    "env": os.environ.get("EVENTOR_STEP_NAME")}
-
-    flow = Probe(executor="process", **opts)
-    result = flow.run(sequence="s1")
-    assert result["probe"] == {"run_id": flow.run_id, "sequence": "s1", "step": "probe",
-                               "recovery": 0, "results": {}, "env": "probe"}
-    flow.close()
-
-
-def test_results_that_are_not_json_are_refused_unless_the_flow_stores_pickles(opts):
-    class Objects(Flow):
-        start = Event()
-        made = Event()
-
-        @step(on=start, success=made)
-        def make(self):
-            return {1, 2, 3}
-
-        @step(on=made)
-        def use(self, ctx):
-            return sorted(ctx.results["make"])
-
-    plain = Objects(executor="process", **opts).run()
-    assert not plain
-    assert "returned a value that is not JSON-serializable" in plain.task("use").error
-    assert "pickle_results=True" in plain.task("use").error
-    with pytest.raises(evr.ResultNotStoredError, match=r"only its repr was stored: \{1, 2, 3\}"):
-        plain["make"]
-
-    pickled = Objects(executor="process", pickle_results=True, **opts).run()
-    assert pickled
-    assert pickled["make"] == {1, 2, 3}
-    assert pickled["use"] == [1, 2, 3]
-
-
-def test_missing_results_name_the_steps_that_have_some(opts):
-    class Early(Flow):
-        start = Event()
-        done = Event()
-
-        @step(on=start, success=done)
-        def first(self):
-            return 1
-
-        @step(on=done)
-        def second(self, ctx):
-            return ctx.results["nope"]
-
-    result = Early(executor="invoke", **opts).run()
-    assert "no result from step 'nope' in sequence '0'" in result.task("second").error
-    assert "steps with results: 'first'" in result.task("second").error
 
 
 # -- subclasses, function steps, the decorator, the classic API ------------------------

@@ -10,7 +10,6 @@ with "database is locked".
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import operator
 import os
@@ -434,7 +433,7 @@ class SqlStore:
         shape = (kind, table.name, record)
         compiled = self._statements.get(shape)
         if compiled is None:
-            columns = {f.name: _COLUMN.get(f.name, f.name) for f in dataclasses.fields(record)}
+            columns = {f: _COLUMN.get(f, f) for f in record._fields}  # type: ignore[attr-defined]
             stmt: Any
             if kind == "insert":
                 stmt = insert(table).values({c: bindparam(f) for f, c in columns.items()})
@@ -447,7 +446,7 @@ class SqlStore:
                     *((leases.c.released_at.is_(None),) if kind == "release" else ()))
                 stmt = stmt.values({columns[f]: bindparam(f"v_{f}") for f in columns if f not in key})
                 names = {f"k_{f}": f for f in key} | {f"v_{f}": f for f in columns if f not in key}
-            compiled = self._statements[shape] = _Compiled(stmt.compile(self._engine), names)
+            compiled = self._statements[shape] = _Compiled(stmt.compile(self._engine), names, record)
         return compiled
 
     def resume_attempt(self, run_id: str, attempt: int, *, now: float, host: str, pid: int) -> None:
@@ -613,13 +612,16 @@ def _of_run(table: Any, run_id: str, attempt: int | None) -> Any:
 class _Compiled:
     """A statement compiled once, and how to turn a record into its parameters."""
 
-    def __init__(self, compiled: Any, names: Mapping[str, str]) -> None:
+    def __init__(self, compiled: Any, names: Mapping[str, str], record: Any) -> None:
         self.sql = compiled.string
         order = compiled.positiontup
         if order is not None:  # qmark/format paramstyles: a tuple in bind order
             fields = tuple(names[n] for n in order)
             get = operator.attrgetter(*fields)
-            self.params: Any = get if len(fields) > 1 else lambda record: (get(record),)
+            if fields == record._fields:  # the record is that tuple already (an insert)
+                self.params: Any = lambda record: record
+            else:
+                self.params = get if len(fields) > 1 else lambda record: (get(record),)
         else:  # named/pyformat: a dict keyed by bind name
             pairs = tuple(names.items())
             self.params = lambda record: {n: getattr(record, f) for n, f in pairs}

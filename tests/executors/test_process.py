@@ -1,4 +1,4 @@
-"""Executors with real processes and threads: isolation, deaths, environment, cleanup."""
+"""The process executor: forked, reused workers; deaths, signals, environment, cleanup."""
 
 from __future__ import annotations
 
@@ -10,15 +10,19 @@ import time
 import pytest
 
 import eventor as evr
-from tests.conftest import statuses
+from tests.conftest import one_step, statuses
 
 
-def one_step(make_eventor, func, executor="process", **kw):
-    ev = make_eventor(config={"task_construct": executor})
-    e = ev.add_event("e")
-    ev.add_assoc(e, ev.add_step("s", func=func, **kw))
-    ev.trigger_event(e, 5)
-    return ev
+def chain_of_pids(make_eventor, config):
+    ev = make_eventor(config={"task_construct": "process", **config})
+    e1, e2, e3 = ev.add_event("e1"), ev.add_event("e2"), ev.add_event("e3")
+    ev.add_assoc(e1, ev.add_step("a", func=os.getpid, triggers={evr.STEP_SUCCESS: e2}))
+    ev.add_assoc(e2, ev.add_step("b", func=lambda: os._exit(9),
+                                 triggers={evr.STEP_FAILURE: e3}))
+    ev.add_assoc(e3, ev.add_step("c", func=os.getpid))
+    ev.trigger_event(e1)
+    assert ev.run()
+    return {t["step"]: t for t in ev.store.tasks(ev.run_id)}
 
 
 def test_process_steps_run_in_a_child_with_their_environment(make_eventor):
@@ -70,93 +74,6 @@ def test_a_process_step_exception_keeps_its_type_message_and_traceback(make_even
     assert "in fail" in task["traceback"]
 
 
-def test_results_that_are_not_json_are_stored_as_their_repr(make_eventor):
-    class Thing:
-        def __repr__(self):
-            return "<Thing>"
-
-    ev = one_step(make_eventor, Thing)
-    assert ev.run()
-    [task] = ev.store.tasks(ev.run_id)
-    assert (task["result_kind"], task["result"]) == ("repr", "<Thing>")
-
-
-@pytest.mark.parametrize("executor", ["thread", "invoke"])
-def test_thread_and_invoke_steps_read_their_environment_from_task_env(make_eventor, executor):
-    seen = {}
-    barrier = threading.Barrier(3 if executor == "thread" else 1, timeout=5)
-
-    def step():
-        if executor == "thread":
-            barrier.wait()  # all three run at once: nothing may leak between them
-        env = evr.task_env()
-        seen[env["EVENTOR_STEP_SEQUENCE"]] = env["EVENTOR_STEP_NAME"]
-        return "EVENTOR_STEP_NAME" in os.environ
-
-    ev = make_eventor(config={"task_construct": executor})
-    e = ev.add_event("e")
-    ev.add_assoc(e, ev.add_step("s", func=step))
-    for seq in ("a", "b", "c"):
-        ev.trigger_event(e, seq)
-    assert ev.run()
-    assert seen == {"a": "s", "b": "s", "c": "s"}
-    assert {t["result"] for t in ev.store.tasks(ev.run_id)} == {"false"}
-    assert evr.task_env() == {}
-
-
-def test_per_step_task_construct_overrides_the_default(make_eventor):
-    ev = make_eventor(config={"task_construct": "process"})
-    e = ev.add_event("e")
-    ev.add_assoc(e, ev.add_step("here", func=os.getpid, config={"task_construct": "invoke"}),
-                 ev.add_step("child", func=os.getpid))
-    ev.trigger_event(e)
-    assert ev.run()
-    pids = {t["step"]: int(t["result"]) for t in ev.store.tasks(ev.run_id)}
-    assert pids["here"] == os.getpid() != pids["child"]
-
-
-def test_seed_spellings_of_task_construct_are_accepted(make_eventor):
-    import multiprocessing
-
-    for construct, expected in ((threading.Thread, "thread"), (multiprocessing.Process, "process")):
-        ev = make_eventor(config={"task_construct": construct})
-        e = ev.add_event("e")
-        ev.add_assoc(e, ev.add_step("s", func=lambda: 1))
-        ev.trigger_event(e)
-        assert ev.run()
-        assert ev.store.tasks(ev.run_id)[0]["executor"] == expected
-
-
-def test_an_unknown_task_construct_is_a_definition_error_naming_the_step(make_eventor):
-    # One check for every step option, in both front ends: @step(executor="fiber") fails alike.
-    ev = make_eventor()
-    e = ev.add_event("e")
-    ev.add_assoc(e, ev.add_step("s", func=print, config={"task_construct": "fiber"}))
-    with pytest.raises(evr.FlowDefinitionError,
-                       match="step 's': executor='fiber' is unknown. Use one of 'process', "):
-        ev.run()
-
-
-def test_an_unknown_default_task_construct_is_a_config_error_when_read(make_eventor):
-    with pytest.raises(evr.EventorConfigError, match="task_construct: executor='fiber' is unknown"):
-        make_eventor(config={"task_construct": "fiber"})
-
-
-def test_sequence_arg_name_and_pass_logger_to_task(make_eventor):
-    import logging
-
-    def step(day, logger):
-        assert isinstance(logger, logging.Logger) and logger.name == "eventor.t.s"
-        return day
-
-    ev = make_eventor(config={"sequence_arg_name": "day", "pass_logger_to_task": True})
-    e = ev.add_event("e")
-    ev.add_assoc(e, ev.add_step("s", func=step))
-    ev.trigger_event(e, "2026-11-01")
-    assert ev.run()
-    assert ev.store.tasks(ev.run_id)[0]["result"] == '"2026-11-01"'
-
-
 def test_close_leaves_no_child_process_behind(tmp_path):
     """A run interrupted while a process step runs: close() kills and reaps the child."""
     ev = evr.Eventor(name="t", store=str(tmp_path / "c.run.db"),
@@ -179,32 +96,6 @@ def test_close_leaves_no_child_process_behind(tmp_path):
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
     assert not [t for t in threading.enumerate() if t.name.startswith("eventor-")]
-
-
-def test_close_joins_the_thread_pool(make_eventor):
-    ev = one_step(make_eventor, lambda: 1, executor="thread")
-    assert ev.run()
-    ev.close()
-    assert not [t for t in threading.enumerate() if t.name.startswith("eventor-")]
-
-
-def test_statuses_are_the_same_whichever_executor(make_eventor):
-    for executor in ("process", "thread", "invoke"):
-        ev = one_step(make_eventor, lambda: "x", executor=executor)
-        assert ev.run()
-        assert statuses(ev) == {("s", "5"): "success"}
-
-
-def chain_of_pids(make_eventor, config):
-    ev = make_eventor(config={"task_construct": "process", **config})
-    e1, e2, e3 = ev.add_event("e1"), ev.add_event("e2"), ev.add_event("e3")
-    ev.add_assoc(e1, ev.add_step("a", func=os.getpid, triggers={evr.STEP_SUCCESS: e2}))
-    ev.add_assoc(e2, ev.add_step("b", func=lambda: os._exit(9),
-                                 triggers={evr.STEP_FAILURE: e3}))
-    ev.add_assoc(e3, ev.add_step("c", func=os.getpid))
-    ev.trigger_event(e1)
-    assert ev.run()
-    return {t["step"]: t for t in ev.store.tasks(ev.run_id)}
 
 
 def test_a_worker_that_dies_is_replaced_and_the_flow_goes_on(make_eventor):

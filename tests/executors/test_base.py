@@ -1,0 +1,67 @@
+"""What every executor shares (executors/base.py): how a task is called and reported."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+import eventor as evr
+from tests.conftest import one_step, statuses
+
+
+def test_results_that_are_not_json_are_stored_as_their_repr(make_eventor):
+    class Thing:
+        def __repr__(self):
+            return "<Thing>"
+
+    ev = one_step(make_eventor, Thing)
+    assert ev.run()
+    [task] = ev.store.tasks(ev.run_id)
+    assert (task["result_kind"], task["result"]) == ("repr", "<Thing>")
+
+
+def test_statuses_are_the_same_whichever_executor(make_eventor):
+    for executor in ("process", "thread", "invoke"):
+        ev = one_step(make_eventor, lambda: "x", executor=executor)
+        assert ev.run()
+        assert statuses(ev) == {("s", "5"): "success"}
+
+
+@pytest.mark.parametrize("executor", ["thread", "invoke"])
+def test_thread_and_invoke_steps_read_their_environment_from_task_env(make_eventor, executor):
+    seen = {}
+    barrier = threading.Barrier(3 if executor == "thread" else 1, timeout=5)
+
+    def step():
+        if executor == "thread":
+            barrier.wait()  # all three run at once: nothing may leak between them
+        env = evr.task_env()
+        seen[env["EVENTOR_STEP_SEQUENCE"]] = env["EVENTOR_STEP_NAME"]
+        return "EVENTOR_STEP_NAME" in os.environ
+
+    ev = make_eventor(config={"task_construct": executor})
+    e = ev.add_event("e")
+    ev.add_assoc(e, ev.add_step("s", func=step))
+    for seq in ("a", "b", "c"):
+        ev.trigger_event(e, seq)
+    assert ev.run()
+    assert seen == {"a": "s", "b": "s", "c": "s"}
+    assert {t["result"] for t in ev.store.tasks(ev.run_id)} == {"false"}
+    assert evr.task_env() == {}
+
+
+def test_sequence_arg_name_and_pass_logger_to_task(make_eventor):
+    import logging
+
+    def step(day, logger):
+        assert isinstance(logger, logging.Logger) and logger.name == "eventor.t.s"
+        return day
+
+    ev = make_eventor(config={"sequence_arg_name": "day", "pass_logger_to_task": True})
+    e = ev.add_event("e")
+    ev.add_assoc(e, ev.add_step("s", func=step))
+    ev.trigger_event(e, "2026-11-01")
+    assert ev.run()
+    assert ev.store.tasks(ev.run_id)[0]["result"] == '"2026-11-01"'

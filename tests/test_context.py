@@ -1,0 +1,104 @@
+"""What a step sees (StepContext) and what a run returns (RunResult, stored results)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import eventor as evr
+from eventor import Event, Flow, step
+from eventor.context import decode_result
+
+
+def test_the_step_context_describes_the_task(opts):
+    class Probe(Flow):
+        start = Event()
+
+        @step(on=start)
+        def probe(self, ctx):
+            ctx.log.info("probing", n=1)
+            return {"run_id": ctx.run_id, "sequence": ctx.sequence, "step": ctx.step,
+                    "recovery": ctx.recovery, "results": dict(ctx.results),
+                    "env": os.environ.get("EVENTOR_STEP_NAME")}
+
+    flow = Probe(executor="process", **opts)
+    result = flow.run(sequence="s1")
+    assert result["probe"] == {"run_id": flow.run_id, "sequence": "s1", "step": "probe",
+                               "recovery": 0, "results": {}, "env": "probe"}
+    flow.close()
+
+
+def test_results_that_are_not_json_are_refused_unless_the_flow_stores_pickles(opts):
+    class Objects(Flow):
+        start = Event()
+        made = Event()
+
+        @step(on=start, success=made)
+        def make(self):
+            return {1, 2, 3}
+
+        @step(on=made)
+        def use(self, ctx):
+            return sorted(ctx.results["make"])
+
+    plain = Objects(executor="process", **opts).run()
+    assert not plain
+    assert "returned a value that is not JSON-serializable" in plain.task("use").error
+    assert "pickle_results=True" in plain.task("use").error
+    with pytest.raises(evr.ResultNotStoredError, match=r"only its repr was stored: \{1, 2, 3\}"):
+        plain["make"]
+
+    pickled = Objects(executor="process", pickle_results=True, **opts).run()
+    assert pickled
+    assert pickled["make"] == {1, 2, 3}
+    assert pickled["use"] == [1, 2, 3]
+
+
+def test_missing_results_name_the_steps_that_have_some(opts):
+    class Early(Flow):
+        start = Event()
+        done = Event()
+
+        @step(on=start, success=done)
+        def first(self):
+            return 1
+
+        @step(on=done)
+        def second(self, ctx):
+            return ctx.results["nope"]
+
+    result = Early(executor="invoke", **opts).run()
+    assert "no result from step 'nope' in sequence '0'" in result.task("second").error
+    assert "steps with results: 'first'" in result.task("second").error
+
+
+def test_a_stored_result_decodes_to_the_value_or_says_why_it_cannot():
+    assert decode_result("s", "json", '{"a": [1, 2]}') == {"a": [1, 2]}
+    assert decode_result("s", None, None) is None
+    with pytest.raises(evr.ResultNotStoredError, match="step 's' returned a value that is not JSON"):
+        decode_result("s", "repr", "<object at 0x1>")
+    with pytest.raises(evr.ResultNotStoredError, match="reading a pickle runs code") as info:
+        decode_result("s", "pickle", "gASVAAAA")
+    assert info.value.step == "s"
+
+
+def test_a_run_result_names_the_steps_and_sequences_it_has(opts):
+    class Two(Flow):
+        start = Event()
+
+        @step(on=start)
+        def only(self, ctx):
+            return ctx.sequence
+
+    flow = Two(executor="invoke", **opts)
+    flow.trigger("start", "a")
+    flow.trigger("start", "b")
+    result = flow.run()
+    flow.close()
+    assert result["only", "a"] == "a" and result.statuses == {("only", "a"): "success",
+                                                              ("only", "b"): "success"}
+    with pytest.raises(KeyError, match=r"ran in several sequences \('a', 'b'\)"):
+        result["only"]
+    with pytest.raises(KeyError, match=r"step 'other' did not run \(steps that ran: only\)"):
+        result["other"]
