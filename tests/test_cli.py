@@ -220,6 +220,7 @@ def test_the_installed_eventor_script_runs_a_flow(tmp_path):
     assert (tmp_path / "etl.run.db").exists()  # the store the program itself would use
 
 
+@pytest.mark.slow
 def test_flow_cli_makes_an_option_per_parameter(tmp_path):
     proc = subprocess.run([sys.executable, ETL, "run", "--help"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120,

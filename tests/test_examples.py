@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -92,6 +94,7 @@ def executions(db_path: Path) -> list[tuple[str, str]]:
         return db.execute("select step, status from eventor_tasks order by id").fetchall()
 
 
+@pytest.mark.slow
 def test_delay_classic_runs_each_step_once_across_continue_sessions(tmp_path):
     proc = run_example("delay_classic.py", "0.3", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -105,6 +108,7 @@ def test_delay_classic_runs_each_step_once_across_continue_sessions(tmp_path):
     assert len(late) == 2 and all(lag >= 0 for (lag,) in late)
 
 
+@pytest.mark.slow
 def test_delay_dsl_is_the_twin_of_delay_classic(tmp_path):
     proc = run_example("delay_dsl.py", "0.3", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
