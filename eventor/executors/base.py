@@ -26,9 +26,12 @@ __all__ = [
     "TaskRun",
     "TriggerRequest",
     "current_task",
+    "failure",
     "qualified_names",
     "encode_result",
     "run_task",
+    "safe_repr",
+    "safe_str",
     "task_env",
 ]
 
@@ -155,16 +158,57 @@ def task_env() -> Mapping[str, str]:
 
 
 def encode_result(value: Any) -> tuple[str | None, str | None]:
-    """A step's return value as stored: JSON when it serializes, else its (truncated) repr."""
+    """
+    A step's return value as stored: JSON when it serializes, else its (truncated) repr.
+
+    Never raises: a value whose JSON encoding or ``repr`` fails is described by its type.
+    """
     if value is None:
         return None, None
     if isinstance(value, StoredResult):
         return value.kind, value.text
     try:
         return "json", json.dumps(value)
-    except (TypeError, ValueError, RecursionError):
-        text = repr(value)
+    except Exception:  # not JSON data (or a hostile __iter__, __eq__, ...): keep its repr
+        text = safe_repr(value)
         return "repr", text if len(text) <= REPR_LIMIT else text[:REPR_LIMIT] + "..."
+
+
+def safe_repr(value: Any) -> str:
+    """``repr(value)``, or a description of the value when its ``repr`` raises."""
+    try:
+        return str(repr(value))
+    except BaseException as exc:  # user code: anything, even SystemExit, must not escape
+        return f"<{_type_name(value)} object; its repr() raised {_type_name(exc)}>"
+
+
+def safe_str(exc: BaseException) -> str:
+    """``str(exc)``, or a description of the exception when its ``str`` raises."""
+    try:
+        return str(exc)
+    except BaseException as err:
+        return f"<{_type_name(exc)}; its str() raised {_type_name(err)}>"
+
+
+def _type_name(value: Any) -> str:
+    try:
+        return str(type(value).__qualname__)
+    except BaseException:
+        return "object"
+
+
+def failure(key: int, exc: BaseException, pid: int | None = None) -> Outcome:
+    """The outcome of a task that raised ``exc`` (being handled): never raises itself."""
+    try:
+        text = traceback.format_exc()
+    except BaseException:
+        text = None
+    try:
+        mro = qualified_names(type(exc))
+    except BaseException:
+        mro = ()
+    return Outcome(key, False, error_type=_type_name(exc), error_message=safe_str(exc),
+                   traceback=text, pid=pid, error_mro=mro)
 
 
 def qualified_names(cls: type) -> tuple[str, ...]:
@@ -176,7 +220,9 @@ def run_task(task: TaskRun, pid: int | None = None, emit: Emit | None = None) ->
     """
     Call the task's function here and now, and describe how it ended.
 
-    ``emit`` carries the task's `TriggerRequest`s to the engine while it runs.
+    ``emit`` carries the task's `TriggerRequest`s to the engine while it runs. Whatever the
+    step returns or raises, an `Outcome` comes back: describing it never raises (only a
+    `KeyboardInterrupt` passes through, for the engine's thread to stop on).
     """
     if task.func is None:
         return Outcome(task.key, True, pid=pid)
@@ -187,17 +233,8 @@ def run_task(task: TaskRun, pid: int | None = None, emit: Emit | None = None) ->
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # a step's SystemExit is its failure, not the engine's exit
-        return Outcome(
-            task.key,
-            False,
-            error_type=type(exc).__qualname__,
-            error_message=str(exc),
-            traceback=traceback.format_exc(),
-            pid=pid,
-            error_mro=qualified_names(type(exc)),
-        )
+        return failure(task.key, exc, pid)
     finally:
         _current.reset(token)
     kind, text = encode_result(value)
     return Outcome(task.key, True, kind, text, pid=pid)
-

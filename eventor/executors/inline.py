@@ -15,7 +15,7 @@ from eventor.executors.base import (
     Outcome,
     TaskRun,
     encode_result,
-    qualified_names,
+    failure,
     run_task,
 )
 
@@ -48,8 +48,7 @@ class CallbackExecutor(Executor):
         try:
             value = self.handler(task)
         except Exception as exc:
-            done(Outcome(task.key, False, error_type=type(exc).__qualname__,
-                         error_message=str(exc), error_mro=qualified_names(type(exc))))
+            done(failure(task.key, exc))
             return
         if isinstance(value, Outcome):
             done(value)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from eventor.executors.base import Emit, Executor, Outcome, Requeue, TaskRun, run_task
+from eventor.executors.base import Emit, Executor, Outcome, Requeue, TaskRun, failure, run_task
 
 TERM_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when closing busy workers
 _HEADER = struct.Struct(">I")
@@ -325,6 +325,8 @@ def _worker_main(task_fd: int, result_fd: int, steps: Mapping[str, Any]) -> None
             os.environ.update(task.env)
             try:
                 outcome = run_task(task, pid, emit)
+            except KeyboardInterrupt as exc:  # raised by the step itself: its failure
+                outcome = failure(task.key, exc, pid)
             finally:
                 for key, value in saved.items():
                     if value is None:

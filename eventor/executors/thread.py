@@ -7,7 +7,7 @@ import queue
 import threading
 from typing import Any, ClassVar
 
-from eventor.executors.base import Emit, Executor, TaskRun, run_task
+from eventor.executors.base import Emit, Executor, TaskRun, failure, run_task
 
 _STOP = None
 
@@ -52,7 +52,10 @@ class ThreadExecutor(Executor):
             if item is _STOP:
                 return
             task, done = item
-            outcome = run_task(task, pid, done)
+            try:
+                outcome = run_task(task, pid, done)
+            except BaseException as exc:  # a KeyboardInterrupt raised by the step itself
+                outcome = failure(task.key, exc, pid)
             # Idle before reporting: the engine may submit the next task as soon as it has
             # the outcome, and must find this thread free rather than start another one.
             with self._lock:

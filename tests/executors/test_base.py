@@ -65,3 +65,49 @@ def test_sequence_arg_name_and_pass_logger_to_task(make_eventor):
     ev.trigger_event(e, "2026-11-01")
     assert ev.run()
     assert ev.store.tasks(ev.run_id)[0]["result"] == '"2026-11-01"'
+
+
+class HostileRepr:
+    def __repr__(self):
+        raise RuntimeError("no repr for you")
+
+
+class HostileError(Exception):
+    def __str__(self):
+        raise RuntimeError("no str for you")
+
+
+def returns_hostile():
+    return HostileRepr()
+
+
+def raises_hostile():
+    raise HostileError()
+
+
+def run_within(ev, seconds=60.0):
+    """ev.run(), failing the test instead of hanging it when the engine never hears back."""
+    box = []
+    runner = threading.Thread(target=lambda: box.append(ev.run()), daemon=True)
+    runner.start()
+    runner.join(seconds)
+    assert not runner.is_alive(), "the engine never heard how the step ended"
+    return box[0]
+
+
+@pytest.mark.parametrize("executor", ["thread", "invoke", "process"])
+def test_a_result_whose_repr_raises_is_still_a_success(make_eventor, executor):
+    ev = one_step(make_eventor, returns_hostile, executor=executor)
+    assert run_within(ev)
+    (task,) = ev.store.tasks(ev.run_id)
+    assert task["status"] == "success" and task["result_kind"] == "repr"
+    assert task["result"] == "<HostileRepr object; its repr() raised RuntimeError>"
+
+
+@pytest.mark.parametrize("executor", ["thread", "invoke", "process"])
+def test_an_error_whose_str_raises_is_still_reported(make_eventor, executor):
+    ev = one_step(make_eventor, raises_hostile, executor=executor)
+    assert not run_within(ev)
+    (task,) = ev.store.tasks(ev.run_id)
+    assert (task["status"], task["error_type"]) == ("failure", "HostileError")
+    assert task["error_message"] == "<HostileError; its str() raised RuntimeError>"
