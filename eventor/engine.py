@@ -270,6 +270,7 @@ class Engine:
         self._retry_of, self._timeout_of = plan_retries(self._options_of, self._executor_of)
         self._timed_out: dict[int, str] = {}  # key -> why, for tasks being stopped
         self._pool_wait = False  # ready tasks wait for leases: poll for other programs
+        self._activated = False  # a task started in this pass fired its active trigger
 
     def _executor_for(self, step: StepSpec) -> str:
         if step.host not in (None, *_LOCAL_HOSTS):
@@ -412,7 +413,15 @@ class Engine:
         if self._timers:
             self._expire(now)
         self._propagate(now)
-        started = self._start_ready(now) if start else []
+        started: list[Task] = []
+        while start:
+            # A started task's `active` trigger can make more tasks ready: start them in this
+            # round too, for nothing else may wake the engine before the task ends.
+            self._activated = False
+            more = self._start_ready(now)
+            started += more
+            if not (more and self._activated):
+                break
         if self._pool_wait and not (self._running or started or self._pending
                                     or self._timers.count(_DelayDue)):
             self._check_deadlock(now)
@@ -700,6 +709,7 @@ class Engine:
             if task.step.triggered_by(StepStatus.active):
                 self._status_triggers(task, StepStatus.active)
                 self._propagate(now)
+                self._activated = True
         return chosen
 
     def _pick(self, slots: int, kept: list[Task], planned: dict[str, int], *,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 import eventor as evr
 from tests.conftest import fan_out, fired, max_overlap, slow_then, statuses
 
@@ -334,3 +336,26 @@ def test_each_round_is_committed_before_the_next_step_starts(make_eventor, tmp_p
     ev.trigger_event(first, 1)
     assert ev.run()
     assert seen["look"] == "active"
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+def test_an_active_trigger_starts_its_target_while_the_step_runs(make_eventor, executor, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    def slow():
+        time.sleep(0.5)
+        (marks / "slow_ended").write_text(repr(time.time()))
+
+    def watcher():
+        (marks / "watcher_started").write_text(repr(time.time()))
+
+    ev = make_eventor(config={"task_construct": executor})
+    go, on_active = ev.add_event("go"), ev.add_event("on_active")
+    ev.add_assoc(go, ev.add_step("s", func=slow, triggers={evr.STEP_ACTIVE: on_active}))
+    ev.add_assoc(on_active, ev.add_step("watcher", func=watcher))
+    ev.trigger_event(go)
+    assert ev.run()
+    started = float((marks / "watcher_started").read_text())
+    ended = float((marks / "slow_ended").read_text())
+    assert started < ended, "the watcher waited for the step that activated it to end"
