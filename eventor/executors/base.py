@@ -10,8 +10,10 @@ engine state.
 from __future__ import annotations
 
 import json
+import os
+import threading
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -27,6 +29,7 @@ __all__ = [
     "TriggerRequest",
     "current_task",
     "failure",
+    "install_task_environ",
     "qualified_names",
     "encode_result",
     "run_task",
@@ -150,11 +153,63 @@ def task_env() -> Mapping[str, str]:
     """
     The Eventor variables of the task running in this thread, e.g. ``EVENTOR_STEP_NAME``.
 
-    Process steps also find them in ``os.environ``; thread and invoke steps share the
-    process's environment with each other, so they must read them here instead.
+    Every step also finds them in ``os.environ`` (see `install_task_environ`).
     """
     current = _current.get()
     return dict(current[0].env) if current is not None else {}
+
+
+class _TaskEnviron(os._Environ):
+    """
+    ``os.environ`` as a thread running a task sees it: the task's own Eventor variables win.
+
+    Threads share one process environment, so two thread steps running at once cannot each
+    have their ``EVENTOR_STEP_NAME`` there. This view adds the running task's variables (held
+    per thread, like `current_task`) to every read: ``os.environ[...]``, ``os.getenv``,
+    ``in``, iteration and ``copy()``. Writes go to the real environment, as always.
+    """
+
+    def __getitem__(self, key: str) -> str:
+        current = _current.get()
+        if current is not None:
+            value = current[0].env.get(key)
+            if value is not None:
+                return value
+        return str(super().__getitem__(key))
+
+    def __iter__(self) -> Iterator[str]:
+        current = _current.get()
+        extra = dict(current[0].env) if current is not None else {}
+        for key in super().__iter__():
+            extra.pop(key, None)
+            yield key
+        yield from extra
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"environ({dict(self)!r})"
+
+
+def install_task_environ() -> None:
+    """
+    Make ``os.environ`` (and so ``os.getenv``) show each thread's running task its own
+    Eventor variables; done once per process, by the thread and invoke executors.
+
+    A subprocess a thread step starts inherits the process's real environment, without the
+    task's variables, unless it is given ``env=os.environ.copy()``, which has them. Code that
+    did ``from os import environ`` before holds the plain mapping and sees none of them.
+    """
+    with _install_lock:
+        real: Any = os.environ
+        if not isinstance(real, _TaskEnviron):
+            # The same data and encoders: only reads change (B003: nothing is cleared here).
+            os.environ = _TaskEnviron(real._data, real.encodekey,  # noqa: B003
+                                      real.decodekey, real.encodevalue, real.decodevalue)
+
+
+_install_lock = threading.Lock()
 
 
 def encode_result(value: Any) -> tuple[str | None, str | None]:

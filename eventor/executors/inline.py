@@ -16,6 +16,7 @@ from eventor.executors.base import (
     TaskRun,
     encode_result,
     failure,
+    install_task_environ,
     run_task,
 )
 
@@ -24,6 +25,9 @@ class InvokeExecutor(Executor):
     """Runs each task synchronously in the engine; no isolation, no concurrency, no overhead."""
 
     name: ClassVar[str] = "invoke"
+
+    def __init__(self) -> None:
+        install_task_environ()  # the step sees its own variables in os.environ
 
     def submit(self, task: TaskRun, done: Emit) -> None:
         done(run_task(task, os.getpid(), done))

@@ -7,7 +7,14 @@ import queue
 import threading
 from typing import Any, ClassVar
 
-from eventor.executors.base import Emit, Executor, TaskRun, failure, run_task
+from eventor.executors.base import (
+    Emit,
+    Executor,
+    TaskRun,
+    failure,
+    install_task_environ,
+    run_task,
+)
 
 _STOP = None
 
@@ -17,13 +24,15 @@ class ThreadExecutor(Executor):
     Runs tasks on up to ``workers`` threads, started as needed; more tasks wait in a queue.
 
     A plain queue and long-lived threads, rather than `concurrent.futures`, because the hop
-    to a worker and back is most of a thread step's cost. Threads share ``os.environ``, so a
-    thread step reads its Eventor variables with `eventor.task_env()`.
+    to a worker and back is most of a thread step's cost. Threads share one process
+    environment; each step still reads its own Eventor variables from ``os.environ`` (see
+    `install_task_environ`), or from `eventor.task_env()`.
     """
 
     name: ClassVar[str] = "thread"
 
     def __init__(self, workers: int = 32) -> None:
+        install_task_environ()  # each thread step sees its own variables in os.environ
         self._max = max(1, workers)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -29,17 +32,19 @@ def test_statuses_are_the_same_whichever_executor(make_eventor):
         assert statuses(ev) == {("s", "5"): "success"}
 
 
-@pytest.mark.parametrize("executor", ["thread", "invoke"])
-def test_thread_and_invoke_steps_read_their_environment_from_task_env(make_eventor, executor):
-    seen = {}
+@pytest.mark.parametrize("executor", ["thread", "invoke", "process"])
+def test_every_step_reads_its_own_variables_from_os_environ(make_eventor, executor):
     barrier = threading.Barrier(3 if executor == "thread" else 1, timeout=5)
 
     def step():
         if executor == "thread":
             barrier.wait()  # all three run at once: nothing may leak between them
-        env = evr.task_env()
-        seen[env["EVENTOR_STEP_SEQUENCE"]] = env["EVENTOR_STEP_NAME"]
-        return "EVENTOR_STEP_NAME" in os.environ
+        return {"getenv": os.getenv("EVENTOR_STEP_SEQUENCE"),
+                "item": os.environ["EVENTOR_STEP_NAME"],
+                "in": "EVENTOR_STEP_RECOVERY" in os.environ,
+                "copy": os.environ.copy().get("EVENTOR_STEP_SEQUENCE"),
+                "listed": "EVENTOR_LOGGER_NAME" in list(os.environ),
+                "task_env": evr.task_env()["EVENTOR_STEP_SEQUENCE"]}
 
     ev = make_eventor(config={"task_construct": executor})
     e = ev.add_event("e")
@@ -47,9 +52,23 @@ def test_thread_and_invoke_steps_read_their_environment_from_task_env(make_event
     for seq in ("a", "b", "c"):
         ev.trigger_event(e, seq)
     assert ev.run()
-    assert seen == {"a": "s", "b": "s", "c": "s"}
-    assert {t["result"] for t in ev.store.tasks(ev.run_id)} == {"false"}
-    assert evr.task_env() == {}
+    results = {t["sequence"]: json.loads(t["result"]) for t in ev.store.tasks(ev.run_id)}
+    assert results == {seq: {"getenv": seq, "item": "s", "in": True, "copy": seq,
+                             "listed": True, "task_env": seq} for seq in ("a", "b", "c")}
+    assert evr.task_env() == {} and os.getenv("EVENTOR_STEP_NAME") is None  # outside a step
+
+
+def test_a_subprocess_of_a_thread_step_inherits_the_variables_it_is_given(make_eventor):
+    def step():
+        probe = [sys.executable, "-c", "import os; print(os.getenv('EVENTOR_STEP_NAME'))"]
+        plain = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
+        given = subprocess.run(probe, capture_output=True, text=True, check=True,
+                               env=os.environ.copy()).stdout.strip()
+        return [plain, given]
+
+    ev = one_step(make_eventor, step, executor="thread")
+    assert ev.run()
+    assert json.loads(ev.store.tasks(ev.run_id)[0]["result"]) == ["None", "s"]
 
 
 def test_sequence_arg_name_and_pass_logger_to_task(make_eventor):
