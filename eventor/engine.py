@@ -28,7 +28,13 @@ from typing import Any
 
 from eventor.clock import EMPTY, Clock, SystemClock
 from eventor.enums import RunMode, StepReplay, StepStatus
-from eventor.exceptions import EventorUsageError, NotSupportedError, did_you_mean
+from eventor.exceptions import (
+    EventorUsageError,
+    NotSupportedError,
+    ResourceDeadlock,
+    StepTimeout,
+    did_you_mean,
+)
 from eventor.executors.base import (
     Executor,
     Message,
@@ -69,7 +75,7 @@ from eventor.timers import Timers
 __all__ = ["Engine", "EngineOptions", "Origin", "RunSummary", "Task"]
 
 DEFAULT_SEQUENCE = "0"
-TIMEOUT_MRO = qualified_names(TimeoutError)
+TIMEOUT_MRO = qualified_names(StepTimeout)
 POOL_POLL = 0.1  # seconds between looks at pools another program holds
 _LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1", socket.gethostname()})
 
@@ -499,7 +505,7 @@ class Engine:
         self._running_by_step[name] -= 1
         why = self._timed_out.pop(outcome.key, None)
         if why is not None:  # stopped at its timeout, however it ended
-            outcome = Outcome(outcome.key, False, error_type="TimeoutError", error_message=why,
+            outcome = Outcome(outcome.key, False, error_type="StepTimeout", error_message=why,
                               exit_code=outcome.exit_code, pid=outcome.pid, error_mro=TIMEOUT_MRO)
         task.ended_at = now
         task.pid = outcome.pid
@@ -545,7 +551,7 @@ class Engine:
             self._timed_out[due.key] = why + " and was stopped"
         else:
             self.log.warning("step_abandoned", step=task.step.name, sequence=task.sequence)
-            self._on_outcome(Outcome(due.key, False, error_type="TimeoutError", error_mro=TIMEOUT_MRO,
+            self._on_outcome(Outcome(due.key, False, error_type="StepTimeout", error_mro=TIMEOUT_MRO,
                                      error_message=why + "; its thread cannot be stopped and "
                                      "was left to finish unobserved"), now)
 
@@ -739,7 +745,7 @@ class Engine:
         for task in waiting:
             self._ready.remove(task)
             task.ended_at = now
-            task.error_type = "ResourceDeadlock"
+            task.error_type = ResourceDeadlock.__name__
             task.error_message = (
                 f"step {task.step.name!r} waits for {self._pools.wants[task.step.name]!r}, held by "
                 f"this run ({held}) with nothing left running to release it; release it with "

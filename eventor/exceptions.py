@@ -9,6 +9,11 @@ Every error Eventor raises, in one tree.
     ├── EventorUsageError (RuntimeError)      an API called out of order (add after run, use after close)
     ├── NotSupportedError (NotImplementedError)  a feature this version does not have yet
     ├── RunNotFoundError (LookupError)        recover/continue named a run or attempt the store lacks
+    ├── StepFailure                           why a task failed, when Eventor saw it fail (recorded
+    │   │                                     as the task's error_type; retry_on= can name them)
+    │   ├── ProcessDied (ChildProcessError)   its worker process exited or was killed before reporting
+    │   ├── StepTimeout (TimeoutError)        it ran past its timeout and was stopped or abandoned
+    │   └── ResourceDeadlock (RuntimeError)   it waits for a pool that nothing left running can release
     └── StoreError                            the run store cannot be used
         ├── StoreURLError (ValueError)        the store address is malformed or names an unknown driver
         ├── StoreUnavailableError (ConnectionError)  the database cannot be reached or opened
@@ -118,6 +123,27 @@ class RunNotFoundError(EventorError, LookupError):
         self.run_id = run_id
         self.store = store
         super().__init__(message)
+
+
+class StepFailure(EventorError):
+    """
+    A task failed for a reason Eventor saw rather than one its step raised.
+
+    Eventor records these as the task's ``error_type`` (its class name) and matches them
+    against ``retry_on`` by class, like any exception a step raises: ``retry_on=ProcessDied``.
+    """
+
+
+class ProcessDied(StepFailure, ChildProcessError):
+    """A process step's worker exited, or was killed, before it reported how the step ended."""
+
+
+class StepTimeout(StepFailure, TimeoutError):
+    """A step ran past its ``timeout``: its process was stopped, or its thread abandoned."""
+
+
+class ResourceDeadlock(StepFailure, RuntimeError):
+    """A step waits for pool units that only its own run holds, with nothing left to release them."""
 
 
 class StoreError(EventorError):

@@ -13,11 +13,11 @@ def test_public_names_are_pinned():
     assert set(eventor.__all__) == {
         "Clock", "Config", "Event", "Eventor", "EventorConfigError", "EventorError", "EventorUsageError",
         "Flow", "FlowDefinitionError", "FlowGraph", "MockClock", "NotAStoreError",
-        "NotSupportedError", "ParameterError", "ResultNotStoredError", "RunResult", "RunNotFoundError",
+        "NotSupportedError", "ParameterError", "ProcessDied", "ResourceDeadlock", "ResultNotStoredError", "RunResult", "RunNotFoundError",
         "RUN_CONTINUE", "RUN_RECOVER", "RUN_RESTART", "RecoveryPlan", "Resource", "ResourcePool",
         "RunMode", "RunSummary", "STEP_ACTIVE",
         "STEP_COMPLETE", "STEP_FAILURE", "STEP_READY", "STEP_RERUN", "STEP_SKIP", "STEP_SUCCESS",
-        "SchemaVersionError", "StepContext", "StepReplay", "StepStatus", "StoreError", "StoreIntegrityError",
+        "SchemaVersionError", "StepContext", "StepFailure", "StepTimeout", "StepReplay", "StepStatus", "StoreError", "StoreIntegrityError",
         "StoreURLError", "StoreUnavailableError", "SystemClock", "TaskResult", "flow", "load_config", "or_",
         "purge", "step", "task_env",
     }

@@ -116,7 +116,7 @@ def test_a_process_step_past_its_timeout_is_killed_and_fails(make_eventor, tmp_p
     assert ev.run()  # handled by the alert branch
     assert time.monotonic() - began < 10
     task = ev.store.tasks(ev.run_id)[0]
-    assert (task["status"], task["error_type"]) == ("failure", "TimeoutError")
+    assert (task["status"], task["error_type"]) == ("failure", "StepTimeout")
     assert task["error_message"] == "step 's' timed out after 0.5 s and was stopped"
     with pytest.raises(ProcessLookupError):
         os.kill(int(pidfile.read_text()), 0)
@@ -130,7 +130,7 @@ def test_a_process_that_ignores_sigterm_gets_sigkill_after_the_grace(make_evento
     ev.run()
     assert time.monotonic() - began < 10
     task = ev.store.tasks(ev.run_id)[0]
-    assert task["error_type"] == "TimeoutError" and task["exit_code"] == -signal.SIGKILL
+    assert task["error_type"] == "StepTimeout" and task["exit_code"] == -signal.SIGKILL
 
 
 def test_a_thread_step_past_its_timeout_fails_and_is_abandoned(make_eventor):
@@ -158,7 +158,7 @@ def test_a_timeout_is_retried_like_any_failure(make_eventor, tmp_path):
     assert ev.run()
     tasks, tries, _ = outcome(ev)
     assert tasks["s"] == ("success", '"quick"')
-    assert [(t, e) for t, e, _ in tries] == [(1, "TimeoutError")]
+    assert [(t, e) for t, e, _ in tries] == [(1, "StepTimeout")]
 
 
 def test_a_timeout_in_the_engine_thread_is_refused(make_eventor):

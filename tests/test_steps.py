@@ -61,7 +61,7 @@ def test_the_classic_api_keeps_the_timeout_of_a_marked_function(make_eventor):
     assert not ev.run()
     assert time.monotonic() - started < 30
     (task,) = ev.store.tasks(ev.run_id)
-    assert (task["status"], task["error_type"]) == ("failure", "TimeoutError")
+    assert (task["status"], task["error_type"]) == ("failure", "StepTimeout")
     assert "timed out after 0.5 s" in task["error_message"]
 
 

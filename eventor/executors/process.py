@@ -33,10 +33,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from eventor.executors.base import Emit, Executor, Outcome, Requeue, TaskRun, failure, run_task
+from eventor.exceptions import ProcessDied
+from eventor.executors.base import (
+    Emit,
+    Executor,
+    Outcome,
+    Requeue,
+    TaskRun,
+    failure,
+    qualified_names,
+    run_task,
+)
 
 TERM_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when closing busy workers
 _HEADER = struct.Struct(">I")
+_DIED_MRO = qualified_names(ProcessDied)
 
 
 def _flush_std() -> None:
@@ -277,8 +288,8 @@ def _death(task: TaskRun, pid: int, exit_code: int) -> Outcome:
         message = f"process {pid} of step {task.step!r} was killed by {name}"
     else:
         message = f"process {pid} of step {task.step!r} exited with code {exit_code} before returning"
-    return Outcome(task.key, False, error_type="ProcessDied", error_message=message,
-                   exit_code=exit_code, pid=pid)
+    return Outcome(task.key, False, error_type=ProcessDied.__name__, error_message=message,
+                   exit_code=exit_code, pid=pid, error_mro=_DIED_MRO)
 
 
 def _load_prctl() -> Callable[..., int] | None:

@@ -135,3 +135,20 @@ def test_a_worker_killed_while_idle_does_not_take_the_next_task_down(make_evento
     ev.trigger_event(e1)
     assert ev.run()
     assert statuses(ev)[("c", "0")] == "success"
+
+
+def test_retry_on_names_a_failure_eventor_records(make_eventor, tmp_path):
+    marker = tmp_path / "died-once"
+
+    def dies_once():
+        if not marker.exists():
+            marker.write_text("x")
+            os._exit(3)
+        return "second try"
+
+    ev = one_step(make_eventor, dies_once, config={"retries": 1, "retry_on": evr.ProcessDied})
+    assert ev.run()
+    (task,) = ev.store.tasks(ev.run_id)
+    assert (task["status"], task["result"]) == ("success", '"second try"')
+    assert [t["error_type"] for t in ev.store.tries(ev.run_id)] == ["ProcessDied"]
+    assert issubclass(evr.ProcessDied, evr.StepFailure) and issubclass(evr.ProcessDied, evr.EventorError)
