@@ -230,9 +230,8 @@ class Eventor:
             if self._closed:
                 raise EventorUsageError("this Eventor is closed")
             engine = self._session.start(
-                self._builder.build(), mode=self.run_mode, clock=self._clock,
-                attempt=self.recovery_run if self.run_mode is RunMode.recover else None,
-                progress=self.progress)
+                self._builder.build(), clock=self._clock, progress=self.progress,
+                attempt=self.recovery_run if self.run_mode is RunMode.recover else None)
             for name, sequence in self._early_triggers:
                 engine.trigger(name, sequence)
             self._early_triggers.clear()

@@ -175,6 +175,8 @@ class Flow(metaclass=FlowMeta):
         flow = cls._reopen(run_id, RunMode.recover, recovery_run, clock, values)
         flow._progress = progress
         with flow:
+            if flow._mode is RunMode.restart:  # never recorded: its first attempt, from the start
+                return flow.run(max_loops=max_loops)
             store = flow._ensure_engine().store
             attempt = pick_attempt(store, flow.run_id, recovery_run)["attempt"]
             for row in store.triggers(flow.run_id, attempt):
@@ -241,7 +243,7 @@ class Flow(metaclass=FlowMeta):
             session.close()
             raise
         flow._held.append(session)
-        flow._mode, flow._from_attempt = mode, attempt
+        flow._mode, flow._from_attempt = session.mode, attempt
         return flow
 
     def close(self) -> None:
@@ -280,9 +282,10 @@ class Flow(metaclass=FlowMeta):
             self._held.append(Session(self.graph.name, options.get("store", ""),
                                       options.get("config")))
         session = self._held[0]
-        session.choose_run(self.run_id)
+        if not session.run_id:  # a new run (a reopened one was chosen by _reopen)
+            session.choose_run(self.run_id)
         self._engine = session.start(
-            self._bound_graph(), mode=self._mode, attempt=self._from_attempt, clock=self._clock,
+            self._bound_graph(), attempt=self._from_attempt, clock=self._clock,
             progress=self._progress,
             info={"params": json.loads(json.dumps(dict(self.param_values), default=str))},
             max_concurrent=options.get("max_concurrent"), executor=options.get("executor"),

@@ -94,6 +94,7 @@ class Session:
         self.log: BoundLogger = make_logger(name, self.config.LOGGING)
         self.store, self._owns_store, _ = open_configured(store, self.config)
         self.run_id = ""
+        self.mode = RunMode.restart
         self.engine: Engine | None = None
         self._run_log: Any = None
         self._closed = False
@@ -103,23 +104,34 @@ class Session:
         The run this session records: ``run_id`` or a new one for a restart; for recover
         and continue, ``run_id`` or else the latest run of this program in the store.
 
+        Recover with a ``run_id`` the store never recorded (its first engine died before
+        writing anything) starts that run as its first attempt, with a warning: ``mode``
+        then says restart.
+
         Raises:
             RunNotFoundError: recover or continue found no such run.
             EventorUsageError: a ``shared_db`` store holds several runs to choose from.
         """
+        self.mode = mode
         if mode is RunMode.restart:
             self.run_id = run_id or new_run_id()
+        elif mode is RunMode.recover and run_id and self.store.run(run_id) is None:
+            # Its engine stopped before its first write: "run; if it crashed, recover" must
+            # work however far the first attempt got, so this is the run's first attempt.
+            self.log.warning("run_not_recorded", run_id=run_id, store=self.store.address)
+            self.run_id, self.mode = run_id, RunMode.restart
         else:
             self.run_id = pick_run(self.store, run_id, program=self.program,
                                    shared_db=self.config.shared_db, log=self.log)
         return self.run_id
 
-    def start(self, graph: FlowGraph, *, mode: RunMode = RunMode.restart,
-              attempt: int | None = None, clock: Clock | None = None,
+    def start(self, graph: FlowGraph, *, attempt: int | None = None, clock: Clock | None = None,
               progress: Callable[[Mapping[str, int]], None] | None = None,
               info: Mapping[str, Any] | None = None, **overrides: Any) -> Engine:
         """
-        The engine that runs ``graph`` as this session's run, with its log file opened.
+        The engine that runs ``graph`` as this session's run (in the ``mode`` that
+        `choose_run` settled), with its log file opened. ``attempt`` is the attempt to
+        recover from or continue (default: the latest).
 
         ``overrides`` are engine options that win over the config (``max_concurrent``,
         ``executor``, ``stop_on_exception``) when not None.
@@ -134,7 +146,9 @@ class Session:
                                      self.config.logdir)
         self.engine = Engine(graph, self.store, run_id=self.run_id, program=self.program,
                              options=self.config.engine_options(**overrides), clock=clock,
-                             log=self.log, mode=mode, attempt=attempt, progress=progress,
+                             log=self.log, mode=self.mode,
+                             attempt=None if self.mode is RunMode.restart else attempt,
+                             progress=progress,
                              info=info)
         return self.engine
 

@@ -78,10 +78,10 @@ def test_a_flow_file_reference_runs_with_sequence_and_run_id(cli):
      "parameter 'limit' expects int, got str 'many'"),
     (["show", "nope"], "no run store at"),
     (["graph", f"{ETL}:Etl", "--format", "svg"], "--format 'svg': use mermaid, dot or text"),
-    (["recover", "tests.cli_flows:Numbers", "--run-id", "missing"], "no run 'missing' in"),
+    (["continue", "tests.cli_flows:Numbers", "--run-id", "missing"], "no run 'missing' in"),
 ])
 def test_mistakes_are_one_line_and_exit_2(cli, args, message):
-    if args[0] in ("show", "recover"):
+    if args[0] in ("show", "continue"):
         args = [*args, "--store", cli.store]
     code, out, err = cli(*args)
     assert code == 2

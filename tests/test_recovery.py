@@ -8,6 +8,7 @@ import pytest
 
 import eventor as evr
 from eventor import Event, Flow, step
+from eventor.testing import capture_events
 from tests.conftest import statuses
 
 QUIET = {"LOGGING": {"console": False}, "task_construct": "thread"}
@@ -122,13 +123,14 @@ def test_a_shared_store_refuses_to_guess_which_run_to_recover(tmp_path):
         chain(store, mode=evr.RUN_RECOVER, config={"shared_db": True})
 
 
-def test_recovering_an_unknown_run_names_the_runs_there_are(tmp_path):
+def test_continuing_an_unknown_run_names_the_runs_there_are(tmp_path):
+    # (Recover starts a run it was given but the store never recorded: see below.)
     store = str(tmp_path / "r.db")
     with chain(store) as ev:
         ev.run()
         run_id = ev.run_id
     with pytest.raises(evr.RunNotFoundError, match=f"no run 'nope' in .*Runs in it: {run_id}"):
-        chain(store, mode=evr.RUN_RECOVER, run_id="nope")
+        chain(store, mode=evr.RUN_CONTINUE, run_id="nope")
 
 
 def test_the_plan_runs_nothing(tmp_path):
@@ -312,3 +314,32 @@ def test_flow_resume_continues_a_paused_run(tmp_path):
     assert CALLS == ["now", "later"]
     with pytest.raises(evr.RunNotFoundError):
         Later.resume("missing", **opts)
+
+
+def test_recover_of_a_run_never_recorded_starts_it_with_a_warning(make_eventor):
+    # "run; if it crashed, recover with the same id" works however far the first engine got.
+    with capture_events() as events:
+        ev = make_eventor(run_mode=evr.RUN_RECOVER, run_id="never-written")
+        go = ev.add_event("go")
+        ev.add_assoc(go, ev.add_step("s", func=lambda: 1))
+        ev.trigger_event(go)
+        assert ev.run()
+    warned = [e for e in events if e["event"] == "run_not_recorded"]
+    assert warned and warned[0]["run_id"] == "never-written" and warned[0]["level"] == "warning"
+    assert [(a["attempt"], a["status"]) for a in ev.store.attempts("never-written")] == [(0, "success")]
+    assert [t["status"] for t in ev.store.tasks("never-written")] == ["success"]
+
+
+def test_flow_recover_of_a_run_never_recorded_runs_it_from_its_entry_events(tmp_path):
+    class Once(Flow):
+        start = Event()
+
+        @step(on=start)
+        def only(self):
+            return "ran"
+
+    opts = {"store": str(tmp_path / "once.run.db"), "config": {"LOGGING": {"console": False}}}
+    result = Once.recover("crashed-before-writing", **opts)
+    assert result and result.run_id == "crashed-before-writing" and result["only"] == "ran"
+    with pytest.raises(evr.RunNotFoundError, match="no run of program"):
+        Once.recover(**{**opts, "store": str(tmp_path / "empty.run.db")})
