@@ -11,15 +11,16 @@ def test_all_is_sorted_and_complete():
 
 def test_public_names_are_pinned():
     assert set(eventor.__all__) == {
-        "Clock", "Config", "Event", "Eventor", "EventorConfigError", "EventorError", "EventorUsageError",
-        "Flow", "FlowDefinitionError", "FlowGraph", "MockClock", "NotAStoreError",
-        "NotSupportedError", "ParameterError", "ProcessDied", "ResourceDeadlock", "ResultNotStoredError", "RunResult", "RunNotFoundError",
-        "RUN_CONTINUE", "RUN_RECOVER", "RUN_RESTART", "RecoveryPlan", "Resource", "ResourcePool",
-        "RunMode", "RunSummary", "STEP_ACTIVE",
-        "STEP_COMPLETE", "STEP_FAILURE", "STEP_READY", "STEP_RERUN", "STEP_SKIP", "STEP_SUCCESS",
-        "SchemaVersionError", "StepContext", "StepFailure", "StepTimeout", "StepReplay", "StepStatus", "StoreError", "StoreIntegrityError",
-        "StoreURLError", "StoreUnavailableError", "SystemClock", "TaskResult", "flow", "load_config", "or_",
-        "purge", "step", "task_env",
+        "Clock", "Config", "Event", "Eventor", "EventorConfigError", "EventorError",
+        "EventorUsageError", "Flow", "FlowDefinitionError", "FlowGraph", "MockClock",
+        "NotAStoreError", "NotSupportedError", "ParameterError", "ProcessDied", "RUN_CONTINUE",
+        "RUN_RECOVER", "RUN_RESTART", "RecoveryPlan", "Resource", "ResourceDeadlock",
+        "ResourcePool", "ResultNotStoredError", "RunMode", "RunNotFoundError", "RunResult",
+        "RunSummary", "STEP_ACTIVE", "STEP_COMPLETE", "STEP_FAILURE", "STEP_READY", "STEP_RERUN",
+        "STEP_SKIP", "STEP_SUCCESS", "SchemaVersionError", "StepContext", "StepFailure",
+        "StepReplay", "StepStatus", "StepTimeout", "StoreError", "StoreIntegrityError",
+        "StoreURLError", "StoreUnavailableError", "SystemClock", "TaskResult", "flow",
+        "load_config", "or_", "purge", "step", "task_env",
     }
 
 
