@@ -16,7 +16,13 @@ from eventor.config import Config, default_program
 from eventor.context import StepCall
 from eventor.engine import Engine, RunSummary
 from eventor.enums import RunMode
-from eventor.exceptions import EventorUsageError, FlowDefinitionError, Problem, did_you_mean
+from eventor.exceptions import (
+    EventorConfigError,
+    EventorUsageError,
+    FlowDefinitionError,
+    Problem,
+    did_you_mean,
+)
 from eventor.graph import EventSpec, FlowGraph, StepSpec
 from eventor.options import StepOptions
 from eventor.recovery import RecoveryPlan, plan_recovery
@@ -82,7 +88,12 @@ class Eventor:
         config_tag: str | None = None,
         progress: Callable[[Mapping[str, int]], None] | None = None,
     ) -> None:
-        self.run_mode = RunMode(getattr(run_mode, "value", run_mode))
+        try:
+            self.run_mode = RunMode(getattr(run_mode, "value", run_mode))
+        except ValueError:
+            raise EventorConfigError(
+                f"run_mode={run_mode!r} is not a run mode: give RUN_RESTART, RUN_RECOVER or "
+                "RUN_CONTINUE", key="run_mode") from None
         self.recovery_run = recovery_run
         self.name = name or default_program()
         self._session = session = Session(self.name, store, config, config_tag=config_tag)

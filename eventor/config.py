@@ -42,6 +42,9 @@ LOGGING_KEYS = {
     "renderer": (str,),
 }
 
+LEVELS = ("CRITICAL", "FATAL", "ERROR", "WARNING", "WARN", "INFO", "DEBUG", "NOTSET")
+RENDERERS = ("text", "json")
+
 DATABASE_KEYS = {
     "dialect": (str,),
     "drivername": (str,),
@@ -248,7 +251,16 @@ def _validate(values: dict[str, Any], prefix: str, source: str) -> Config:
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(_TYPES)}"
             raise EventorConfigError(f"unknown key{hint}", key=f"{prefix}{key}", source=source)
         _check_type(value, _TYPES[key], f"{prefix}{key}", source)
-    _check_section(values.get("LOGGING") or {}, LOGGING_KEYS, f"{prefix}LOGGING", source)
+    logging_ = values.get("LOGGING") or {}
+    _check_section(logging_, LOGGING_KEYS, f"{prefix}LOGGING", source)
+    level = logging_.get("logging_level")
+    if isinstance(level, str) and level.upper() not in LEVELS:
+        raise EventorConfigError(f"unknown level {level!r}; use one of {', '.join(LEVELS)}",
+                                 key=f"{prefix}LOGGING.logging_level", source=source)
+    if logging_.get("renderer") not in (None, *RENDERERS):
+        raise EventorConfigError(f"unknown renderer {logging_['renderer']!r}; use "
+                                 f"{' or '.join(RENDERERS)}", key=f"{prefix}LOGGING.renderer",
+                                 source=source)
     for tag, entry in (values.get("DATABASES") or {}).items():
         key = f"{prefix}DATABASES.{tag}"
         if not isinstance(entry, Mapping):

@@ -14,8 +14,9 @@ import inspect
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from os import PathLike
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeAlias
 
@@ -23,7 +24,8 @@ from eventor.builder import GraphBuilder
 from eventor.exceptions import FlowDefinitionError, Problem, did_you_mean
 from eventor.graph import And, FlowGraph, Operand, Or
 from eventor.graph import or_ as names_or
-from eventor.params import Param
+from eventor.options import StepOptions
+from eventor.params import Param, fits, type_name
 from eventor.steps import StepMark, fit_signature, mark_of, spec_from_mark, step
 
 __all__ = [
@@ -40,7 +42,7 @@ __all__ = [
 ]
 
 _NO_TRUTH = (
-    "{what} has no truth value: use & not 'and', | not 'or' (a & b fires once both fired, "
+    "it has no truth value: use & not 'and', | not 'or' (a & b fires once both fired, "
     "a | b once either did)"
 )
 
@@ -71,7 +73,9 @@ class _Combinable:
         name = getattr(self, "name", None)
         what = (f"event {name!r}" if isinstance(name, str) else
                 f"expression {self}" if isinstance(self, Expr) else "an Event")
-        raise TypeError(_NO_TRUTH.format(what=what))
+        flow = getattr(self, "flow", None)
+        raise FlowDefinitionError(flow if isinstance(flow, str) else "(being defined)", [Problem(
+            what, _NO_TRUTH, "", _caller(1))])
 
 
 class Event(_Combinable):
@@ -233,7 +237,7 @@ class _Compiler:
                 )
         elif attr in self.params and not callable(value):
             old = self.params[attr]
-            self.params[attr] = Param(attr, old.type, value, old.doc)  # a new default
+            self.params[attr] = self._param(Param(attr, old.type, value, old.doc))  # a new default
         elif _looks_like_parameter(attr, value) and klass is self.cls:
             self.problem(
                 f"parameter {attr!r}",
@@ -268,7 +272,15 @@ class _Compiler:
             default = vars(klass).get(name, inspect.Parameter.empty)
             if isinstance(default, Event | Expr) or mark_of(default) is not None:
                 continue  # an annotated event or step is not a parameter
-            self.params[name] = Param(name, hint, default, doc)
+            self.params[name] = self._param(Param(name, hint, default, doc))
+
+    def _param(self, param: Param) -> Param:
+        """``param``, after checking that its default is of its type."""
+        if not param.required and not fits(param.default, param.type):
+            self.problem(f"parameter {param.name!r}",
+                         f"its default {param.default!r} is not {type_name(param.type)}.",
+                         "Give a default of that type, or change the annotation.", self.where)
+        return param
 
     # -- resolving references ------------------------------------------------------------
 
@@ -466,6 +478,26 @@ def compile_flow(cls: type, name: str, where: str = "") -> CompiledFlow:
     return compiler.build()
 
 
+def check_flow_options(options: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(message, fix) for each flow option (``max_concurrent=``, ...) whose value is wrong."""
+    for key, value in options.items():
+        if key == "name" and not (isinstance(value, str) and value):
+            yield f"name={value!r} is not a non-empty string.", "Name the flow with a string."
+        elif key in ("stop_on_exception", "pickle_results") and not isinstance(value, bool):
+            yield f"{key}={value!r} is not True or False.", f"Give {key} a bool."
+        elif key == "store" and not isinstance(value, str) and not hasattr(value, "begin_attempt"):
+            yield (f"store={value!r} is not a store.", "Give a file path, a URL (sqlite:///run.db), "
+                   "':memory:', a DATABASES tag of the config, or an open store.")
+        elif key == "config" and not (value is None or isinstance(value, str | Mapping | PathLike)
+                                      or hasattr(value, "engine_options")):
+            yield (f"config={value!r} is not a config.",
+                   "Give a dict, a YAML file path or YAML text.")
+        elif key in ("max_concurrent", "executor"):
+            option = StepOptions(**{key: value})
+            for problem in option.problems():
+                yield problem.message, problem.fix
+
+
 def _is_root(klass: type, cls: type) -> bool:
     """True for the base of all flows (`Flow`): a FlowMeta class that is no compiled flow."""
     return isinstance(klass, FlowMeta) and klass is not cls and "__eventor_flow__" not in vars(klass)
@@ -496,7 +528,10 @@ class FlowMeta(type):
                     f"Flow options are {', '.join(FLOW_OPTIONS)}.", where)
             for key in options if key not in FLOW_OPTIONS
         ]
-        merged = {**inherited, **{k: v for k, v in options.items() if k in FLOW_OPTIONS}}
+        given = {k: v for k, v in options.items() if k in FLOW_OPTIONS}
+        problems += [Problem(f"flow {cls_name!r}", message, fix, where)
+                     for message, fix in check_flow_options(given)]
+        merged = {**inherited, **given}
         flow_name = merged.get("name") or cls_name
         try:
             compiled = compile_flow(cls, flow_name, where)

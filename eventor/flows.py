@@ -21,10 +21,10 @@ from typing import Any, Generic, TypeVar, overload
 
 from eventor.clock import Clock
 from eventor.context import RunResult, StepCall, TaskResult
-from eventor.dsl import FLOW_OPTIONS, Event, Expr, FlowMeta, _caller
+from eventor.dsl import FLOW_OPTIONS, Event, Expr, FlowMeta, _caller, check_flow_options
 from eventor.engine import Engine, RunSummary
 from eventor.enums import RunMode
-from eventor.exceptions import EventorUsageError, ParameterError, did_you_mean
+from eventor.exceptions import EventorConfigError, EventorUsageError, ParameterError, did_you_mean
 from eventor.graph import FlowGraph
 from eventor.params import Param, checked, coerce, type_name
 from eventor.recovery import RecoveryPlan, pick_attempt, plan_recovery
@@ -84,6 +84,8 @@ class Flow(metaclass=FlowMeta):
             if key in params:
                 given[key] = checked(flow_name, params[key], value)
             elif key in FLOW_OPTIONS and key != "name":
+                for message, fix in check_flow_options({key: value}):
+                    raise EventorConfigError(f"flow {flow_name!r}: {message} {fix}", key=key)
                 self.options[key] = value
             else:
                 known = ", ".join(params) or "none"

@@ -238,7 +238,10 @@ class Assoc:
     delay: float = 0.0
 
     def __str__(self) -> str:
-        return f"{self.event} -> {self.target}" + (f" (delay {self.delay:g}s)" if self.delay else "")
+        if not self.delay:
+            return f"{self.event} -> {self.target}"
+        delay = f"{self.delay:g}" if is_number(self.delay) else repr(self.delay)  # shown by checks
+        return f"{self.event} -> {self.target} (delay {delay}s)"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from eventor.exceptions import ParameterError
 
-__all__ = ["Param", "checked", "coerce", "type_name"]
+__all__ = ["Param", "checked", "coerce", "fits", "type_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ def coerce(param: Param, value: Any) -> Any:
     ``fromisoformat`` or constructor; a value that cannot is left for `checked` to refuse.
     """
     tp = param.type
-    if _fits(value, tp) or not isinstance(value, str | int | float):
+    if fits(value, tp) or not isinstance(value, str | int | float):
         return value
     for candidate in typing.get_args(tp) or (tp,):
         if not isinstance(candidate, type) or candidate is type(None):
@@ -63,7 +63,7 @@ def coerce(param: Param, value: Any) -> Any:
 
 def checked(flow_name: str, param: Param, value: Any) -> Any:
     """``value`` when it fits ``param``'s type, else a `ParameterError` that names both."""
-    if _fits(value, param.type):
+    if fits(value, param.type):
         return value
     raise ParameterError(
         f"flow {flow_name!r} parameter {param.name!r} expects {type_name(param.type)}, "
@@ -71,14 +71,15 @@ def checked(flow_name: str, param: Param, value: Any) -> Any:
     )
 
 
-def _fits(value: Any, tp: Any) -> bool:
+def fits(value: Any, tp: Any) -> bool:
+    """True when ``value`` is of type ``tp`` (an annotation that cannot be checked fits all)."""
     if tp is Any or isinstance(tp, str | typing.TypeVar):
         return True  # an annotation that cannot be checked at runtime
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
-        return _fits(value, typing.get_args(tp)[0])
+        return fits(value, typing.get_args(tp)[0])
     if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, arg) for arg in typing.get_args(tp))
+        return any(fits(value, arg) for arg in typing.get_args(tp))
     if origin is typing.Literal:
         return value in typing.get_args(tp)
     if tp is None or tp is type(None):

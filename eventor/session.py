@@ -18,7 +18,7 @@ from eventor.clock import Clock
 from eventor.config import Config, default_program, load_config
 from eventor.engine import Engine
 from eventor.enums import RunMode
-from eventor.exceptions import EventorUsageError
+from eventor.exceptions import EventorConfigError, EventorUsageError
 from eventor.graph import FlowGraph
 from eventor.log import BoundLogger, close_run_log, make_logger, open_run_log
 from eventor.recovery import pick_run
@@ -43,6 +43,10 @@ def open_configured(store: str | Store = "", config: Any = None) -> tuple[Store,
     """
     cfg = load_config(config)
     if not isinstance(store, str):
+        if not hasattr(store, "begin_attempt"):
+            raise EventorConfigError(
+                f"store={store!r} is not a store: give a file path, a URL (sqlite:///run.db), "
+                "':memory:', a DATABASES tag of the config, or an open store", key="store")
         return store, False, cfg
     return (open_store(store, program=default_program(), workdir=cfg.workdir,
                        databases=cfg.DATABASES), True, cfg)

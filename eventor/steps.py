@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from eventor.enums import StepStatus
-from eventor.exceptions import Problem, did_you_mean
+from eventor.exceptions import FlowDefinitionError, Problem, did_you_mean
 from eventor.graph import StepSpec, is_number
 from eventor.options import UNSET, StepOptions
 
@@ -97,21 +98,30 @@ def step(func: Any = None, /, **options: Any) -> Any:
     ``retry_delay``, ``backoff``, ``max_retry_delay`` and ``retry_on``), ``timeout`` and
     ``timeout_grace``. Mistakes are reported when the flow class is created.
     """
-    unknown = set(options) - _WIRING - _OPTIONS
+    where = _caller()
+    unknown = sorted(set(options) - _WIRING - _OPTIONS)
     if unknown:
-        bad = sorted(unknown)[0]
-        raise TypeError(f"@step() got an unexpected option {bad!r}."
-                        + did_you_mean(bad, sorted(_WIRING | _OPTIONS)))
+        known = sorted(_WIRING | _OPTIONS)
+        raise FlowDefinitionError("@step", [
+            Problem("@step()", f"{bad!r} is not an option." + did_you_mean(bad, known),
+                    f"Its options are {', '.join(known)}.", where) for bad in unknown])
     mark = StepMark(**{k: v for k, v in options.items() if k in _WIRING},
                     options=UNSET.with_values(**{k: v for k, v in options.items() if k in _OPTIONS}))
 
     def record(fn: F) -> F:
         if not callable(fn):
-            raise TypeError(f"@step decorates a function, not {fn!r}")
+            raise FlowDefinitionError("@step", [Problem(
+                "@step", f"it decorates {fn!r}, which is not a function.",
+                "Put @step on a def.", where)])
         fn.__eventor_step__ = mark  # type: ignore[attr-defined]
         return fn
 
     return record(func) if func is not None else record
+
+
+def _caller() -> str:
+    frame = sys._getframe(2)
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
 def mark_of(value: Any) -> StepMark | None:

@@ -124,3 +124,10 @@ def test_context_manager_closes(tmp_path):
         ev.add_event("e")
     with pytest.raises(evr.EventorUsageError):
         ev.run()
+
+
+def test_a_store_or_run_mode_that_is_no_such_thing_fails_at_once(tmp_path):
+    with pytest.raises(evr.EventorConfigError, match="store=42 is not a store"):
+        evr.Eventor(store=42)
+    with pytest.raises(evr.EventorConfigError, match="run_mode='rewind' is not a run mode"):
+        evr.Eventor(store=str(tmp_path / "x.db"), run_mode="rewind")

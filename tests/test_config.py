@@ -75,3 +75,12 @@ def test_a_missing_databases_tag_is_an_error_naming_it(tmp_path):
     with pytest.raises(evr.EventorConfigError, match="DATABASES.pg.dialect: missing"):
         evr.Eventor(store="pg", config={"DATABASES": {"pg": {"host": "x"}},
                                         "LOGGING": {"console": False}})
+
+
+@pytest.mark.parametrize(("logging", "message"), [
+    ({"logging_level": "LOUD"}, "EVENTOR.LOGGING.logging_level: unknown level 'LOUD'; use one of"),
+    ({"renderer": "xml"}, "EVENTOR.LOGGING.renderer: unknown renderer 'xml'; use text or json"),
+])
+def test_bad_logging_values_fail_when_the_config_is_read(logging, message):
+    with pytest.raises(evr.EventorConfigError, match=message):
+        load_config({"EVENTOR": {"LOGGING": logging}})

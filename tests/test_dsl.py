@@ -409,14 +409,17 @@ def test_every_problem_is_listed_in_one_error():
 
 
 def test_and_between_events_fails_at_once_with_the_fix():
-    with pytest.raises(TypeError, match=r"^an Event has no truth value: use & not 'and', \| not 'or'"):
+    # A FlowDefinitionError, which is a TypeError too.
+    with pytest.raises(evr.FlowDefinitionError,
+                       match=r"an Event: it has no truth value: use & not 'and', \| not 'or'"):
         class F(Flow):
             a = Event()
             b = Event()
             both = a and b
-    with pytest.raises(TypeError, match=r"^event 'start' has no truth value"):
+    with pytest.raises(TypeError, match=r"flow 'Etl' has 1 problem:\n  - event 'start': it has no"):
         bool(Etl.start)
-    with pytest.raises(TypeError, match=r"^expression \(extracted & checked\) has no truth value"):
+    with pytest.raises(evr.FlowDefinitionError,
+                       match=r"expression \(extracted & checked\): it has no truth value"):
         _ = not Etl.ready
 
 
@@ -443,8 +446,61 @@ def test_one_event_object_under_two_names_fails():
 
 
 def test_unknown_step_options_fail_at_the_decorator():
-    with pytest.raises(TypeError, match="unexpected option 'sucess'. Did you mean 'success'?"):
+    with pytest.raises(evr.FlowDefinitionError,
+                       match=r"@step\(\): 'sucess' is not an option. Did you mean 'success'\?") as info:
         step(on="x", sucess="y")
+    assert "test_dsl.py:" in info.value.problems[0].where
+
+
+def test_step_on_something_that_is_not_a_function_fails_at_the_decorator():
+    with pytest.raises(evr.FlowDefinitionError, match="it decorates 42, which is not a function"):
+        step(on="x")(42)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"max_concurrent": "four"}, "max_concurrent='four' is not a positive int or -1"),
+    ({"executor": "thred"}, "executor='thred' is unknown. Did you mean 'thread'"),
+    ({"stop_on_exception": "yes"}, "stop_on_exception='yes' is not True or False"),
+    ({"store": 42}, "store=42 is not a store"),
+    ({"config": 3.5}, "config=3.5 is not a config"),
+])
+def test_bad_flow_option_values_fail_when_the_class_is_defined(options, message):
+    with pytest.raises(evr.FlowDefinitionError, match=message):
+        class F(Flow, **options):
+            start = Event()
+
+            @step(on=start)
+            def s(self): ...
+
+
+def test_bad_flow_options_on_the_object_are_config_errors():
+    with pytest.raises(evr.EventorConfigError, match="max_concurrent: flow 'Etl': max_concurrent='four'"):
+        Etl(max_concurrent="four")
+
+
+def test_a_parameter_default_of_the_wrong_type_fails_when_the_class_is_defined():
+    with pytest.raises(evr.FlowDefinitionError,
+                       match="parameter 'rows': its default 'ten' is not int"):
+        class F(Flow):
+            rows: int = "ten"
+            start = Event()
+
+            @step(on=start)
+            def s(self): ...
+
+
+def test_a_bad_delay_is_a_definition_error_in_both_front_ends(make_eventor):
+    with pytest.raises(evr.FlowDefinitionError, match="delay='soon' is not a number of seconds"):
+        class F(Flow):
+            start = Event()
+
+            @step(on=start, delay="soon")
+            def s(self): ...
+    ev = make_eventor()
+    go = ev.add_event("go")
+    ev.add_assoc(go, ev.add_step("s"), delay="soon")
+    with pytest.raises(evr.FlowDefinitionError, match="delay 'soon' is not a number of seconds"):
+        ev.run()
 
 
 def test_the_flow_base_itself_has_no_graph():

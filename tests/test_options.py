@@ -38,6 +38,7 @@ def test_the_config_sets_defaults_for_every_step_and_keyword_options_win():
     ("retries", -1, "EVENTOR.retries: retries=-1 is not an int >= 0"),
     ("backoff", 0.5, "EVENTOR.backoff: backoff=0.5 is not a factor >= 1"),
     ("task_construct", "fiber", "EVENTOR.task_construct: executor='fiber' is unknown"),
+    ("timeout", -5, "EVENTOR.timeout: timeout=-5 is not a number of seconds > 0"),
 ])
 def test_a_bad_default_in_the_config_fails_when_read(key, value, message):
     with pytest.raises(evr.EventorConfigError, match=message):
@@ -53,5 +54,5 @@ def test_step_takes_every_option_by_keyword_and_records_it_unchecked():
     options = s.__eventor_step__.options
     assert options == StepOptions(executor="thread", max_concurrent=1, stop_on_exception=False,
                                   retries=2, timeout=1.5, timeout_grace=0.5)
-    with pytest.raises(TypeError, match="unexpected option 'retires'. Did you mean 'retries'?"):
+    with pytest.raises(evr.FlowDefinitionError, match="'retires' is not an option. Did you mean 'retries'?"):
         evr.step(retires=2)
