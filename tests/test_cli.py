@@ -235,3 +235,11 @@ def test_flow_cli_makes_an_option_per_parameter(tmp_path):
     proc = subprocess.run([sys.executable, ETL, "run", "--dya", "x"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
+
+
+def test_runs_reads_a_store_through_a_read_only_sqlite_uri(cli):
+    cli("run", "tests.cli_flows:Numbers", "--store", cli.store, "--config", cli.config)
+    (run_id,) = run_ids(cli.store)
+    code, out, err = cli("runs", "--store", f"sqlite:///file:{cli.store}?mode=ro&uri=true")
+    assert code == 0, err
+    assert run_id in out

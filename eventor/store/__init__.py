@@ -48,9 +48,8 @@ def sqlite_file(target: str = "", *, program: str = "eventor", workdir: str = ".
     The file a ``store=`` value (as `open_store` reads it) names, when it is a sqlite file;
     None for a store in memory or on a database server.
     """
-    from eventor.store.sql import resolve_url
+    from eventor.store.sql import resolve_url, sqlite_path
 
     url = resolve_url(target, program=program, workdir=workdir, databases=databases)
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None
-    return str(url.database)
+    path = sqlite_path(url) if url.get_backend_name() == "sqlite" else None
+    return None if path is None else str(path)

@@ -14,6 +14,7 @@ import json
 import operator
 import os
 import threading
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,22 @@ def resolve_url(
     if databases and not any(c in target for c in "/.\\"):
         raise _missing_tag(target, databases, "store=")  # a tag, not a file name
     return _sqlite_file(Path(target))
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """
+    The file a sqlite URL names, or None for a database in memory.
+
+    With ``?uri=true`` (SQLAlchemy's form for sqlite URIs, e.g. read-only:
+    ``sqlite:///file:run.db?mode=ro&uri=true``) the database is a ``file:`` URI, not a path.
+    """
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        return None
+    if str(url.query.get("uri", "")).lower() in ("true", "1") and database.startswith("file:"):
+        path = urllib.parse.unquote(urllib.parse.urlparse(database).path)
+        return None if path == ":memory:" else Path(path)
+    return Path(database)
 
 
 def _missing_tag(tag: str, databases: Mapping[str, Any], who: str) -> EventorConfigError:
@@ -204,7 +221,7 @@ class SqlStore:
                 "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
             )
         else:
-            folder = Path(url.database or "").parent
+            folder = (sqlite_path(url) or Path()).parent
             if not folder.is_dir():
                 raise StoreUnavailableError(
                     f"cannot open store {self.address}: folder {folder} does not exist; "

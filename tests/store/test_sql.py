@@ -257,3 +257,23 @@ def test_leases_are_granted_all_or_nothing_in_order_across_runs(tmp_path):
     assert store.release_attempt("a", 0, now=6.0) == 1
     assert [(r["pool"], r["step"]) for r in store.leases(held=True)] == [("db", "s3")]
     store.close()
+
+
+def test_a_read_only_sqlite_uri_opens_the_store_for_reading(tmp_path):
+    path = tmp_path / "ro.run.db"
+    store = open_store(str(path))
+    store.begin_attempt("r1", "prog", "restart", now=1.0, host="h", pid=1)
+    store.close()
+    for url in (f"sqlite:///file:{path}?mode=ro&uri=true", "sqlite:///file:ro.run.db?mode=ro&uri=true"):
+        cwd = os.getcwd()
+        os.chdir(tmp_path)
+        try:
+            reader = open_store(url)
+            assert [r["run_id"] for r in reader.runs()] == ["r1"]
+            with pytest.raises(evr.StoreError, match="readonly"):
+                reader.begin_attempt("r2", "prog", "restart", now=2.0, host="h", pid=1)
+            reader.close()
+        finally:
+            os.chdir(cwd)
+    with pytest.raises(evr.StoreUnavailableError, match="folder /no/such does not exist"):
+        open_store("sqlite:///file:/no/such/x.db?mode=ro&uri=true")
