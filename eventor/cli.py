@@ -83,7 +83,9 @@ def _errors() -> Iterator[None]:
         if _state["debug"]:
             raise
         text = str(exc) if isinstance(exc, FlowDefinitionError) else str(exc).splitlines()[0]
-        _con.err.print(f"error: {text}", markup=False)
+        # Written as is: rich would fold a long line to the console's width.
+        sys.stderr.write(f"error: {text}\n")
+        sys.stderr.flush()
         raise typer.Exit(2) from None
     finally:
         sys.path[:] = path
@@ -117,7 +119,17 @@ def load_target(ref: str) -> Any:
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[path.stem] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as exc:
+            raise CliError(f"{ref}: {exc.filename or path}:{exc.lineno}: {exc.msg}; fix the "
+                           "file's syntax") from None
+        except (EventorError, CliError):
+            raise
+        except Exception as exc:
+            raise CliError(f"{ref}: importing {path} raised {type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''} (--debug shows where)"
+                           ) from exc
         where = str(path)
     else:
         try:
@@ -125,6 +137,15 @@ def load_target(ref: str) -> Any:
         except ModuleNotFoundError as exc:
             raise CliError(f"{ref}: cannot import {module_part!r} ({exc}); give "
                            "path/to/file.py:FlowName or package.module:FlowName") from None
+        except SyntaxError as exc:
+            raise CliError(f"{ref}: {exc.filename}:{exc.lineno}: {exc.msg}; fix the module's "
+                           "syntax") from None
+        except (EventorError, CliError):
+            raise
+        except Exception as exc:
+            raise CliError(f"{ref}: importing {module_part} raised {type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''} (--debug shows where)"
+                           ) from exc
         where = module_part
     flows = [n for n, v in vars(module).items()
              if _is_flow(v) and v.__module__ == module.__name__]

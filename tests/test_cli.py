@@ -243,3 +243,25 @@ def test_runs_reads_a_store_through_a_read_only_sqlite_uri(cli):
     code, out, err = cli("runs", "--store", f"sqlite:///file:{cli.store}?mode=ro&uri=true")
     assert code == 0, err
     assert run_id in out
+
+
+def test_a_flow_file_with_a_syntax_error_is_one_line_and_exit_2(cli, tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("from eventor import Flow\n\nclass Broken(Flow)\n    pass\n")
+    code, out, err = cli("run", f"{broken}:Broken")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err + out
+    assert err.startswith(f"error: {broken}:Broken: {broken}:3: ")
+
+
+def test_a_flow_file_that_raises_on_import_is_one_line_and_exit_2(cli, tmp_path):
+    raising = tmp_path / "raising.py"
+    raising.write_text("import os\nos.environ['NOPE_NOT_SET_EITHER']\n")
+    code, _, err = cli("run", f"{raising}:Flow")
+    assert code == 2 and err.count("\n") == 1
+    assert "importing" in err and "raised KeyError: 'NOPE_NOT_SET_EITHER'" in err
+
+
+def test_a_long_error_stays_on_one_line_whatever_the_width(cli, tmp_path):
+    missing = tmp_path / ("a_very_long_folder_name_" * 8) / "flow.py"
+    code, _, err = cli("run", f"{missing}:Etl")
+    assert code == 2 and len(err) > 200 and err.count("\n") == 1
