@@ -26,7 +26,7 @@ from eventor.exceptions import (
 from eventor.graph import EventSpec, FlowGraph, StepSpec
 from eventor.options import StepOptions
 from eventor.recovery import RecoveryPlan, plan_recovery
-from eventor.session import Session, new_run_id
+from eventor.session import Session, new_run_id, note_changed_params
 from eventor.steps import fit_signature, mark_of, spec_from_mark
 from eventor.store import Store
 
@@ -109,6 +109,7 @@ class Eventor:
             raise
         self._builder = GraphBuilder(self.name)
         self._early_triggers: list[tuple[str, Any]] = []
+        self._params: dict[str, Any] = {}
         self._engine: Engine | None = None
         self._closed = False
         self.summary: RunSummary | None = None
@@ -229,6 +230,16 @@ class Eventor:
         else:
             self._early_triggers.append((name, sequence))
 
+    def record_params(self, params: Mapping[str, Any]) -> None:
+        """
+        Record ``params`` (JSON values) with the run: what a program was built with, for its
+        recover and continue to build it alike (the ``eventor`` command records a builder's
+        parameters). On a recover or continue, parameters that differ from the recorded
+        ones are logged.
+        """
+        self._check_open("record parameters")
+        self._params = dict(params)
+
     # -- running -----------------------------------------------------------------------
 
     @property
@@ -240,14 +251,21 @@ class Eventor:
         if self._engine is None:
             if self._closed:
                 raise EventorUsageError("this Eventor is closed")
+            if self._params and self._session.mode is not RunMode.restart:
+                self._note_changed_params()
             engine = self._session.start(
                 self._builder.build(), clock=self._clock, progress=self.progress,
-                attempt=self.recovery_run if self.run_mode is RunMode.recover else None)
+                attempt=self.recovery_run if self.run_mode is RunMode.recover else None,
+                info={"params": self._params} if self._params else None)
             for name, sequence in self._early_triggers:
                 engine.trigger(name, sequence)
             self._early_triggers.clear()
             self._engine = engine
         return self._engine
+
+    def _note_changed_params(self) -> None:
+        recorded = (self.store.run(self.run_id) or {}).get("info", {}).get("params") or {}
+        note_changed_params(self._session.log, self.run_id, recorded, self._params)
 
     def recovery_plan(self) -> RecoveryPlan:
         """

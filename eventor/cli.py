@@ -41,7 +41,7 @@ from eventor.config import default_program, load_config
 from eventor.dsl import FlowMeta
 from eventor.enums import RunMode
 from eventor.exceptions import EventorError, FlowDefinitionError, did_you_mean
-from eventor.params import Param, coerce
+from eventor.params import Param, checked, coerce
 from eventor.session import open_configured, purge
 from eventor.store import Store, sqlite_file
 
@@ -190,17 +190,20 @@ def _parse_params(pairs: list[str], known: Mapping[str, Param], flow: str) -> di
             raise CliError(f"--param {name}: {flow} has no parameter {name!r}."
                            + did_you_mean(name, known)
                            + f" Its parameters: {', '.join(known) or 'none'}")
-        values[name] = coerce(known[name], text)
+        values[name] = checked(flow, known[name], coerce(known[name], text))
     return values
+
+
+_RUN_ARGUMENTS = ("run_mode", "run_id", "store", "recovery_run")  # the CLI's, not parameters
 
 
 def _builder_params(builder: Callable[..., Any]) -> dict[str, Param]:
     """A classic program's builder arguments, as parameters (typed by annotation or default)."""
     params = {}
     for p in inspect.signature(builder).parameters.values():
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in _RUN_ARGUMENTS:
             continue
-        tp = p.annotation if isinstance(p.annotation, type) else (
+        tp = p.annotation if p.annotation is not p.empty and isinstance(p.annotation, type) else (
             type(p.default) if p.default not in (p.empty, None) else str)
         params[p.name] = Param(p.name, tp, p.default)
     return params
@@ -221,6 +224,30 @@ def _build(builder: Callable[..., Any], values: dict[str, Any], **wanted: Any) -
     if not isinstance(ev, Eventor):
         raise CliError(f"{builder.__name__}() returned {type(ev).__name__}, not an Eventor")
     return ev
+
+
+def _build_again(builder: Callable[..., Any], values: dict[str, Any], **wanted: Any) -> Eventor:
+    """
+    A classic program's Eventor for a recover or continue: built with the parameters its run
+    recorded, unless ``values`` gives others (the difference is logged).
+    """
+    ev = _build(builder, dict(values), **wanted)
+    params = _builder_params(builder)
+    recorded = (ev.store.run(ev.run_id) or {}).get("info", {}).get("params") or {}
+    missing = {k: coerce(params[k], v) for k, v in recorded.items() if k in params and k not in values}
+    if any(missing[k] != _default(params[k]) for k in missing):
+        ev.close()
+        ev = _build(builder, {**values, **missing}, **wanted)
+    ev.record_params({**recorded, **_jsonable(values)})
+    return ev
+
+
+def _default(param: Param) -> Any:
+    return None if param.required else param.default
+
+
+def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(json.loads(json.dumps(dict(values), default=str)))
 
 
 # -- progress and summaries ----------------------------------------------------------------
@@ -343,7 +370,10 @@ def _run_target(target: Any, values: dict[str, Any], *, store: str | None, confi
             raise typer.Exit(0 if result else 1)
         if sequence is not None:
             raise CliError("--sequence is for Flow classes; a classic program triggers its own events")
-    _run_eventor(_build(target, values, store=options.get("store"), run_id=run_id), max_loops)
+    ev = _build(target, dict(values), store=options.get("store"), run_id=run_id)
+    params = _builder_params(target)
+    ev.record_params(_jsonable({**{k: _default(p) for k, p in params.items()}, **values}))
+    _run_eventor(ev, max_loops)
 
 
 def _recover_target(target: Any, values: dict[str, Any], *, run_id: str,
@@ -360,8 +390,8 @@ def _recover_target(target: Any, values: dict[str, Any], *, run_id: str,
                                     **options, **values)
         with _store(store, config) as opened:
             _finish(opened, result.run_id, result.attempt, bool(result), result.status)
-    ev = _build(target, values, run_mode=RunMode.recover, run_id=run_id,
-                recovery_run=recovery_run, store=options.get("store"))
+    ev = _build_again(target, values, run_mode=RunMode.recover, run_id=run_id,
+                      recovery_run=recovery_run, store=options.get("store"))
     if dry_run:
         with ev:
             _con.out.print(str(ev.recovery_plan()), markup=False)
@@ -377,8 +407,8 @@ def _continue_target(target: Any, *, run_id: str, max_loops: int, store: str | N
             result = target.resume(run_id, max_loops=max_loops, progress=progress, **options)
         with _store(store, config) as opened:
             _finish(opened, result.run_id, result.attempt, bool(result), result.status)
-    _run_eventor(_build(target, {}, run_mode=RunMode.continue_, run_id=run_id,
-                        store=options.get("store")), max_loops)
+    _run_eventor(_build_again(target, {}, run_mode=RunMode.continue_, run_id=run_id,
+                              store=options.get("store")), max_loops)
 
 
 def _run_eventor(ev: Eventor, max_loops: int) -> None:

@@ -28,7 +28,7 @@ from eventor.exceptions import EventorConfigError, EventorUsageError, ParameterE
 from eventor.graph import FlowGraph
 from eventor.params import Param, checked, coerce, type_name
 from eventor.recovery import RecoveryPlan, pick_attempt, plan_recovery
-from eventor.session import Session, new_run_id
+from eventor.session import Session, new_run_id, note_changed_params
 from eventor.store import Store
 
 __all__ = ["Flow", "coerce", "flow"]
@@ -240,6 +240,9 @@ class Flow(metaclass=FlowMeta):
             recorded = (session.store.run(chosen) or {}).get("info", {}).get("params", {})
             params = {k: coerce(cls.parameters[k], v) for k, v in recorded.items()
                       if k in cls.parameters and k not in values}
+            given = {k: v for k, v in values.items() if k in cls.parameters}
+            note_changed_params(session.log, chosen, recorded,
+                                json.loads(json.dumps(given, default=str)))
             flow = cls(run_id=chosen, clock=clock, **{**values, **params})
         except BaseException:
             session.close()

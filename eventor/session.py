@@ -24,7 +24,7 @@ from eventor.log import BoundLogger, close_run_log, make_logger, open_run_log
 from eventor.recovery import pick_run
 from eventor.store import Store, open_store
 
-__all__ = ["Session", "new_run_id", "open_configured", "purge"]
+__all__ = ["Session", "new_run_id", "note_changed_params", "open_configured", "purge"]
 
 
 def new_run_id() -> str:
@@ -76,6 +76,15 @@ def purge(store: str | Store = "", *, days: float | None = None, config: Any = N
     finally:
         if owned:
             target.close()
+
+
+def note_changed_params(log: BoundLogger, run_id: str, recorded: Mapping[str, Any],
+                        given: Mapping[str, Any]) -> None:
+    """Log the parameters of a recover or continue that differ from those the run recorded."""
+    changed = {k: (recorded[k], v) for k, v in given.items() if k in recorded and recorded[k] != v}
+    if changed:
+        log.warning("params_changed", run_id=run_id, changed=", ".join(
+            f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(changed.items())))
 
 
 class Session:

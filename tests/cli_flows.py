@@ -39,13 +39,13 @@ class Later(Flow):
         return "later"
 
 
-def build_flow(run_mode=evr.RUN_RESTART, run_id="", store="", fail=False):
-    """A classic program: one step that may fail."""
+def build_flow(run_mode=evr.RUN_RESTART, run_id="", store="", fail=False, wait=0.0):
+    """A classic program: one step that may fail, after ``wait`` seconds."""
     ev = evr.Eventor(name="classic_cli", store=store, run_mode=run_mode, run_id=run_id,
                      config={"LOGGING": {"console": False}, "task_construct": "thread"})
     go = ev.add_event("go")
     ev.add_step("work", func=(lambda: 1 / 0) if fail else (lambda: "worked"))
-    ev.add_assoc(go, "work")
+    ev.add_assoc(go, "work", delay=wait)
     ev.trigger_event(go, 1)
     return ev
 

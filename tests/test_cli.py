@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from eventor.cli import app
+from eventor.testing import capture_events
 
 ROOT = Path(__file__).resolve().parent.parent
 ETL = str(ROOT / "examples" / "etl.py")
@@ -108,7 +109,7 @@ def test_a_classic_builder_runs_recovers_and_dry_runs(cli):
                        "--store", cli.store)
     assert code == 0 and "work[1]: failure -> rerun (default for failure)" in out
     code, out, _ = cli("recover", "tests.cli_flows:build_flow", "--run-id", run_id,
-                       "--store", cli.store)
+                       "-p", "fail=false", "--store", cli.store)  # the cause fixed
     assert code == 0 and "attempt 1: success" in out
 
 
@@ -265,3 +266,37 @@ def test_a_long_error_stays_on_one_line_whatever_the_width(cli, tmp_path):
     missing = tmp_path / ("a_very_long_folder_name_" * 8) / "flow.py"
     code, _, err = cli("run", f"{missing}:Etl")
     assert code == 2 and len(err) > 200 and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("pair", "message"), [
+    ("fail=maybe", "parameter 'fail' expects bool, got str 'maybe'"),
+    ("wait=abc", "parameter 'wait' expects float, got str 'abc'"),
+])
+def test_classic_parameters_are_coerced_and_checked_like_flow_parameters(cli, pair, message):
+    code, _, err = cli("run", "tests.cli_flows:build_flow", "-p", pair, "--store", cli.store)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_a_classic_run_is_recovered_and_continued_with_its_recorded_parameters(cli):
+    code, _, _ = cli("run", "tests.cli_flows:build_flow", "-p", "fail=true", "--store", cli.store)
+    assert code == 1
+    (run_id,) = run_ids(cli.store)
+    code, out, _ = cli("recover", "tests.cli_flows:build_flow", "--run-id", run_id,
+                       "--store", cli.store)
+    assert code == 1 and "ZeroDivisionError" in out  # still fail=true, as recorded
+    with capture_events() as events:
+        code, _, _ = cli("recover", "tests.cli_flows:build_flow", "--run-id", run_id,
+                         "-p", "fail=false", "--store", cli.store)
+    assert code == 0
+    (changed,) = [e for e in events if e["event"] == "params_changed"]
+    assert changed["changed"] == "fail: True -> False"
+
+
+def test_continue_of_a_classic_run_rebuilds_it_with_its_recorded_parameters(cli):
+    code, out, _ = cli("run", "tests.cli_flows:build_flow", "-p", "fail=true", "-p", "wait=0.2",
+                       "--max-loops", "1", "--store", cli.store)
+    assert code == 0 and "paused" in out
+    (run_id,) = run_ids(cli.store)
+    code, out, _ = cli("continue", "tests.cli_flows:build_flow", "--run-id", run_id,
+                       "--store", cli.store)
+    assert code == 1 and "ZeroDivisionError" in out  # fail=true and wait=0.2 came back
