@@ -177,7 +177,12 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'eventor' has no attribute {name!r}")
+        try:  # eventor.store, eventor.exceptions, ...: a submodule, as an eager package had it
+            return importlib.import_module(f"eventor.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"eventor.{name}":
+                raise
+            raise AttributeError(f"module 'eventor' has no attribute {name!r}") from None
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # the next lookup does not come here
     return value

@@ -156,11 +156,14 @@ class Eventor:
         recovery: Mapping[Any, Any] | None = None,
         config: Mapping[str, Any] | None = None,
         host: str | None = None,
+        *,
+        emits: Iterable[Any] | None = None,
     ) -> StepSpec:
         """
         Add a step: ``func(*args, **kwargs)`` run as a task per triggered sequence.
 
         ``triggers`` maps a status (``STEP_SUCCESS``, ...) to an event or a tuple of events;
+        ``emits`` lists the events the step may fire itself with ``ctx.trigger``;
         ``config`` may set ``task_construct``, ``max_concurrent`` and ``stop_on_exception``
         for this step.
 
@@ -194,11 +197,11 @@ class Eventor:
                 marked.recovery if recovery is None else recovery,
                 host=marked.host if host is None else host,
                 options=marked.options if config is None else StepOptions.from_config(config),
-                context=wants_ctx)
+                context=wants_ctx, emits=marked.emits if emits is None else emits)
             on = mark.on
         else:
             spec = StepSpec.make(name, func, args, kwargs, triggers, acquires, releases, recovery,
-                                 config, host)
+                                 config, host, emits=tuple(emits or ()))
         self._builder.add_step(spec, where=where)
         if on is not None:
             self._builder.add_assoc(_name_of(on, "an event"), spec.name, delay, where)

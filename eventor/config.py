@@ -76,6 +76,7 @@ class Config:
     pass_logger_to_task: bool = False
     sequence_arg_name: str | None = None
     max_tasks_per_child: int = 0  # process workers are reused; 1 forks a fresh one per task
+    strict_triggers: bool = False  # a ctx.trigger of an event its step does not emit fails it
     retries: int = 0  # default tries after the first, for steps that fail
     retry_delay: float = 0.0
     backoff: float = 1.0
@@ -95,11 +96,12 @@ class Config:
         """
         The engine settings this config asks for.
 
-        ``overrides`` (``max_concurrent``, and any step option by field name, e.g.
-        ``executor``) win over the config when they are not None.
+        ``overrides`` (``max_concurrent``, ``strict_triggers``, and any step option by field
+        name, e.g. ``executor``) win over the config when they are not None.
         """
         overrides = {k: v for k, v in overrides.items() if v is not None}
         cap = overrides.pop("max_concurrent", self.max_concurrent)
+        strict = overrides.pop("strict_triggers", self.strict_triggers)
         return EngineOptions(
             max_concurrent=cap,
             envvar_prefix=self.envvar_prefix,
@@ -108,6 +110,7 @@ class Config:
             sequence_arg_name=self.sequence_arg_name,
             pass_logger_to_task=self.pass_logger_to_task,
             pools=self.POOLS,
+            strict_triggers=strict,
             steps=self.step_defaults().with_values(**overrides).over(EngineOptions().steps),
         )
 
@@ -128,6 +131,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "pass_logger_to_task": (bool,),
     "sequence_arg_name": (str,),
     "max_tasks_per_child": (int,),
+    "strict_triggers": (bool,),
     "retries": (int,),
     "retry_delay": (int, float),
     "backoff": (int, float),
@@ -272,6 +276,8 @@ def _validate(values: dict[str, Any], prefix: str, source: str) -> Config:
                                      key=f"{prefix}POOLS.{name}", source=source)
     if "POOLS" in values:
         values["POOLS"] = MappingProxyType(dict(values["POOLS"]))
+    if values.get("timeout") == 0:
+        values["timeout"] = None  # 0 has always meant no timeout in a config file
     steps = StepOptions.from_config(
         {k: values[k] for k in StepOptions.keys(inherited=True) if values.get(k) is not None})
     for problem in steps.problems():

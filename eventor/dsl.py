@@ -158,6 +158,7 @@ class CompiledFlow:
 
     graph: FlowGraph
     entries: tuple[str, ...]
+    inferred: bool  # the entries are the events nothing fires (none is marked entry=True)
     params: Mapping[str, Param]
     steps: Mapping[str, StepInfo]  # step name -> how to call it
     names: Mapping[int, str]  # id(Event or Expr object) -> event name
@@ -166,7 +167,7 @@ class CompiledFlow:
 
 # Flow attributes and instance keywords a parameter must not shadow.
 FLOW_OPTIONS = ("name", "store", "config", "max_concurrent", "executor", "stop_on_exception",
-                "pickle_results")
+                "pickle_results", "strict_triggers")
 RESERVED = frozenset({*FLOW_OPTIONS, "run_id", "clock", "graph", "parameters", "param_values",
                       "run", "trigger", "recover", "resume", "recovery_plan", "close", "cli",
                       "options", "entry_events", "progress"})
@@ -362,13 +363,13 @@ class _Compiler:
             built = self._step(member, builder, inline)
             if built is not None:
                 infos[built[0]] = built[1]
-        entries = self._entries()
+        entries, inferred = self._entries()
         builder.problems[:0] = self.problems
         graph = builder.build()
         for value in self.events.values():
             if isinstance(value, Event) and value.flow is None:
                 value.flow = self.flow
-        return CompiledFlow(graph, entries, MappingProxyType(self.params),
+        return CompiledFlow(graph, entries, inferred, MappingProxyType(self.params),
                             MappingProxyType(infos), MappingProxyType(self.names))
 
     def _step(self, member: _StepMember, builder: GraphBuilder,
@@ -421,17 +422,17 @@ class _Compiler:
             self.problem(subject, problem, fix, where)
         return wants_ctx
 
-    def _entries(self) -> tuple[str, ...]:
+    def _entries(self) -> tuple[tuple[str, ...], bool]:
         plain = {n: v for n, v in self.events.items() if isinstance(v, Event)}
         explicit = tuple(n for n, v in plain.items() if v.entry)
         if explicit:
-            return explicit
+            return explicit, False
         entries = tuple(n for n in plain if n not in self.produced)
         if not entries and self.steps:
             self.problem(f"flow {self.flow!r}", "it has no entry event: every event is fired by a "
                          "step or is an expression, so nothing could start it.",
                          "Add an event no step fires, or mark one Event(entry=True).", self.where)
-        return entries
+        return entries, True
 
 
 def _is_event_tuple(value: Any) -> bool:
@@ -483,7 +484,8 @@ def check_flow_options(options: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     for key, value in options.items():
         if key == "name" and not (isinstance(value, str) and value):
             yield f"name={value!r} is not a non-empty string.", "Name the flow with a string."
-        elif key in ("stop_on_exception", "pickle_results") and not isinstance(value, bool):
+        elif key in ("stop_on_exception", "pickle_results", "strict_triggers") and not isinstance(
+                value, bool):
             yield f"{key}={value!r} is not True or False.", f"Give {key} a bool."
         elif key == "store" and not isinstance(value, str) and not hasattr(value, "begin_attempt"):
             yield (f"store={value!r} is not a store.", "Give a file path, a URL (sqlite:///run.db), "

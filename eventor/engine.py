@@ -277,6 +277,7 @@ class Engine:
         self._timed_out: dict[int, str] = {}  # key -> why, for tasks being stopped
         self._pool_wait = False  # ready tasks wait for leases: poll for other programs
         self._activated = False  # a task started in this pass fired its active trigger
+        self._warned: set[tuple[str, str]] = set()  # (step, event) of undeclared ctx.triggers
 
     def _executor_for(self, step: StepSpec) -> str:
         if step.host not in (None, *_LOCAL_HOSTS):
@@ -320,7 +321,12 @@ class Engine:
                 break
             item = self._wait()
         while self._running:  # bounded run: let running tasks finish, start nothing new
-            self._round(self._inbox.get(), start=False)
+            item = self.clock.wait(self._inbox, self._timers.next_of(_TimeoutDue))
+            now = self.clock.now()
+            for overdue in self._timers.expire_kind(_TimeoutDue, now):  # timeouts still hold
+                assert isinstance(overdue, _TimeoutDue)
+                self._stop_overdue(overdue, now)
+            self._round(item, start=False, expire=False)
         summary = self._summary()
         assert self.attempt is not None
         if summary.status != "paused" and self._pools:  # a finished run holds nothing
@@ -407,7 +413,7 @@ class Engine:
 
     # -- the round ---------------------------------------------------------------------
 
-    def _round(self, item: Message | object | None, start: bool = True) -> None:
+    def _round(self, item: Message | object | None, start: bool = True, expire: bool = True) -> None:
         now = self.clock.now()
         if item is not None and item is not EMPTY:
             self._on_message(item, now)  # type: ignore[arg-type]
@@ -416,7 +422,7 @@ class Engine:
                 self._on_message(self._inbox.get_nowait(), now)
             except queue.Empty:
                 break
-        if self._timers:
+        if expire and self._timers:
             self._expire(now)
         self._propagate(now)
         started: list[Task] = []
@@ -483,6 +489,8 @@ class Engine:
             if task is None:
                 return  # from a task given up on (a thread step past its timeout)
             if item.event in self.graph.events:
+                if item.event not in task.step.emits and not self._undeclared(task, item):
+                    return
                 origin = Origin("trigger", task.step.name, task.sequence)
                 self._pending.append((item.event, item.sequence, origin))
             else:  # StepContext.trigger checks first; this guards other callers
@@ -492,6 +500,24 @@ class Engine:
                 )
         elif isinstance(item, Requeue):
             self._hand_over(self._running[item.task.key].executor, item.task)
+
+    def _undeclared(self, task: Task, request: TriggerRequest) -> bool:
+        """
+        A ctx.trigger of an event the step does not declare in ``emits``: warned of once per
+        step and event; True when it fires anyway, False when ``strict_triggers`` refuses it
+        (and so fails the task).
+        """
+        name = task.step.name
+        if self.options.strict_triggers:
+            self._refused[request.key] = (
+                f"it triggered {request.event!r}, which step {name!r} does not declare; add it "
+                f"to emits= (strict_triggers is on)")
+            return False
+        if (name, request.event) not in self._warned:
+            self._warned.add((name, request.event))
+            self.log.warning("undeclared_trigger", step=name, sequence=task.sequence,
+                             fired=request.event)
+        return True
 
     def _on_outcome(self, outcome: Outcome, now: float) -> None:
         refused = self._refused.pop(outcome.key, None) if self._refused else None
@@ -536,7 +562,7 @@ class Engine:
                          attempt=task.tries, of=policy.retries + 1, delay=round(wait, 3),
                          error=f"{task.error_type}: {task.error_message}")
         task.status, task.started_at, task.ended_at = StepStatus.ready, None, None
-        self._timers.add(now + wait, _RetryDue(task))
+        self._timers.add(now + wait, _RetryDue(task), rank=1)  # due with a delay: after it
         return True
 
     def _stop_overdue(self, due: _TimeoutDue, now: float) -> None:
@@ -710,7 +736,8 @@ class Engine:
             self._touch(task)
             self._running[task.key] = task
             if name in self._timeout_of:
-                self._timers.add(now + self._timeout_of[name][0], _TimeoutDue(task.key, task.tries))
+                self._timers.add(now + self._timeout_of[name][0], _TimeoutDue(task.key, task.tries),
+                                 rank=2)
             self._running_by_step[name] = self._running_by_step.get(name, 0) + 1
             if task.step.triggered_by(StepStatus.active):
                 self._status_triggers(task, StepStatus.active)

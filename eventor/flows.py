@@ -22,12 +22,12 @@ from typing import Any, Generic, TypeVar, overload
 from eventor.clock import Clock
 from eventor.context import RunResult, StepCall, TaskResult
 from eventor.dsl import FLOW_OPTIONS, Event, Expr, FlowMeta, _caller, check_flow_options
-from eventor.engine import Engine, RunSummary
+from eventor.engine import DEFAULT_SEQUENCE, Engine, RunSummary
 from eventor.enums import RunMode
 from eventor.exceptions import EventorConfigError, EventorUsageError, ParameterError, did_you_mean
 from eventor.graph import FlowGraph
 from eventor.params import Param, checked, coerce, type_name
-from eventor.recovery import RecoveryPlan, pick_attempt, plan_recovery
+from eventor.recovery import RecoveryPlan, pick_attempt, plan_recovery, user_triggers
 from eventor.session import Session, new_run_id, note_changed_params
 from eventor.store import Store
 
@@ -144,7 +144,11 @@ class Flow(metaclass=FlowMeta):
         """
         engine = self._ensure_engine()
         if sequence is not None or not (self._started or self._triggered):
-            for name in type(self).entry_events:
+            compiled = type(self)._compiled()
+            if compiled.inferred and len(compiled.entries) > 1 and not self._started:
+                engine.log.info("entry_events", events=", ".join(compiled.entries),
+                                sequence=DEFAULT_SEQUENCE if sequence is None else str(sequence))
+            for name in compiled.entries:
                 engine.trigger(name, sequence)
         self._started, self._triggered = True, False
         try:
@@ -181,9 +185,8 @@ class Flow(metaclass=FlowMeta):
                 return flow.run(max_loops=max_loops)
             store = flow._ensure_engine().store
             attempt = pick_attempt(store, flow.run_id, recovery_run)["attempt"]
-            for row in store.triggers(flow.run_id, attempt):
-                if row["source"] == "user":
-                    flow.trigger(row["event"], row["sequence"])
+            for event, sequence in user_triggers(store, flow.run_id, attempt):
+                flow.trigger(event, sequence)
             return flow.run(max_loops=max_loops)
 
     @classmethod
@@ -295,6 +298,7 @@ class Flow(metaclass=FlowMeta):
             info={"params": json.loads(json.dumps(dict(self.param_values), default=str))},
             max_concurrent=options.get("max_concurrent"), executor=options.get("executor"),
             stop_on_exception=options.get("stop_on_exception"),
+            strict_triggers=options.get("strict_triggers"),
         )
         return self._engine
 
@@ -348,6 +352,7 @@ def flow(
     executor: str | None = None,
     stop_on_exception: bool | None = None,
     pickle_results: bool | None = None,
+    strict_triggers: bool | None = None,
 ) -> Callable[[type], Any]: ...
 
 

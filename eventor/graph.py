@@ -4,7 +4,7 @@ The flow graph as plain, immutable data: events, expression events, steps and as
 Both front ends (the classic `Eventor` API and the declarative `Flow` classes) build a
 `FlowGraph` through one `eventor.builder.GraphBuilder`; the engine only ever reads the
 frozen result. This module does no I/O and imports nothing else of Eventor's but the enums
-and exceptions.
+and the step options.
 """
 
 from __future__ import annotations
@@ -149,6 +149,7 @@ class StepSpec:
     options: StepOptions = UNSET  # shared and frozen: every step with no option set
     host: str | None = None
     context: bool = False  # func takes a StepContext: its task gets the sequence's results
+    emits: tuple[Any, ...] = ()  # events its task may fire with ctx.trigger (declared edges)
 
     @classmethod
     def make(
@@ -165,6 +166,7 @@ class StepSpec:
         host: str | None = None,
         options: StepOptions | None = None,
         context: bool = False,
+        emits: Iterable[Any] = (),
     ) -> StepSpec:
         """
         Build a spec from the loose values users write (events as objects, statuses as text).
@@ -187,6 +189,7 @@ class StepSpec:
             options=options if options is not None else StepOptions.from_config(config),
             host=host,
             context=context,
+            emits=_event_names(tuple(emits)) if emits else (),
         )
 
     @property
@@ -303,7 +306,7 @@ class FlowGraph:
         """Plain events that nothing in the flow triggers: only a user can start them."""
         produced = {a.target for a in self.assocs}
         for step in self.steps.values():
-            for names in step.triggers.values():
+            for names in (*step.triggers.values(), step.emits):
                 produced.update(n for n in names if isinstance(n, str))
         return tuple(
             ev.name for ev in self.events.values() if ev.expr is None and ev.name not in produced
@@ -316,7 +319,8 @@ class FlowGraph:
             "events": [{"name": e.name, "expr": None if e.expr is None else str(e.expr)}
                        for e in self.events.values()],
             "steps": [{"name": s.name,
-                       "triggers": {str(k): [str(n) for n in v] for k, v in s.triggers.items()}}
+                       "triggers": {str(k): [str(n) for n in v] for k, v in s.triggers.items()},
+                       "emits": [str(n) for n in s.emits]}
                       for s in self.steps.values()],
             "assocs": [{"event": a.event, "target": a.target, "delay": a.delay}
                        for a in self.assocs],
@@ -339,6 +343,8 @@ class FlowGraph:
             lines.append(f"    {step.name}  on {on}")
             lines.extend(f"      {status} -> {', '.join(map(str, names))}"
                          for status, names in step.triggers.items())
+            if step.emits:
+                lines.append(f"      emits -> {', '.join(map(str, step.emits))}")
         return "\n".join(lines) + "\n"
 
     def to_mermaid(self) -> str:
@@ -359,6 +365,7 @@ class FlowGraph:
         for step in self.steps.values():
             for status, names in step.triggers.items():
                 lines.extend(f"    {ids[step.name]} -->|{status}| {ids[n]}" for n in names)
+            lines.extend(f"    {ids[step.name]} -.->|emits| {ids[n]}" for n in step.emits if n in ids)
         return "\n".join(lines) + "\n"
 
     def to_dot(self) -> str:
@@ -381,6 +388,8 @@ class FlowGraph:
         for step in self.steps.values():
             for status, names in step.triggers.items():
                 lines.extend(f'    {q(step.name)} -> {q(n)} [label="{status}"];' for n in names)
+            lines.extend(f'    {q(step.name)} -> {q(n)} [label="emits", style=dashed];'
+                         for n in step.emits)
         lines.append("}")
         return "\n".join(lines) + "\n"
 

@@ -61,6 +61,10 @@ _SENTENCES = {
                       "died (pid {pid}); its ready and active tasks count as active",
     "code_changed": "Steps changed since run {run_id} was recorded: {steps}",
     "run_picked": "Picked run {run_id}, the latest of {runs} runs of {program}",
+    "entry_events": "Starting sequence {sequence} with the events nothing in the flow fires: "
+                    "{events} (mark the ones meant with Event(entry=True))",
+    "undeclared_trigger": "Step {step}[{sequence}] triggered {fired}, which it does not "
+                          "declare: add it to emits=",
     "params_changed": "Parameters differ from those run {run_id} recorded: {changed}",
     "run_not_recorded": "Run {run_id} to recover was never recorded in {store} (its engine "
                         "stopped before its first write): starting it as its first attempt",

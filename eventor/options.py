@@ -21,7 +21,7 @@ from typing import Any
 from eventor.enums import EXECUTORS, executor_alias
 from eventor.exceptions import did_you_mean
 
-__all__ = ["UNSET", "EngineOptions", "OptionProblem", "StepOptions"]
+__all__ = ["DEFAULTS", "OFF", "UNSET", "EngineOptions", "OptionProblem", "StepOptions"]
 
 
 def _is_int(value: Any, low: int) -> bool:
@@ -38,6 +38,21 @@ def _is_seconds(value: Any, *, positive: bool = False) -> bool:
 def _is_exceptions(value: Any) -> bool:
     items = value if isinstance(value, tuple | list) else (value,)
     return bool(items) and all(isinstance(t, type) and issubclass(t, BaseException) for t in items)
+
+
+class _Off:
+    """An option set to None on purpose (``timeout: null``): no limit, whatever the default."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "OFF"
+
+
+OFF: Any = _Off()  # kept apart from None (unset) until `over` resolves it to None
 
 
 def _option(test: Callable[[Any], bool], must_be: str, *, key: str | None = None,
@@ -115,6 +130,8 @@ class StepOptions:
             name = _NAME_OF.get(key)
             if name is None:
                 unknown[key] = value
+            elif value is None and name in _NULLABLE:
+                values[name] = OFF  # ``timeout: None``: none for this step, not the default
             else:
                 values[name] = value
         return cls(**values, unknown=MappingProxyType(unknown))
@@ -139,7 +156,7 @@ class StepOptions:
                                 f"Use one of {', '.join(keys)}.")
         for f in _FIELDS:
             value = getattr(self, f.name)
-            if value is None or f.metadata["test"](value):
+            if value is None or value is OFF or f.metadata["test"](value):
                 continue
             must_be = f.metadata["must_be"]
             if f.name == "executor":  # a name from a list: suggest the closest
@@ -154,17 +171,26 @@ class StepOptions:
         """The options that are set, under their config keys (``task_construct``, ...)."""
         if self is _UNSET:
             return {}
-        config = {_key(f): getattr(self, f.name) for f in _FIELDS
-                  if getattr(self, f.name) is not None}
+        config = {_key(f): None if getattr(self, f.name) is OFF else getattr(self, f.name)
+                  for f in _FIELDS if getattr(self, f.name) is not None}
         return {**config, **self.unknown}
 
     def over(self, defaults: StepOptions) -> StepOptions:
-        """These options, with each one left at None taken from ``defaults``."""
-        if self is _UNSET and not defaults.unknown:
+        """
+        These options, with each one left unset taken from ``defaults``: the options a
+        step runs with. An option set to None on purpose stays None (no limit).
+        """
+        if self is _UNSET and not _has_off(defaults):
             return defaults
-        return dataclasses.replace(self, **{
-            f.name: getattr(defaults, f.name) for f in _FIELDS
-            if getattr(self, f.name) is None and getattr(defaults, f.name) is not None})
+        resolved = {}
+        for f in _FIELDS:
+            mine = getattr(self, f.name)
+            value = getattr(defaults, f.name) if mine is None else mine
+            if value is OFF:
+                value = None
+            if value is not mine:
+                resolved[f.name] = value
+        return dataclasses.replace(self, **resolved) if resolved else self
 
 
 def _key(f: dataclasses.Field[Any]) -> str:
@@ -173,10 +199,16 @@ def _key(f: dataclasses.Field[Any]) -> str:
 
 _FIELDS = tuple(f for f in dataclasses.fields(StepOptions) if f.metadata.get("test") is not None)
 _NAME_OF = {**{f.name: f.name for f in _FIELDS}, **{_key(f): f.name for f in _FIELDS}}
+_NULLABLE = frozenset(f.name for f in _FIELDS if f.metadata["nullable"])
 _UNSET = StepOptions()  # what from_config gives for no config: shared, and quick to test
+
+
+def _has_off(options: StepOptions) -> bool:
+    return any(getattr(options, name) is OFF for name in _NULLABLE)
 UNSET = _UNSET
 
 
+# Every step option's default: a config's top-level keys and EngineOptions start from these.
 DEFAULTS = StepOptions(executor="process", max_concurrent=-1, stop_on_exception=True, retries=0,
                        retry_delay=0.0, backoff=1.0, timeout_grace=3.0)
 
@@ -192,6 +224,7 @@ class EngineOptions:
     sequence_arg_name: str | None = None  # pass the sequence to steps as this keyword
     pass_logger_to_task: bool = False  # pass the step's logger as ``logger=``
     pools: Mapping[str, int] = field(default_factory=dict)  # pools declared in the config
+    strict_triggers: bool = False  # a ctx.trigger of an event its step does not emit fails it
     steps: StepOptions = DEFAULTS  # what a step's options left at None become
 
     def for_step(self, options: StepOptions) -> StepOptions:

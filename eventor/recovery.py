@@ -41,6 +41,7 @@ __all__ = [
     "pick_run",
     "plan_recovery",
     "replay",
+    "user_triggers",
 ]
 
 DEFAULT_REPLAY = {
@@ -202,6 +203,12 @@ def note_code_changes(store: Store, run_id: str, graph: FlowGraph, log: BoundLog
         log.warning("code_changed", run_id=run_id, steps=", ".join(changed))
     if info.get("fingerprint") != now_print:
         store.update_run_info(run_id, {**info, "fingerprint": now_print})
+
+
+def user_triggers(store: Store, run_id: str, attempt: int) -> list[tuple[str, str]]:
+    """(event, sequence) of the triggers the user made in an attempt, for a recovery to fire again."""
+    return [(row["event"], row["sequence"]) for row in store.triggers(run_id, attempt)
+            if row["origin"] == "user"]
 
 
 @dataclass(frozen=True)

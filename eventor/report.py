@@ -53,6 +53,7 @@ def _graph_svg(graph: Mapping[str, Any]) -> str:
     for s in graph.get("steps", []):
         for status, names in s.get("triggers", {}).items():
             edges.extend((s["name"], n, status) for n in names)
+        edges.extend((s["name"], n, "emits") for n in s.get("emits", ()))
     for e in events.values():
         if e.get("expr"):
             edges.extend((n, e["name"], "") for n in events if _mentions(e["expr"], n)

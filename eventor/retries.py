@@ -37,7 +37,8 @@ class RetryPolicy:
 def plan_retries(options_of: Mapping[str, StepOptions], executor_of: Mapping[str, str]
                  ) -> tuple[dict[str, RetryPolicy], dict[str, tuple[float, float]]]:
     """
-    Per step (given its options, defaults filled in): how it is retried (when it may be),
+    Per step (given its options, resolved over the engine's defaults, so none is unset): how
+    it is retried (when it may be),
     and its (timeout, grace) when it has one.
 
     Raises:
@@ -50,8 +51,9 @@ def plan_retries(options_of: Mapping[str, StepOptions], executor_of: Mapping[str
             retry_on = o.retry_on
             if retry_on is not None and not isinstance(retry_on, tuple | list):
                 retry_on = (retry_on,)
+            assert o.retry_delay is not None and o.backoff is not None, "resolved options"
             retry_of[name] = RetryPolicy(
-                o.retries, float(o.retry_delay or 0), float(o.backoff or 1), o.max_retry_delay,
+                o.retries, float(o.retry_delay), float(o.backoff), o.max_retry_delay,
                 None if retry_on is None else frozenset(qualified_names(t)[0] for t in retry_on),
             )
         if o.timeout:
@@ -60,5 +62,6 @@ def plan_retries(options_of: Mapping[str, StepOptions], executor_of: Mapping[str
                     f"step {name!r} has a timeout, but runs in the engine (invoke), "
                     "where nothing can stop it; run it with the process or thread executor",
                     key=f"step {name!r} config timeout")
-            timeout_of[name] = (float(o.timeout), float(o.timeout_grace or 0))
+            assert o.timeout_grace is not None, "resolved options"
+            timeout_of[name] = (float(o.timeout), float(o.timeout_grace))
     return retry_of, timeout_of

@@ -155,15 +155,15 @@ class Session:
             return self.engine
         if not self.run_id:
             self.choose_run()
+        engine = Engine(graph, self.store, run_id=self.run_id, program=self.program,
+                        options=self.config.engine_options(**overrides), clock=clock,
+                        log=self.log, mode=self.mode,
+                        attempt=None if self.mode is RunMode.restart else attempt,
+                        progress=progress, info=info)
         self._run_log = open_run_log(self.name, self.run_id, self.config.LOGGING,
-                                     self.config.logdir)
-        self.engine = Engine(graph, self.store, run_id=self.run_id, program=self.program,
-                             options=self.config.engine_options(**overrides), clock=clock,
-                             log=self.log, mode=self.mode,
-                             attempt=None if self.mode is RunMode.restart else attempt,
-                             progress=progress,
-                             info=info)
-        return self.engine
+                                     self.config.logdir)  # once the engine could be made
+        self.engine = engine
+        return engine
 
     @property
     def closed(self) -> bool:

@@ -38,6 +38,7 @@ class StepMark:
     complete: Any = ()
     ready: Any = ()
     active: Any = ()
+    emits: Any = ()  # events its ctx.trigger calls may fire
     delay: Any = 0
     acquires: Any = None
     releases: Any = None
@@ -72,6 +73,7 @@ def step(
     host: str | None = None,
     name: str | None = None,
     config: Mapping[str, Any] | None = None,
+    emits: Any = (),
     executor: str | None = None,
     max_concurrent: int | None = None,
     stop_on_exception: bool | None = None,
@@ -92,11 +94,13 @@ def step(func: Any = None, /, **options: Any) -> Any:
     Records the options on the function and returns the function unchanged; a `Flow` class
     (or the classic ``add_step``) reads them. ``on`` is the event (or expression) that runs
     the step; ``success``, ``failure``, ``complete``, ``ready`` and ``active`` are the events
-    (one, or a tuple) the step's task fires on reaching that status; ``delay`` waits that many
-    seconds after ``on`` fires. The other keywords are step options (see `StepOptions`):
-    ``executor``, ``max_concurrent``, ``stop_on_exception``, ``retries`` (with
-    ``retry_delay``, ``backoff``, ``max_retry_delay`` and ``retry_on``), ``timeout`` and
-    ``timeout_grace``. Mistakes are reported when the flow class is created.
+    (one, or a tuple) the step's task fires on reaching that status; ``emits`` the events it
+    may fire itself with ``ctx.trigger`` (so they are not entry events, and the graph shows
+    the edge); ``delay`` waits that many seconds after ``on`` fires. The other keywords are
+    step options (see `StepOptions`): ``executor``, ``max_concurrent``,
+    ``stop_on_exception``, ``retries`` (with ``retry_delay``, ``backoff``,
+    ``max_retry_delay`` and ``retry_on``), ``timeout`` and ``timeout_grace``. Mistakes are
+    reported when the flow class is created.
     """
     where = _caller()
     unknown = sorted(set(options) - _WIRING - _OPTIONS)
@@ -138,7 +142,7 @@ def spec_from_mark(
     event: Callable[[Any, str], str | None],
     problems: list[Problem],
     where: str = "",
-) -> tuple[StepSpec, float]:
+) -> tuple[StepSpec, Any]:
     """
     The step a mark describes, and the delay of its ``on`` association.
 
@@ -151,12 +155,11 @@ def spec_from_mark(
     subject = f"step {name!r}"
     triggers: dict[StepStatus, list[str]] = {}
     for option in STATUS_OPTIONS:
-        value = getattr(mark, option)
-        items = value if isinstance(value, tuple | list) else (value,) if value is not None else ()
-        for item in items:
+        for item in _items(getattr(mark, option)):
             resolved = event(item, option)
             if resolved is not None:
                 triggers.setdefault(StepStatus(option), []).append(resolved)
+    emits = [name for name in (event(item, "emits") for item in _items(mark.emits)) if name]
     config = mark.config
     if config is not None and not isinstance(config, Mapping):
         problems.append(Problem(subject, f"config={config!r} is not a dict.",
@@ -171,8 +174,13 @@ def spec_from_mark(
         delay = 0
     spec = StepSpec.make(name, func, triggers=triggers, acquires=mark.acquires,
                          releases=mark.releases, recovery=mark.recovery, host=mark.host,
-                         options=options)
-    return spec, float(delay)
+                         options=options, emits=emits)
+    return spec, delay  # as written: the run's fingerprint holds its text
+
+
+def _items(value: Any) -> tuple[Any, ...]:
+    """One event reference, or a tuple or list of them, as a tuple."""
+    return tuple(value) if isinstance(value, tuple | list) else (value,) if value is not None else ()
 
 
 def fit_signature(func: Callable[..., Any], method: bool, name: str) -> tuple[bool, str, str]:

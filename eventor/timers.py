@@ -25,13 +25,16 @@ class Timers(Generic[T]):
     __slots__ = ("_counts", "_heap", "_order")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, T]] = []
+        self._heap: list[tuple[float, int, int, T]] = []
         self._order = itertools.count()
         self._counts: Counter[type] = Counter()
 
-    def add(self, due: float, item: T) -> None:
-        """Make ``item`` come due at clock time ``due``."""
-        heapq.heappush(self._heap, (due, next(self._order), item))
+    def add(self, due: float, item: T, rank: int = 0) -> None:
+        """
+        Make ``item`` come due at clock time ``due``; of items due at the same time, those of
+        a lower ``rank`` expire first, then those added first.
+        """
+        heapq.heappush(self._heap, (due, rank, next(self._order), item))
         self._counts[type(item)] += 1
 
     def next_deadline(self) -> float | None:
@@ -42,19 +45,32 @@ class Timers(Generic[T]):
         """Remove and return the items due at or before ``now``, earliest first."""
         heap, due = self._heap, []
         while heap and heap[0][0] <= now:
-            item = heapq.heappop(heap)[2]
+            item = heapq.heappop(heap)[3]
             self._counts[type(item)] -= 1
             due.append(item)
         return due
 
     def remove(self, kind: type) -> list[tuple[float, T]]:
         """Take every item of ``kind`` out, with its due time, earliest first."""
-        taken = sorted((e for e in self._heap if isinstance(e[2], kind)), key=lambda e: e[:2])
+        taken = sorted(e for e in self._heap if isinstance(e[3], kind))
         if taken:
-            self._heap = [e for e in self._heap if not isinstance(e[2], kind)]
+            self._heap = [e for e in self._heap if not isinstance(e[3], kind)]
             heapq.heapify(self._heap)
             self._counts[kind] = 0
-        return [(due, item) for due, _, item in taken]
+        return [(due, item) for due, _, _, item in taken]
+
+    def expire_kind(self, kind: type, now: float) -> list[T]:
+        """Remove and return the items of ``kind`` due at or before ``now``, earliest first."""
+        due = sorted(e for e in self._heap if isinstance(e[3], kind) and e[0] <= now)
+        if due:
+            self._heap = [e for e in self._heap if not (isinstance(e[3], kind) and e[0] <= now)]
+            heapq.heapify(self._heap)
+            self._counts[kind] -= len(due)
+        return [item for _, _, _, item in due]
+
+    def next_of(self, kind: type) -> float | None:
+        """When the earliest item of ``kind`` is due, or None."""
+        return min((e[0] for e in self._heap if isinstance(e[3], kind)), default=None)
 
     def count(self, kind: type) -> int:
         """How many items of ``kind`` are waiting."""
@@ -62,7 +78,7 @@ class Timers(Generic[T]):
 
     def pending(self, kind: type) -> Iterator[tuple[float, T]]:
         """The waiting items of ``kind`` with their due times, earliest first."""
-        for due, _, item in sorted(self._heap, key=lambda e: e[:2]):
+        for due, _, _, item in sorted(self._heap):
             if isinstance(item, kind):
                 yield due, item
 

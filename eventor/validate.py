@@ -113,6 +113,20 @@ def check_triggers(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Probl
                     )
 
 
+def check_emits(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]:
+    """What a step declares it may trigger (``emits=``) are events of the flow."""
+    for step in graph.steps.values():
+        for name in step.emits:
+            if not isinstance(name, str) or name not in graph.events:
+                yield Problem(
+                    f"step {step.name!r}",
+                    f"emits={name!r} is not an event of the flow."
+                    + did_you_mean(name, graph.events),
+                    "Declare the events its ctx.trigger calls fire.",
+                    where.get(step.name, ""),
+                )
+
+
 def check_steps(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]:
     """A step's function is callable, its recovery policy is valid, its acquires are (pool, n)."""
     for step in graph.steps.values():
@@ -152,7 +166,8 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-CHECKS: tuple[Check, ...] = (check_expressions, check_assocs, check_triggers, check_steps)
+CHECKS: tuple[Check, ...] = (check_expressions, check_assocs, check_triggers, check_emits,
+                             check_steps)
 
 
 def validate(

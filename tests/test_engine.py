@@ -8,6 +8,7 @@ import time
 import pytest
 
 import eventor as evr
+from eventor.testing import capture_events
 from tests.conftest import fan_out, fired, max_overlap, slow_then, statuses
 
 
@@ -359,3 +360,22 @@ def test_an_active_trigger_starts_its_target_while_the_step_runs(make_eventor, e
     started = float((marks / "watcher_started").read_text())
     ended = float((marks / "slow_ended").read_text())
     assert started < ended, "the watcher waited for the step that activated it to end"
+
+
+def test_a_delay_and_a_retry_due_at_once_start_in_the_order_delays_then_retries(make_eventor):
+    tries = []
+
+    def flaky():
+        tries.append(1)
+        if len(tries) == 1:
+            raise ValueError("first try")
+
+    ev = make_eventor(clock=evr.MockClock(), config={"task_construct": "invoke", "max_concurrent": 1})
+    go, b_done = ev.add_event("go"), ev.add_event("b_done")
+    ev.add_assoc(go, ev.add_step("A", func=flaky, config={"retries": 1, "retry_delay": 10}))
+    ev.add_assoc(go, ev.add_step("B", func=print, triggers={evr.STEP_SUCCESS: b_done}))
+    ev.add_assoc(b_done, ev.add_step("C", func=print), delay=10)
+    ev.trigger_event(go)
+    with capture_events() as events:
+        assert ev.run()
+    assert [e["step"] for e in events if e["event"] == "step_started"] == ["A", "B", "C", "A"]

@@ -27,3 +27,11 @@ def test_public_names_are_pinned():
 def test_every_error_derives_from_eventor_error():
     errors = [getattr(eventor, n) for n in eventor.__all__ if n.endswith("Error")]
     assert all(issubclass(e, eventor.EventorError) for e in errors)
+
+
+def test_submodules_are_reachable_through_the_package_as_before():
+    import importlib
+
+    fresh = importlib.import_module("eventor")
+    assert fresh.exceptions.EventorError is eventor.EventorError
+    assert fresh.store.open_store is not None

@@ -8,6 +8,7 @@ import pytest
 
 import eventor as evr
 from eventor import Event, Flow, step
+from eventor.testing import capture_events
 
 QUIET = {"LOGGING": {"console": False}}
 
@@ -311,3 +312,88 @@ def test_a_decorated_plain_class_runs_with_super_calls(opts):
             return f"{super().greet()} {self.who}"
 
     assert Greeter(who="you", **opts).run()["greet"] == "hello you"
+
+
+# -- declared triggers (emits=) ---------------------------------------------------------
+
+
+class Scan(Flow):
+    start = Event()
+    found = Event()
+
+    @step(on=start, emits=[found])
+    def scan(self, ctx):
+        for name in ("a", "b"):
+            ctx.trigger(self.found, name)
+
+    @step(on=found)
+    def load(self, ctx):
+        return ctx.sequence
+
+
+def test_events_a_step_emits_are_not_entry_events_and_run_no_extra_sequence(opts):
+    assert Scan.entry_events == ("start",)
+    result = Scan(executor="thread", **opts).run()
+    assert result and sorted(result.statuses) == [("load", "a"), ("load", "b"), ("scan", "0")]
+
+
+def test_a_forgotten_emits_makes_two_entry_events_and_the_run_says_which(opts):
+    class Forgot(Flow):
+        start = Event()
+        found = Event()
+
+        @step(on=start)
+        def scan(self, ctx):
+            ctx.trigger(self.found, "a")
+
+        @step(on=found)
+        def load(self):
+            return 1
+
+    assert Forgot.entry_events == ("start", "found")
+    with capture_events() as events:
+        result = Forgot(executor="thread", **opts).run()
+    assert result
+    (said,) = [e for e in events if e["event"] == "entry_events"]
+    assert said["events"] == "start, found"
+    (warned,) = [e for e in events if e["event"] == "undeclared_trigger"]
+    assert (warned["step"], warned["fired"]) == ("scan", "found")
+
+
+def test_strict_triggers_fail_a_step_that_triggers_what_it_does_not_emit(opts):
+    class Sloppy(Flow, strict_triggers=True):
+        start = Event(entry=True)
+        found = Event()
+        other = Event()
+
+        @step(on=start, emits=[found])
+        def scan(self, ctx):
+            ctx.trigger(self.other, "x")
+
+        @step(on=other)
+        def never(self):
+            return 1
+
+    result = Sloppy(executor="thread", **opts).run()
+    assert not result
+    assert "which step 'scan' does not declare; add it to emits=" in result.task("scan").error
+    assert ("never", "x") not in result.statuses
+
+
+def test_emits_draws_the_edge_and_must_name_events(make_eventor):
+    assert "scan -.->|emits| found" in Scan.graph.to_mermaid()
+    assert '"scan" -> "found" [label="emits", style=dashed];' in Scan.graph.to_dot()
+    assert "emits -> found" in Scan.graph.to_text()
+    assert Scan.graph.summary()["steps"][0]["emits"] == ["found"]
+    with pytest.raises(evr.FlowDefinitionError, match="emits='fund' is not an event.*Did you mean 'found'"):
+        class Typo(Flow):
+            start = Event()
+            found = Event()
+
+            @step(on=start, emits=["fund"])
+            def scan(self): ...
+    ev = make_eventor()
+    go, found = ev.add_event("go"), ev.add_event("found")
+    ev.add_step("scan", emits=[found])
+    ev.add_assoc(go, "scan")
+    assert ev.graph.entry_events() == ("go",)

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import eventor as evr
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,3 +143,15 @@ def test_capture_events_collects_what_the_engine_logs():
     assert [(e["step"], e["sequence"], e["result"], e["flow"], e["level"]) for e in done] == [
         ("s", "2", "42", "cap", "info")]
     assert next(e["event"] for e in events) == "run_started"
+
+
+def test_a_run_that_cannot_start_leaves_no_log_file_open(tmp_path):
+    ev = evr.Eventor(name="leak", store=":memory:",
+                     config={"logdir": str(tmp_path), "LOGGING": {"console": False}})
+    e = ev.add_event("e")
+    ev.add_assoc(e, ev.add_step("s", func=print, acquires=[("undeclared", 1)]))
+    for _ in range(3):
+        with pytest.raises(evr.EventorConfigError, match="undeclared"):
+            ev.run()
+    assert logging.getLogger("eventor.leak").handlers == []
+    ev.close()

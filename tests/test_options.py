@@ -6,7 +6,7 @@ import pytest
 
 import eventor as evr
 from eventor.config import load_config
-from eventor.options import UNSET, EngineOptions, StepOptions
+from eventor.options import DEFAULTS, UNSET, EngineOptions, StepOptions
 
 
 def test_config_keys_become_options_and_unknown_keys_are_kept_for_validation():
@@ -56,3 +56,15 @@ def test_step_takes_every_option_by_keyword_and_records_it_unchecked():
                                   retries=2, timeout=1.5, timeout_grace=0.5)
     with pytest.raises(evr.FlowDefinitionError, match="'retires' is not an option. Did you mean 'retries'?"):
         evr.step(retires=2)
+
+
+def test_a_config_with_nothing_set_gives_every_step_the_documented_defaults():
+    assert load_config().step_defaults().over(DEFAULTS) == DEFAULTS
+    assert load_config().engine_options().steps == DEFAULTS
+
+
+def test_a_step_option_set_to_none_means_none_whatever_the_default():
+    defaults = DEFAULTS.with_values(timeout=30.0, max_retry_delay=5.0)
+    resolved = StepOptions.from_config({"timeout": None, "max_retry_delay": None}).over(defaults)
+    assert (resolved.timeout, resolved.max_retry_delay) == (None, None)
+    assert StepOptions.from_config({"timeout": None}).to_config() == {"timeout": None}

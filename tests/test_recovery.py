@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
 
 import eventor as evr
 from eventor import Event, Flow, step
+from eventor.recovery import fingerprint
 from eventor.testing import capture_events
 from tests.conftest import statuses
 
@@ -343,3 +345,22 @@ def test_flow_recover_of_a_run_never_recorded_runs_it_from_its_entry_events(tmp_
     assert result and result.run_id == "crashed-before-writing" and result["only"] == "ran"
     with pytest.raises(evr.RunNotFoundError, match="no run of program"):
         Once.recover(**{**opts, "store": str(tmp_path / "empty.run.db")})
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the code hash follows the bytecode")
+def test_fingerprints_of_unchanged_steps_are_those_earlier_versions_recorded():
+    # Recovering a run recorded by an earlier Eventor must not report unchanged steps as
+    # changed: these are the fingerprints Eventor 6.0.0.dev0 recorded for the same code.
+    class F(Flow):
+        start = Event()
+        found = Event()
+
+        @step(on=start, success=found, retries=2, executor="thread")
+        def scan(self):
+            return 1
+
+        @step(on=found, delay=5)
+        def work(self, ctx):
+            return 2
+
+    assert fingerprint(F.graph) == {"scan": "2e28f769b82767a1", "work": "af9ffae7b25af5df"}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import eventor as evr
+from eventor import Event, Flow, step
 from eventor.report import render_report
+from eventor.store import open_store
 
 
 def boom():
@@ -33,3 +35,24 @@ def test_a_run_without_a_recorded_graph_says_so(make_eventor):
     ev.store.begin_attempt("bare", "prog", "restart", now=1.0, host="h", pid=1)
     page = render_report(ev.store, "bare")
     assert "The run recorded no graph." in page and "attempt 0 (restart)" in page
+
+
+def test_the_report_draws_what_a_step_emits(tmp_path):
+    class Fan(Flow):
+        start = Event()
+        found = Event()
+
+        @step(on=start, emits=[found])
+        def scan(self, ctx):
+            ctx.trigger(self.found, "a")
+
+        @step(on=found)
+        def load(self):
+            return 1
+
+    result = Fan(store=str(tmp_path / "fan.run.db"), executor="thread",
+                 config={"LOGGING": {"console": False}}).run()
+    store = open_store(str(tmp_path / "fan.run.db"))
+    page = render_report(store, result.run_id)
+    store.close()
+    assert ">emits</text>" in page

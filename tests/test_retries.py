@@ -198,3 +198,25 @@ def test_flow_steps_take_retries_and_timeouts_and_bad_values_fail_at_definition(
     assert "timeout=0 is not a number of seconds > 0" in text
     assert "retry_on='ValueError' is not an exception class or a tuple of them" in text
     assert "config key 'retires' is unknown. Did you mean 'retries'?" in text
+
+
+def test_a_step_opts_out_of_the_default_timeout_with_none(make_eventor):
+    ev = flow_with(make_eventor, lambda: time.sleep(0.6) or "slow",
+                   config={"task_construct": "thread", "timeout": 0.3},
+                   step_config={"timeout": None})
+    assert ev.run()
+    assert outcome(ev)[0]["s"] == ("success", '"slow"')
+
+
+def test_a_default_timeout_of_zero_means_none():
+    assert evr.load_config({"timeout": 0}).engine_options().steps.timeout is None
+
+
+def test_a_timeout_holds_while_a_bounded_run_waits_for_its_running_tasks(make_eventor):
+    ev = flow_with(make_eventor, lambda: time.sleep(5) or "late",
+                   config={"task_construct": "process"},
+                   step_config={"timeout": 0.3, "timeout_grace": 0.1})
+    started = time.monotonic()
+    ev.run(max_loops=1)
+    assert time.monotonic() - started < 4
+    assert outcome(ev)[0]["s"][0] == "failure"  # stopped at 0.3 s, not left to finish

@@ -327,7 +327,11 @@ class SqlStore:
 
     def _upgrade(self, conn: Connection) -> None:
         """Add what later schema versions add; every old run stays as it was."""
-        with conn.begin():
+        with self._guard("upgrade the store's schema"), conn.begin():
+            if self._engine.dialect.name == "postgresql":
+                # Two programs opening an old store at once: the second waits, then finds it
+                # upgraded (on sqlite, BEGIN IMMEDIATE serialises them already).
+                conn.exec_driver_sql(f"LOCK TABLE {self._qualified(meta.name)} IN EXCLUSIVE MODE")
             value = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
             found = int(value or 0)
             for version in range(found + 1, SCHEMA_VERSION + 1):
@@ -336,15 +340,19 @@ class SqlStore:
                 for column in columns:
                     if column.name in self._column_names(conn, column.table.name):
                         continue  # added already (a store made by this version, relabelled)
-                    table = column.table.name
-                    if self._schema:
-                        table = f"{self._schema}.{table}"
                     kind = column.type.compile(dialect=self._engine.dialect)
-                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column.name} {kind}")
+                    name = self._engine.dialect.identifier_preparer.quote(column.name)
+                    conn.exec_driver_sql(
+                        f"ALTER TABLE {self._qualified(column.table.name)} ADD COLUMN {name} {kind}")
                 if version == 3:
                     self._backfill_origins(conn)
             conn.execute(update(meta).where(meta.c.key == "schema_version")
                          .values(value=str(SCHEMA_VERSION)))
+
+    def _qualified(self, table: str) -> str:
+        """A table's name for raw SQL: quoted, and in the store's schema when it has one."""
+        quote = self._engine.dialect.identifier_preparer.quote
+        return f"{quote(self._schema)}.{quote(table)}" if self._schema else quote(table)
 
     def _column_names(self, conn: Connection, table: str) -> set[str]:
         from sqlalchemy import inspect
@@ -488,8 +496,8 @@ class SqlStore:
             conn = self._conn
             if self._engine.dialect.name == "postgresql":
                 # Every engine sharing the store counts and grants under this lock.
-                table = f"{self._schema}.{leases.name}" if self._schema else leases.name
-                conn.exec_driver_sql(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+                conn.exec_driver_sql(
+                    f"LOCK TABLE {self._qualified(leases.name)} IN SHARE ROW EXCLUSIVE MODE")
             used = dict(conn.execute(
                 select(leases.c.pool, func.sum(leases.c.units))
                 .where(leases.c.pool.in_(pools), leases.c.released_at.is_(None))
