@@ -237,6 +237,7 @@ class Engine:
         self.mode = mode
         self.host = socket.gethostname()
         self.attempt: int | None = None
+        self._attempt_no = -1  # the attempt, once opened
         self.info = {"flow": graph.name, **(info or {})}
         self._from_attempt = attempt
         self._progress = progress
@@ -374,6 +375,7 @@ class Engine:
             self.attempt = int(current["attempt"])
             self._pick_up(load_continued(store, run_id, self.attempt))
             store.resume_attempt(run_id, self.attempt, now=now, host=self.host, pid=os.getpid())
+        self._attempt_no = self.attempt  # as an int, for the records of every round
         # every later event carries the run's context
         self.log = self.log.bind(flow=self.graph.name, run_id=run_id, attempt=self.attempt)
         self.log.info("run_started", store=store.address, run_id=run_id, attempt=self.attempt,
@@ -468,7 +470,7 @@ class Engine:
         for due in self._timers.expire(now):
             if isinstance(due, _DelayDue):
                 self._batch.delays_fired.append(DelayFired(
-                    self.run_id, self._attempt, due.event, due.target, due.sequence, now))
+                    self.run_id, self._attempt_no, due.event, due.target, due.sequence, now))
                 self._reach(due.target, due.sequence, due.event, now)
             elif isinstance(due, _RetryDue):
                 self._ready.append(due.task)
@@ -541,7 +543,7 @@ class Engine:
         self._touch(task)
         if name in self._pooled:
             self._batch.releases.extend(self._pools.released(
-                self.run_id, self._attempt, name, task.sequence, task.ended_at))
+                self.run_id, self._attempt_no, name, task.sequence, task.ended_at))
         if not outcome.ok and self._retry(task, outcome, now):
             return
         self._finish(task, outcome.ok)
@@ -554,7 +556,7 @@ class Engine:
         if policy.retry_on is not None and not policy.retry_on.intersection(outcome.error_mro):
             return False
         self._batch.tries.append(TryRecord(
-            self.run_id, self._attempt, task.step.name, task.sequence, task.tries,
+            self.run_id, self._attempt_no, task.step.name, task.sequence, task.tries,
             task.started_at, now, task.pid, task.error_type, task.error_message,
             task.traceback, task.exit_code))
         wait = policy.wait(task.tries)
@@ -623,7 +625,7 @@ class Engine:
 
     def _propagate(self, now: float) -> None:
         pending, graph, triggers = self._pending, self.graph, self._batch.triggers
-        run_id, attempt = self.run_id, self._attempt
+        run_id, attempt = self.run_id, self._attempt_no
         while pending:
             event, seq, origin = pending.popleft()
             fired = self._fired.get(seq)
@@ -694,7 +696,7 @@ class Engine:
         else:
             self._timers.add(due, item)
         self._batch.delays.append(
-            DelayRecord(self.run_id, self._attempt, event, target, seq, now, due))
+            DelayRecord(self.run_id, self._attempt_no, event, target, seq, now, due))
 
     def _start_ready(self, now: float) -> list[Task]:
         """Start ready tasks, in order, as far as concurrency limits and resources allow."""
@@ -714,7 +716,7 @@ class Engine:
                 # grant must see what was released, and a release goes with its status.
                 self._flush()
             granted = self.store.acquire(
-                [pools.request(t.key, self.run_id, self._attempt, t.step.name, t.sequence)
+                [pools.request(t.key, self.run_id, self._attempt_no, t.step.name, t.sequence)
                  for t in asking], now=now)
             refused = [t for t in asking if t.key not in granted]
             if refused:  # they hold no slot while they wait; others behind them may start
@@ -801,14 +803,9 @@ class Engine:
 
     def _record(self, t: Task) -> TaskRecord:
         return TaskRecord(
-            self.run_id, self._attempt, t.step.name, t.sequence, t.status.value, t.executor,
+            self.run_id, self._attempt_no, t.step.name, t.sequence, t.status.value, t.executor,
             t.created_at, t.started_at, t.ended_at, t.host, t.pid, t.result_kind, t.result,
             t.error_type, t.error_message, t.traceback, t.exit_code)
-
-    @property
-    def _attempt(self) -> int:
-        assert self.attempt is not None, "the attempt is opened before the first round"
-        return self.attempt
 
     # -- running tasks -----------------------------------------------------------------
 
@@ -828,7 +825,7 @@ class Engine:
         results = None
         if step.context:
             results = dict(self._results.get(task.sequence, {}))  # a copy: it crosses to the task
-        run = TaskRun(task.key, self.run_id, step.name, task.sequence, self._attempt,
+        run = TaskRun(task.key, self.run_id, step.name, task.sequence, self._attempt_no,
                       step.func, step.args, step.kwargs, env, extra, results)
         self.log.info("step_started", step=step.name, sequence=task.sequence)
         self._hand_over(task.executor, run)
