@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     )
     from eventor.executors.base import task_env
     from eventor.flows import Flow, flow
-    from eventor.graph import FlowGraph
+    from eventor.graph import FlowGraph, join
     from eventor.recovery import RecoveryPlan
     from eventor.resources import Resource, ResourcePool
     from eventor.session import purge
@@ -111,6 +111,7 @@ _EXPORTS = {
     "SystemClock": "eventor.clock",
     "TaskResult": "eventor.context",
     "flow": "eventor.flows",
+    "join": "eventor.graph",
     "load_config": "eventor.config",
     "or_": "eventor.dsl",
     "purge": "eventor.session",
@@ -166,6 +167,7 @@ __all__ = [
     "SystemClock",
     "TaskResult",
     "flow",
+    "join",
     "load_config",
     "or_",
     "purge",

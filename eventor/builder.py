@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from eventor.exceptions import Problem
-from eventor.graph import Assoc, EventSpec, FlowGraph, StepSpec, to_operand
+from eventor.graph import Assoc, EventSpec, FlowGraph, Join, StepSpec, to_operand
 from eventor.validate import validate
 
 __all__ = ["GraphBuilder"]
@@ -32,17 +32,36 @@ class GraphBuilder:
         self.where: dict[str, str] = {}  # node or association -> "file.py:line"
         self.problems: list[Problem] = []
 
-    def add_event(self, name: str, expr: Any = None, where: str = "") -> EventSpec:
+    def add_event(self, name: str, expr: Any = None, where: str = "", *,
+                  join: tuple[Any, str] | None = None) -> EventSpec:
+        """
+        Add an event: plain, an expression event (``expr``), or a join event (``join``:
+        the joined event or expression, and the event that starts the children).
+        """
         operand = None
         if expr is not None:
             try:
                 operand = to_operand(expr)
             except TypeError as exc:
                 self.problems.append(Problem(f"event {name!r}", str(exc), where=where))
-        spec = EventSpec(name, operand)
+        spec = EventSpec(name, operand, self._join(name, join, where) if join is not None else None)
         self._add_node(name, "event", where)
         self._events.setdefault(name, spec)
         return spec
+
+    def _join(self, name: str, join: tuple[Any, str], where: str) -> Join | None:
+        joined, over = join
+        try:
+            operand = to_operand(joined)
+        except TypeError as exc:
+            self.problems.append(Problem(f"event {name!r}", f"join: {exc}", where=where))
+            return None
+        if not isinstance(operand, str):  # an expression joins as the event of its text
+            text = str(operand)[1:-1]
+            if text not in self._events:
+                self.add_event(text, operand, where)
+            operand = text
+        return Join(operand, over if isinstance(over, str) else str(getattr(over, "name", over)))
 
     def add_step(self, spec: StepSpec, where: str = "") -> StepSpec:
         self._add_node(spec.name, "step", where)

@@ -23,7 +23,7 @@ from eventor.exceptions import (
     Problem,
     did_you_mean,
 )
-from eventor.graph import EventSpec, FlowGraph, StepSpec
+from eventor.graph import And, EventSpec, FlowGraph, JoinRef, Or, StepSpec
 from eventor.options import StepOptions
 from eventor.recovery import RecoveryPlan, plan_recovery
 from eventor.session import Session, new_run_id, note_changed_params
@@ -49,6 +49,11 @@ def _name_of(value: Any, what: str) -> str:
     raise EventorUsageError(
         f"{value!r} is not {what}: pass what add_event()/add_step() returned, or its name"
     )
+
+
+def _operand_of(value: Any) -> Any:
+    """A joined event as the builder takes it: a name, or an expression (to_operand's forms)."""
+    return value if isinstance(value, tuple | list | And | Or) else _name_of(value, "an event")
 
 
 class Eventor:
@@ -131,16 +136,28 @@ class Eventor:
             del self._builder.problems[before:]
             raise FlowDefinitionError(self.name, problems)
 
-    def add_event(self, name: str, expr: Any = None) -> EventSpec:
+    def add_event(self, name: str, expr: Any = None, *, join: Any = None) -> EventSpec:
         """
-        Add an event; with ``expr`` an expression event (a tuple means *and*, `or_` means *or*).
+        Add an event; with ``expr`` an expression event (a tuple means *and*, `or_` means
+        *or*); with ``join`` a join event: ``join=evr.join(loaded, over=found)`` or
+        ``join=(loaded, found)`` fires once ``loaded`` fired in every sequence that the
+        step emitting ``found`` started with ``ctx.trigger``.
 
         Returns:
             The event, to pass to ``add_assoc``, ``triggers`` and ``trigger_event``.
         """
         self._check_open("add an event")
         before = len(self._builder.problems)
-        spec = self._builder.add_event(name, expr, where=_caller())
+        joined = None
+        if isinstance(join, JoinRef):
+            joined = (_operand_of(join.event), _name_of(join.over, "an event"))
+        elif join is not None:
+            if not (isinstance(join, tuple | list) and len(join) == 2):
+                raise EventorUsageError(
+                    f"join={join!r} for event {name!r}: give evr.join(joined, over=event) or "
+                    "a (joined, over) pair")
+            joined = (_operand_of(join[0]), _name_of(join[1], "an event"))
+        spec = self._builder.add_event(name, expr, where=_caller(), join=joined)
         self._raise_new_problems(before)
         return spec
 

@@ -53,14 +53,35 @@ def decode_result(step: str, kind: str | None, text: str | None, *, allow_pickle
 
 
 class Results(Mapping[str, Any]):
-    """Earlier steps' results in one sequence, by step name, decoded when read."""
+    """
+    Earlier steps' results in one sequence, by step name, decoded when read; for a step on a
+    join event, `each` reads its children's.
+    """
 
-    __slots__ = ("_allow_pickle", "_sequence", "_stored")
+    __slots__ = ("_allow_pickle", "_children", "_sequence", "_stored")
 
-    def __init__(self, stored: Mapping[str, tuple[str, str]], sequence: str, allow_pickle: bool):
+    def __init__(self, stored: Mapping[str, tuple[str, str]], sequence: str, allow_pickle: bool,
+                 children: Mapping[str, Mapping[str, tuple[str, str]]] | None = None):
         self._stored = stored
         self._sequence = sequence
         self._allow_pickle = allow_pickle
+        self._children = children
+
+    def each(self, step: str) -> dict[str, Any]:
+        """
+        ``step``'s result in every child sequence of this one, by child sequence: what a step
+        on a join event reads (``ctx.results.each("load")``). Children where ``step`` did
+        not succeed, or returned None, are left out.
+
+        Raises:
+            EventorUsageError: this step is not on a join event, so it has no children here.
+        """
+        if self._children is None:
+            raise EventorUsageError(
+                f"results.each({step!r}) in sequence {self._sequence!r}: only a step on a join "
+                "event (evr.join(...)) reads its children's results")
+        return {child: decode_result(step, *stored[step], allow_pickle=self._allow_pickle)
+                for child, stored in self._children.items() if step in stored}
 
     def __getitem__(self, step: str) -> Any:
         stored = self._stored.get(step)
@@ -103,7 +124,8 @@ class StepContext:
         self.sequence = task.sequence
         self.recovery = task.recovery
         self.step = task.step
-        self.results: Mapping[str, Any] = Results(task.results or {}, task.sequence, allow_pickle)
+        self.results: Results = Results(task.results or {}, task.sequence, allow_pickle,
+                                        task.children)
         self._key = task.key
         self._emit = emit
         self._events = events

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeAlias
 
 from eventor.builder import GraphBuilder
 from eventor.exceptions import FlowDefinitionError, Problem, did_you_mean
-from eventor.graph import And, FlowGraph, Operand, Or
+from eventor.graph import And, FlowGraph, JoinRef, Operand, Or
 from eventor.graph import or_ as names_or
 from eventor.options import StepOptions
 from eventor.params import Param, fits, type_name
@@ -204,12 +204,12 @@ class _Compiler:
 
     def _collect(self, klass: type, attr: str, value: Any) -> None:
         mark = mark_of(value)
-        if isinstance(value, Event | Expr) or _is_event_tuple(value):
+        if isinstance(value, Event | Expr | JoinRef) or _is_event_tuple(value):
             if attr in self.steps:
                 self.problem(f"event {attr!r}", f"it hides step {attr!r} of a base flow.",
                              "Give the event another name.", _where_of(value))
                 return
-            if isinstance(value, Event | Expr) and id(value) in self.names and (
+            if isinstance(value, Event | Expr | JoinRef) and id(value) in self.names and (
                 self.names[id(value)] != attr
             ):
                 self.problem(
@@ -295,7 +295,7 @@ class _Compiler:
                          + did_you_mean(value, self.events),
                          "Use an event defined in the flow.", where)
             return None
-        if isinstance(value, Event | Expr | tuple):
+        if isinstance(value, Event | Expr | JoinRef | tuple):
             name = self.names.get(id(value))
             if name is not None:
                 return name
@@ -356,6 +356,14 @@ class _Compiler:
             where = _where_of(value)
             if isinstance(value, Event):
                 builder.add_event(attr, where=where)
+            elif isinstance(value, JoinRef):
+                subject = f"event {attr!r}"
+                joined = self.operand(value.event, subject, where)
+                over = self.event_name(value.over, subject, "over", where)
+                if joined is not None and over is not None:
+                    builder.add_event(attr, where=where, join=(joined, over))
+                else:
+                    builder.add_event(attr, where=where)
             else:
                 builder.add_event(attr, self.operand(value, f"event {attr!r}", where, top=True), where)
         infos: dict[str, StepInfo] = {}
@@ -461,7 +469,7 @@ def _looks_like_parameter(attr: str, value: Any) -> bool:
 
 
 def _where_of(value: Any) -> str:
-    if isinstance(value, Event | Expr):
+    if isinstance(value, Event | Expr | JoinRef):
         return value.where
     code = getattr(inspect.unwrap(value), "__code__", None) if callable(value) else None
     return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else ""

@@ -46,6 +46,7 @@ from eventor.executors.base import (
 )
 from eventor.executors.registry import REGISTRY, executor_name
 from eventor.graph import FlowGraph, StepSpec, holds
+from eventor.joins import Joins
 from eventor.log import BoundLogger, null_logger
 from eventor.options import EngineOptions, StepOptions
 from eventor.recovery import (
@@ -87,16 +88,16 @@ class Origin:
     task's ``ctx.trigger``. Recorded as data with the trigger, and as text for people.
     """
 
-    kind: str  # user, status, assoc, expr, trigger
+    kind: str  # user, status, assoc, expr, trigger, join
     step: str | None = None  # the task's step (status, trigger)
     sequence: str | None = None  # the task's sequence (trigger)
-    via: str | None = None  # the status (status) or the event (assoc)
+    via: str | None = None  # the status (status), or the event (assoc, join)
     text: str = field(default="", compare=False)  # as people read it (the store's ``source``)
 
     def __post_init__(self) -> None:
         if not self.text:
             text = (f"{self.step}:{self.via}" if self.kind == "status"
-                    else f"assoc:{self.via}" if self.kind == "assoc"
+                    else f"{self.kind}:{self.via}" if self.kind in ("assoc", "join")
                     else f"{self.step}[{self.sequence}]:trigger" if self.kind == "trigger"
                     else self.kind)
             object.__setattr__(self, "text", text)
@@ -167,8 +168,9 @@ class RunSummary:
     status: str  # success, failure, or paused (work left: ready tasks or pending delays)
     counts: Mapping[str, int] = field(default_factory=dict)  # tasks per status
     failed: tuple[tuple[str, str], ...] = ()  # (step, sequence) of unhandled failures
-    pending: int = 0  # ready tasks and delays left for a later run
+    pending: int = 0  # ready tasks, delays and joins left for a later run
     delays: tuple[tuple[str, str, float], ...] = ()  # (target, sequence, due) not yet fired
+    joins: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (join, parent, missing children)
 
     @property
     def next_due(self) -> float | None:
@@ -270,6 +272,9 @@ class Engine:
         self._options_of: dict[str, StepOptions] = {
             name: self.options.for_step(step.options) for name, step in graph.steps.items()}
         self._executor_of = {name: self._executor_for(step) for name, step in graph.steps.items()}
+        self._joins = Joins(graph)
+        self._fanners = self._joins.fanners
+        self._watched = self._joins.watched
         self._pools = Pools(graph, self.options.pools)
         self._pooled = frozenset(self._pools.wants) | frozenset(self._pools.releases)
         self._status_origins: dict[tuple[str, StepStatus], Origin] = {}
@@ -410,6 +415,10 @@ class Engine:
                 self._ready.append(task)
         for row in state.delays:
             self._timers.add(row["due_at"], _DelayDue(row["event"], row["target"], row["sequence"]))
+        if self._joins:  # which sequences are whose children, and which fan-outs ended
+            ended = (StepStatus.success, StepStatus.failure)
+            self._joins.rebuild(((t.step.name, t.sequence, t.status in ended)
+                                 for t in self._tasks.values()), state.children, self._fired)
         if self._stopped:
             self._hold_delays()
 
@@ -587,6 +596,8 @@ class Engine:
         """Record a task's final status (run, or skipped by recovery) and fire its triggers."""
         step, name = task.step, task.step.name
         self._done += 1
+        if name in self._fanners:
+            self._joins.task_ended(name, task.sequence)
         if ok:
             task.status = StepStatus.success
             self._keep_result(task)
@@ -623,9 +634,9 @@ class Engine:
                 origin = self._status_origins[key] = Origin("status", key[0], via=status.value)
             self._pending.extend((event, task.sequence, origin) for event in events)
 
-    def _propagate(self, now: float) -> None:
+    def _spread(self, now: float) -> None:
         pending, graph, triggers = self._pending, self.graph, self._batch.triggers
-        run_id, attempt = self.run_id, self._attempt_no
+        run_id, attempt, watched = self.run_id, self._attempt_no, self._watched
         while pending:
             event, seq, origin = pending.popleft()
             fired = self._fired.get(seq)
@@ -636,6 +647,9 @@ class Engine:
             fired.add(event)
             triggers.append(TriggerRecord(run_id, attempt, event, seq, now, origin.text,
                                           origin.kind, origin.step, origin.sequence))
+            if event in watched:
+                self._joins.event_fired(event, seq, origin.sequence if origin.kind == "trigger"
+                                        else None, self._fired)
             for assoc in graph.assocs_from(event):
                 if assoc.delay > 0:
                     # In recovery a delay keeps its first activation: only the rest is waited.
@@ -648,6 +662,22 @@ class Engine:
                 if dependent not in fired and holds(self._exprs[dependent], fired.__contains__):
                     pending.append((dependent, seq, EXPR))
 
+    def _propagate(self, now: float) -> None:
+        """Fire every pending trigger and what follows from it, joins included, to a fixpoint."""
+        self._spread(now)
+        while self._joins.dirty:  # every trigger is in: are joins due? (they fire in turn)
+            self._fire_joins()
+            if not self._pending:
+                break
+            self._spread(now)
+
+    def _fire_joins(self) -> None:
+        for name, parent in self._joins.due():
+            if name not in self._fired.get(parent, ()):
+                join = self.graph.events[name].join
+                assert join is not None
+                self._pending.append((name, parent, Origin("join", via=join.event)))
+
     def _reach(self, target: str, seq: str, via: str, now: float) -> None:
         if target in self.graph.events:
             self._pending.append((target, seq, Origin("assoc", via=via)))
@@ -659,6 +689,8 @@ class Engine:
         task = Task(next(self._keys), step, seq, self._executor_of[target], StepStatus.ready, now)
         self._tasks[key] = task
         self._new.append(task)
+        if target in self._fanners:
+            self._joins.task_created(target, seq)
         self._status_triggers(task, StepStatus.ready)
         if self._recovered is not None and self._recover_skips(task, now):
             return
@@ -822,11 +854,13 @@ class Engine:
                 extra[self.options.sequence_arg_name] = task.sequence
             if self.options.pass_logger_to_task:
                 extra["logger"] = logging.getLogger(logger_name)
-        results = None
+        results = children = None
         if step.context:
             results = dict(self._results.get(task.sequence, {}))  # a copy: it crosses to the task
+            if step.name in self._joins.joiners:  # a joining step reads its children's results
+                children = {c: self._results.get(c, {}) for c in self._joins.children(task.sequence)}
         run = TaskRun(task.key, self.run_id, step.name, task.sequence, self._attempt_no,
-                      step.func, step.args, step.kwargs, env, extra, results)
+                      step.func, step.args, step.kwargs, env, extra, results, children)
         self.log.info("step_started", step=step.name, sequence=task.sequence)
         self._hand_over(task.executor, run)
 
@@ -853,11 +887,12 @@ class Engine:
         failed = tuple((t.step.name, t.sequence) for t in self._failures)
         delays = sorted([*self._timers.pending(_DelayDue), *self._held_delays],
                         key=lambda d: d[0])
-        pending = len(self._ready) + len(delays) + self._timers.count(_RetryDue)
+        joins = tuple(self._joins.waiting(self._fired)) if self._joins else ()
+        pending = len(self._ready) + len(delays) + self._timers.count(_RetryDue) + len(joins)
         status = "failure" if failed else "paused" if pending else "success"
         return RunSummary(self.run_id, self.attempt or 0, status, MappingProxyType(counts), failed,
                           pending, tuple((d.target, d.sequence, due) for due, d in delays
-                                         if isinstance(d, _DelayDue)))
+                                         if isinstance(d, _DelayDue)), joins)
 
 
 def _handles_failure(step: StepSpec) -> bool:

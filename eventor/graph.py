@@ -10,6 +10,7 @@ and the step options.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -23,11 +24,14 @@ __all__ = [
     "Assoc",
     "EventSpec",
     "FlowGraph",
+    "Join",
+    "JoinRef",
     "Operand",
     "Or",
     "StepSpec",
     "event_names",
     "holds",
+    "join",
     "or_",
     "to_operand",
 ]
@@ -118,13 +122,65 @@ def or_(*operands: Any) -> Or:
 
 
 @dataclass(frozen=True, slots=True)
+class Join:
+    """
+    Fires in a sequence once ``event`` has fired in every child sequence that ``over``
+    started there (by a step's ``ctx.trigger(over, child)``) and the steps that emit
+    ``over`` there have ended.
+    """
+
+    event: str  # the joined event (an expression is named by its text)
+    over: str  # the event whose ctx.trigger calls start the children
+
+    def __str__(self) -> str:
+        return f"join({self.event}, over={self.over})"
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class JoinRef:
+    """
+    What `join` returns: a join event that gets its name from a Flow class attribute
+    (``all_loaded = join(loaded, over=found)``) or from ``add_event("all_loaded", join=...)``.
+    """
+
+    event: Any  # the joined event or expression (an object or a name)
+    over: Any  # the event that starts the children (an object or a name)
+    where: str = field(default="", compare=False)
+
+    def __repr__(self) -> str:
+        return f"join({_ref(self.event)}, over={_ref(self.over)})"
+
+
+def join(event: Any, *, over: Any) -> JoinRef:
+    """
+    An event that fires in a sequence once ``event`` has fired in every child sequence that
+    ``over`` started there, and the steps that emit ``over`` there have ended.
+
+    ``event`` may be an expression (``loaded | load_failed``), to join failures too.
+    """
+    frame = sys._getframe(1)
+    return JoinRef(event, over, f"{frame.f_code.co_filename}:{frame.f_lineno}")
+
+
+def _ref(value: Any) -> str:
+    name = getattr(value, "name", None)
+    return name if isinstance(name, str) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
 class EventSpec:
-    """An event; with ``expr`` it is an expression event that fires when the expression holds."""
+    """
+    An event; with ``expr`` an expression event that fires when the expression holds; with
+    ``join`` a join event that fires once a fan-out's children all reached an event.
+    """
 
     name: str
     expr: Operand | None = None
+    join: Join | None = None
 
     def __str__(self) -> str:
+        if self.join is not None:
+            return f"{self.name} = {self.join}"
         return self.name if self.expr is None else f"{self.name} = {self.expr}"
 
 
@@ -309,14 +365,21 @@ class FlowGraph:
             for names in (*step.triggers.values(), step.emits):
                 produced.update(n for n in names if isinstance(n, str))
         return tuple(
-            ev.name for ev in self.events.values() if ev.expr is None and ev.name not in produced
+            ev.name for ev in self.events.values()
+            if ev.expr is None and ev.join is None and ev.name not in produced
         )
+
+    def joins(self) -> tuple[EventSpec, ...]:
+        """The join events, in definition order."""
+        return tuple(ev for ev in self.events.values() if ev.join is not None)
 
     def summary(self) -> dict[str, Any]:
         """The graph as plain JSON data (recorded with each run, drawn by run reports)."""
         return {
             "name": self.name,
-            "events": [{"name": e.name, "expr": None if e.expr is None else str(e.expr)}
+            "events": [{"name": e.name, "expr": None if e.expr is None else str(e.expr),
+                        **({"join": {"event": e.join.event, "over": e.join.over}}
+                           if e.join is not None else {})}
                        for e in self.events.values()],
             "steps": [{"name": s.name,
                        "triggers": {str(k): [str(n) for n in v] for k, v in s.triggers.items()},
@@ -334,7 +397,8 @@ class FlowGraph:
             into.setdefault(a.target, []).append(a.event + (f" (after {a.delay:g}s)" if a.delay else ""))
         lines = [f"flow {self.name}", "  events:"]
         for ev in self.events.values():
-            lines.append(f"    {ev.name}" + (f" = {ev.expr}" if ev.expr is not None else ""))
+            lines.append(f"    {ev.name}" + (f" = {ev.expr}" if ev.expr is not None else "")
+                         + (f" = {ev.join}" if ev.join is not None else ""))
             lines.extend(f"      -> {a.target}" for a in self.assocs_from(ev.name)
                          if a.target in self.events)
         lines.append("  steps:")
@@ -359,6 +423,8 @@ class FlowGraph:
             if ev.expr is not None:
                 lines.extend(f"    {ids[n]} -. expr .-> {ids[ev.name]}"
                              for n in dict.fromkeys(event_names(ev.expr)) if n in ids)
+            if ev.join is not None and ev.join.event in ids:
+                lines.append(f"    {ids[ev.join.event]} ==>|join over {ev.join.over}| {ids[ev.name]}")
         for a in self.assocs:
             label = f"|delay {a.delay:g}s|" if a.delay else ""
             lines.append(f"    {ids[a.event]} -->{label} {ids[a.target]}")
@@ -382,6 +448,9 @@ class FlowGraph:
                 lines.extend(
                     f"    {q(n)} -> {q(ev.name)} [style=dashed];" for n in dict.fromkeys(event_names(ev.expr))
                 )
+            if ev.join is not None:
+                lines.append(f'    {q(ev.join.event)} -> {q(ev.name)} '
+                             f'[label="join over {ev.join.over}", style=bold];')
         for a in self.assocs:
             label = f' [label="delay {a.delay:g}s"]' if a.delay else ""
             lines.append(f"    {q(a.event)} -> {q(a.target)}{label};")

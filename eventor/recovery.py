@@ -219,13 +219,17 @@ class Continued:
     tries: Mapping[tuple[str, str], int]  # (step, sequence) -> tries recorded as failed
     tasks: tuple[Row, ...]  # its tasks, in the order they were created
     delays: tuple[Row, ...]  # its delays that have not fired
+    children: tuple[tuple[str, str, str], ...] = ()  # (event, child, parent) of ctx.triggers
 
 
 def load_continued(store: Store, run_id: str, attempt: int) -> Continued:
     """Read attempt ``attempt`` of ``run_id`` for continue."""
     fired: dict[str, set[str]] = {}
+    children = []
     for row in store.triggers(run_id, attempt):
         fired.setdefault(row["sequence"], set()).add(row["event"])
+        if row["origin"] == "trigger" and row["origin_sequence"] != row["sequence"]:
+            children.append((row["event"], row["sequence"], row["origin_sequence"]))
     tries: dict[tuple[str, str], int] = {}
     for row in store.tries(run_id, attempt):
         key = (row["step"], row["sequence"])
@@ -234,6 +238,7 @@ def load_continued(store: Store, run_id: str, attempt: int) -> Continued:
         {seq: frozenset(events) for seq, events in fired.items()}, tries,
         tuple(store.tasks(run_id, attempt)),
         tuple(d for d in store.delays(run_id, attempt) if d["fired_at"] is None),
+        tuple(children),
     )
 
 

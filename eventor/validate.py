@@ -113,6 +113,35 @@ def check_triggers(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Probl
                     )
 
 
+def check_joins(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]:
+    """A join joins an event something can fire, over an event a step emits."""
+    reachable = {a.target for a in graph.assocs} | {
+        ev.name for ev in graph.events.values() if ev.expr is not None or ev.join is not None}
+    emitted: set[str] = set()
+    for step in graph.steps.values():
+        for names in step.triggers.values():
+            reachable.update(n for n in names if isinstance(n, str))
+        emitted.update(n for n in step.emits if isinstance(n, str))
+    reachable |= emitted
+    for ev in graph.joins():
+        assert ev.join is not None
+        subject, loc = f"event {ev.name!r}", where.get(ev.name, "")
+        if ev.join.event not in graph.events:
+            yield Problem(subject, f"it joins {ev.join.event!r}, which is not an event."
+                          + did_you_mean(ev.join.event, graph.events),
+                          "Join an event of the flow.", loc)
+        elif ev.join.event not in reachable:
+            yield Problem(subject, f"it joins {ev.join.event!r}, which no step fires, so the "
+                          "children could never reach it.",
+                          "Join an event a step fires (success=, failure=, ...).", loc)
+        if ev.join.over not in emitted:
+            hint = did_you_mean(ev.join.over, emitted) or did_you_mean(ev.join.over, graph.events)
+            yield Problem(subject, f"over={ev.join.over!r} is not an event any step emits, so "
+                          "no child would ever start." + hint,
+                          "Give the event the fanning step triggers, and declare it in its "
+                          "emits=.", loc)
+
+
 def check_emits(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]:
     """What a step declares it may trigger (``emits=``) are events of the flow."""
     for step in graph.steps.values():
@@ -167,7 +196,7 @@ def _is_count(value: Any) -> bool:
 
 
 CHECKS: tuple[Check, ...] = (check_expressions, check_assocs, check_triggers, check_emits,
-                             check_steps)
+                             check_joins, check_steps)
 
 
 def validate(

@@ -19,7 +19,7 @@ def test_public_names_are_pinned():
         "RunSummary", "STEP_ACTIVE", "STEP_COMPLETE", "STEP_FAILURE", "STEP_READY", "STEP_RERUN",
         "STEP_SKIP", "STEP_SUCCESS", "SchemaVersionError", "StepContext", "StepFailure",
         "StepReplay", "StepStatus", "StepTimeout", "StoreError", "StoreIntegrityError",
-        "StoreURLError", "StoreUnavailableError", "SystemClock", "TaskResult", "flow",
+        "StoreURLError", "StoreUnavailableError", "SystemClock", "TaskResult", "flow", "join",
         "load_config", "or_", "purge", "step", "task_env",
     }
 

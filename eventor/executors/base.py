@@ -57,6 +57,7 @@ class TaskRun:
     env: Mapping[str, str]  # {prefix}STEP_NAME, ..._SEQUENCE, ..._RECOVERY, ..._LOGGER_NAME
     extra: Mapping[str, Any] | None = None  # keywords the engine adds (sequence_arg_name, logger)
     results: Mapping[str, tuple[str, str]] | None = None  # step -> (kind, text), for StepContext
+    children: Mapping[str, Mapping[str, tuple[str, str]]] | None = None  # child seq -> results
 
 
 @dataclass(slots=True)

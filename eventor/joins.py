@@ -1,0 +1,157 @@
+"""
+Fan-out and join: which sequences are children of which, and when a join event is due.
+
+A step that emits ``over`` and calls ``ctx.trigger(over, child)`` from sequence ``parent``
+starts a child sequence of ``parent``. A join event ``join(event, over=over)`` is due in
+``parent`` once every task there of a step that emits ``over`` has ended (the set of
+children is then closed) and ``event`` has fired in every child. With no child, it is due
+when those tasks end. The engine reports what happens (tasks created and ended, events
+fired) and fires what `due` returns; everything here is rebuilt from the store on continue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from eventor.graph import EventSpec, FlowGraph
+
+__all__ = ["Joins"]
+
+
+@dataclass(slots=True)
+class _Fan:
+    """The children one sequence started through one event, and its fanning tasks not ended."""
+
+    open: int = 0
+    children: set[str] = field(default_factory=set)
+    done: dict[str, int] = field(default_factory=dict)  # join -> children that reached it
+
+
+class Joins:
+    """The fan-outs of one attempt and the joins waiting on them."""
+
+    def __init__(self, graph: FlowGraph) -> None:
+        joins = graph.joins()
+        self.over: dict[str, list[EventSpec]] = {}  # over event -> its joins
+        self.joined: dict[str, list[EventSpec]] = {}  # joined event -> its joins
+        for ev in joins:
+            assert ev.join is not None
+            self.over.setdefault(ev.join.over, []).append(ev)
+            self.joined.setdefault(ev.join.event, []).append(ev)
+        self.fanners = {step.name: tuple(e for e in step.emits if e in self.over)
+                        for step in graph.steps.values()}
+        self.fanners = {name: events for name, events in self.fanners.items() if events}
+        self.watched = frozenset(self.over) | frozenset(self.joined)  # events to report
+        self.joiners = frozenset(a.target for ev in joins for a in graph.assocs_from(ev.name))
+        self._fans: dict[tuple[str, str], _Fan] = {}  # (over, parent) -> fan
+        self._parent: dict[tuple[str, str], str] = {}  # (over, child) -> parent
+        self._dirty: set[tuple[str, str]] = set()  # (over, parent) to look at again
+
+    def __bool__(self) -> bool:
+        return bool(self.over)
+
+    # -- what the engine reports -------------------------------------------------------
+
+    def task_created(self, step: str, sequence: str) -> None:
+        """A task of a step that emits an ``over`` event: its sequence's fan is open."""
+        for over in self.fanners[step]:
+            self._fan(over, sequence).open += 1
+
+    def task_ended(self, step: str, sequence: str) -> None:
+        """That task reached its final status: it starts no more children."""
+        for over in self.fanners[step]:
+            self._fan(over, sequence).open -= 1
+            self._dirty.add((over, sequence))
+
+    def event_fired(self, event: str, sequence: str, parent: str | None,
+                    fired: Mapping[str, set[str]]) -> None:
+        """
+        ``event`` fired in ``sequence``; ``parent`` is the sequence of the task whose
+        ctx.trigger fired it, when that is another sequence (a child is starting).
+        """
+        added = parent is not None and parent != sequence and event in self.over
+        if added:
+            assert parent is not None
+            self._add_child(event, sequence, parent, fired)
+        for ev in self.joined.get(event, ()):
+            assert ev.join is not None
+            if added and ev.join.over == event:
+                continue  # join(found, over=found): counted as the child was added
+            parent_of = self._parent.get((ev.join.over, sequence))
+            if parent_of is not None:
+                fan = self._fans[ev.join.over, parent_of]
+                fan.done[ev.name] = fan.done.get(ev.name, 0) + 1
+                self._dirty.add((ev.join.over, parent_of))
+
+    def _add_child(self, over: str, child: str, parent: str, fired: Mapping[str, set[str]]) -> None:
+        if (over, child) in self._parent:
+            return  # one parent per child: the first fan-out that started it
+        self._parent[over, child] = parent
+        fan = self._fan(over, parent)
+        fan.children.add(child)
+        in_child = fired.get(child, set())
+        for ev in self.over[over]:
+            assert ev.join is not None
+            if ev.join.event in in_child:  # a sequence that existed, and got there already
+                fan.done[ev.name] = fan.done.get(ev.name, 0) + 1
+        self._dirty.add((over, parent))
+
+    def _fan(self, over: str, parent: str) -> _Fan:
+        fan = self._fans.get((over, parent))
+        if fan is None:
+            fan = self._fans[over, parent] = _Fan()
+        return fan
+
+    # -- what the engine asks ----------------------------------------------------------
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._dirty)
+
+    def due(self) -> list[tuple[str, str]]:
+        """(join event, parent sequence) that may fire now (the engine fires each once)."""
+        due: list[tuple[str, str]] = []
+        for over, parent in self._dirty:
+            fan = self._fans[over, parent]
+            if fan.open:
+                continue
+            due.extend((ev.name, parent) for ev in self.over[over]
+                       if fan.done.get(ev.name, 0) >= len(fan.children))
+        self._dirty.clear()
+        return due
+
+    def children(self, parent: str) -> set[str]:
+        """Every child sequence ``parent`` started, over any event."""
+        found: set[str] = set()
+        for (_, seq), fan in self._fans.items():
+            if seq == parent:
+                found |= fan.children
+        return found
+
+    def waiting(self, fired: Mapping[str, set[str]]) -> Iterator[tuple[str, str, tuple[str, ...]]]:
+        """(join, parent, children that did not reach it) for each join that did not fire."""
+        for (over, parent), fan in self._fans.items():
+            for ev in self.over[over]:
+                assert ev.join is not None
+                if ev.name in fired.get(parent, ()):
+                    continue
+                missing = tuple(sorted(c for c in fan.children
+                                       if ev.join.event not in fired.get(c, ())))
+                yield ev.name, parent, missing
+
+    def rebuild(self, tasks: Iterable[tuple[str, str, bool]],
+                children: Iterable[tuple[str, str, str]], fired: Mapping[str, set[str]]) -> None:
+        """
+        The state of an attempt being continued: its tasks (step, sequence, ended) and its
+        children (over event, child, parent), with the events fired in each sequence.
+        """
+        for step, sequence, ended in tasks:
+            if step in self.fanners:
+                self.task_created(step, sequence)
+                if ended:
+                    self.task_ended(step, sequence)
+        for over, child, parent in children:
+            if over in self.over:
+                self._add_child(over, child, parent, fired)
+        self._dirty.update(self._fans)
