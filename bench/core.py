@@ -6,6 +6,7 @@ Per-step cost of the engine against the floor of one sqlite commit, in one proce
 Cases (all on a WAL sqlite file in a temporary folder, logging at WARNING):
   floor          N single-row inserts, each its own transaction, SQLAlchemy Core
   fanout-thread  one event triggering N steps, thread executor
+  fanout-join-thread  one step fanning out into N child sequences (one step each), then a join
   chain-thread   N steps chained by success events, thread executor
   chain-process  N steps chained, process executor (reused forked workers)
   chain-invoke   the same chain run in the engine's thread: engine + store, no hop
@@ -128,6 +129,35 @@ def run_dsl_chain(folder: Path, n: int, executor: str) -> float:
     return elapsed * 1000 / n
 
 
+def run_join(folder: Path, n: int, executor: str) -> float:
+    """One step fans out into n child sequences, each runs one step, then a join: ms per child."""
+    ev = evr.Eventor(name="join", store=str(folder / "join.run.db"),
+                     config={**QUIET, "task_construct": executor})
+    for name in ("start", "found", "loaded"):
+        ev.add_event(name)
+    ev.add_event("all_loaded", join=("loaded", "found"))
+
+    @evr.step(on="start", emits=["found"])
+    def scan(ctx: evr.StepContext) -> None:
+        for i in range(n):
+            ctx.trigger("found", str(i))
+
+    ev.add_step(scan)
+    ev.add_step("load", func=noop, triggers={evr.STEP_SUCCESS: "loaded"})
+    ev.add_assoc("found", "load")
+    ev.add_step("summarize", func=noop)
+    ev.add_assoc("all_loaded", "summarize")
+    ev.trigger_event("start")
+    start = time.perf_counter()
+    ok = ev.run()
+    elapsed = time.perf_counter() - start
+    done = sum(1 for t in ev.store.tasks(ev.run_id) if t["status"] == "success")
+    ev.close()
+    if not ok or done != n + 2:
+        raise SystemExit(f"join: run failed or incomplete ({done}/{n + 2} succeeded)")
+    return elapsed * 1000 / n
+
+
 def delay_lateness(folder: Path, n: int, delay: float) -> float:
     """The latest a delayed association fired after its due time, in ms (real clock)."""
     ev = evr.Eventor(name="late", store=str(folder / "late.run.db"),
@@ -162,6 +192,9 @@ def main() -> None:
         fan = run_flow(folder, "fanout", args.fanout, "thread", "fanout")
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         rows.append((f"fanout-thread ({args.fanout} steps)", args.fanout, fan, 0.1))
+        joined = run_join(folder, args.fanout, "thread")
+        join_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rows.append((f"fanout-join-thread ({args.fanout} children)", args.fanout, joined, None))
         rows.append((f"chain-thread ({args.chain} steps)", args.chain,
                      run_flow(folder, "chain", args.chain, "thread", "chain"), 0.3))
         rows.append((f"chain-process ({args.process_chain} steps)", args.process_chain,
@@ -177,6 +210,8 @@ def main() -> None:
         tgt = "" if target is None else f"<={target:g}"
         print(f"{label:34} {ms:9.3f} {ms / base:8.2f} {tgt:>8} {verdict}")
     print(f"peak RSS after the fan-out: {peak_mb:.0f} MB (target < 150 MB)")
+    print(f"fan-out + join per child: {joined / fan:.2f}x the plain fan-out's per step "
+          f"(target <= 1.2x); peak RSS after it: {join_peak_mb:.0f} MB")
     with tempfile.TemporaryDirectory(prefix="eventor-bench-") as tmp:
         late = delay_lateness(Path(tmp), args.delays, 0.2)
     print(f"delays fired at most {late:.2f} ms after due ({args.delays} delays; target <= 10 ms)")
