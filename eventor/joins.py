@@ -24,7 +24,7 @@ class _Fan:
     """The children one sequence started through one event, and its fanning tasks not ended."""
 
     open: int = 0
-    children: set[str] = field(default_factory=set)
+    children: dict[str, None] = field(default_factory=dict)  # in the order they started
     done: dict[str, int] = field(default_factory=dict)  # join -> children that reached it
 
 
@@ -45,6 +45,7 @@ class Joins:
         self.watched = frozenset(self.over) | frozenset(self.joined)  # events to report
         self.joiners = frozenset(a.target for ev in joins for a in graph.assocs_from(ev.name))
         self._fans: dict[tuple[str, str], _Fan] = {}  # (over, parent) -> fan
+        self._of_parent: dict[str, list[_Fan]] = {}  # parent -> its fans
         self._parent: dict[tuple[str, str], str] = {}  # (over, child) -> parent
         self._dirty: set[tuple[str, str]] = set()  # (over, parent) to look at again
 
@@ -89,7 +90,7 @@ class Joins:
             return  # one parent per child: the first fan-out that started it
         self._parent[over, child] = parent
         fan = self._fan(over, parent)
-        fan.children.add(child)
+        fan.children[child] = None
         in_child = fired.get(child, set())
         for ev in self.over[over]:
             assert ev.join is not None
@@ -101,6 +102,7 @@ class Joins:
         fan = self._fans.get((over, parent))
         if fan is None:
             fan = self._fans[over, parent] = _Fan()
+            self._of_parent.setdefault(parent, []).append(fan)
         return fan
 
     # -- what the engine asks ----------------------------------------------------------
@@ -121,13 +123,12 @@ class Joins:
         self._dirty.clear()
         return due
 
-    def children(self, parent: str) -> set[str]:
-        """Every child sequence ``parent`` started, over any event."""
-        found: set[str] = set()
-        for (_, seq), fan in self._fans.items():
-            if seq == parent:
-                found |= fan.children
-        return found
+    def children(self, parent: str) -> list[str]:
+        """Every child sequence ``parent`` started, over any event, in the order they started."""
+        found: dict[str, None] = {}
+        for fan in self._of_parent.get(parent, ()):
+            found.update(fan.children)
+        return list(found)
 
     def waiting(self, fired: Mapping[str, set[str]]) -> Iterator[tuple[str, str, tuple[str, ...]]]:
         """(join, parent, children that did not reach it) for each join that did not fire."""

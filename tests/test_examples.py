@@ -115,3 +115,15 @@ def test_delay_dsl_is_the_twin_of_delay_classic(tmp_path):
     assert "success after 3 sessions" in proc.stdout
     assert executions(tmp_path / "delay_dsl.run.db") == [
         ("s1", "success"), ("s2", "success"), ("s3", "success")]
+
+
+def test_fan_out_join_loads_each_file_in_its_sequence_and_summarizes_after_all(tmp_path):
+    proc = run_example("fan_out_join.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "{'files': 3, 'loaded': {'a.csv': 10, 'b.csv': 30}, 'total': 40}" in proc.stdout
+    assert "Step completed quarantine[broken.csv], status: success" in proc.stderr
+    with sqlite3.connect(tmp_path / "fan_out_join.run.db") as db:
+        rows = dict(db.execute("select step || '[' || sequence || ']', status from eventor_tasks"))
+    assert rows == {"scan[0]": "success", "load[a.csv]": "success", "load[b.csv]": "success",
+                    "load[broken.csv]": "failure", "quarantine[broken.csv]": "success",
+                    "summarize[0]": "success"}
