@@ -41,6 +41,7 @@ from eventor.config import default_program, load_config
 from eventor.dsl import FlowMeta
 from eventor.enums import RunMode
 from eventor.exceptions import EventorError, FlowDefinitionError, did_you_mean
+from eventor.joins import waiting_in
 from eventor.params import Param, checked, coerce
 from eventor.session import open_configured, purge
 from eventor.store import Store, sqlite_file
@@ -472,6 +473,20 @@ def cmd_show(run_id: Annotated[str, typer.Argument(help="The run's id.")],
             _con.out.print_json(json.dumps(rows, default=str))
         else:
             _con.out.print(_task_table(rows, f"run {run_id}"))
+            for line in _joins_waiting(opened, run_id):
+                _con.out.print(line, markup=False)
+
+
+def _joins_waiting(store: Store, run_id: str) -> list[str]:
+    """A line per join of the run's last attempt still waiting for children, naming them."""
+    attempts = store.attempts(run_id)
+    graph = ((store.run(run_id) or {}).get("info") or {}).get("graph") or {}
+    if not attempts or not graph:
+        return []
+    triggers = store.triggers(run_id, attempts[-1]["attempt"])
+    return [f"join {name}[{parent}] waits for {len(missing)} of {count} children: "
+            f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}"
+            for name, parent, missing, count in waiting_in(graph, triggers)]
 
 
 def cmd_report(run_id: Annotated[str, typer.Argument(help="The run's id.")],

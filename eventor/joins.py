@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from eventor.graph import EventSpec, FlowGraph
 
-__all__ = ["Joins"]
+__all__ = ["Joins", "waiting_in"]
 
 
 @dataclass(slots=True)
@@ -156,3 +157,30 @@ class Joins:
             if over in self.over:
                 self._add_child(over, child, parent, fired)
         self._dirty.update(self._fans)
+
+
+def waiting_in(graph: Mapping[str, Any], triggers: Iterable[Mapping[str, Any]]
+               ) -> list[tuple[str, str, tuple[str, ...], int]]:
+    """
+    From a run's recorded graph summary and the triggers of one attempt: (join, parent
+    sequence, children that did not reach the joined event, children) for every join that
+    has children and did not fire; what ``eventor show`` and the report print.
+    """
+    joins = [(e["name"], e["join"]["event"], e["join"]["over"])
+             for e in graph.get("events", ()) if isinstance(e, Mapping) and e.get("join")]
+    if not joins:
+        return []
+    fired: set[tuple[Any, Any]] = set()
+    children: dict[tuple[Any, Any], dict[Any, None]] = {}
+    for row in triggers:
+        fired.add((row["event"], row["sequence"]))
+        if row.get("origin") == "trigger" and row.get("origin_sequence") != row["sequence"]:
+            children.setdefault((row["event"], row["origin_sequence"]), {})[row["sequence"]] = None
+    waiting = []
+    for name, joined, over in joins:
+        for (event, parent), kids in children.items():
+            if event != over or (name, parent) in fired:
+                continue
+            missing = tuple(str(c) for c in kids if (joined, c) not in fired)
+            waiting.append((str(name), str(parent), missing, len(kids)))
+    return waiting

@@ -12,6 +12,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from eventor.joins import waiting_in
+
 __all__ = ["render_report"]
 
 _COLORS = {"success": "#3a9a5b", "failure": "#c8453c", "active": "#d9a43a", "ready": "#8a8f98"}
@@ -169,6 +171,11 @@ def render_report(store: Any, run_id: str) -> str:
     tasks = store.tasks(run_id)
     last = attempts[-1] if attempts else {}
     graph = info.get("graph")
+    waiting = waiting_in(graph, store.triggers(run_id, last["attempt"])) if graph and last else []
+    waiting_html = "".join(
+        f"<li>join <b>{_e(name)}</b> in sequence {_e(parent)} waits for {len(missing)} of "
+        f"{count} children: {_e(', '.join(missing))}</li>"
+        for name, parent, missing, count in waiting)
     graph_html = _graph_svg(graph) if graph else "<p>The run recorded no graph.</p>"
     attempts_html = "".join(
         f'<li>attempt {a["attempt"]} ({_e(a["mode"])}): <span class="{_e(a["status"])}">'
@@ -182,6 +189,7 @@ def render_report(store: Any, run_id: str) -> str:
 <p>Status <b class="{_e(last.get("status"))}">{_e(last.get("status"))}</b>;
 parameters {_e(info.get("params", {}))}</p>
 <ul>{attempts_html}</ul>
+{f"<h2>Joins waiting</h2><ul>{waiting_html}</ul>" if waiting_html else ""}
 <h2>Flow</h2>
 {graph_html}
 <h2>Timeline</h2>

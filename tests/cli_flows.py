@@ -52,3 +52,29 @@ def build_flow(run_mode=evr.RUN_RESTART, run_id="", store="", fail=False, wait=0
 
 def not_a_builder():
     return 42
+
+
+class Fan(Flow):
+    """Load three children; the one named in broken= never loads."""
+
+    broken: str = "bb"
+
+    start = Event()
+    found = Event()
+    loaded = Event()
+    all_loaded = evr.join(loaded, over=found)
+
+    @step(on=start, emits=[found], executor="thread")
+    def scan(self, ctx):
+        for name in ("a", "bb", "ccc"):
+            ctx.trigger(self.found, name)
+
+    @step(on=found, success=loaded, executor="thread", stop_on_exception=False)
+    def load(self, ctx):
+        if ctx.sequence == self.broken:
+            raise OSError("unreadable")
+        return 1
+
+    @step(on=all_loaded, executor="thread")
+    def summarize(self, ctx):
+        return len(ctx.results.each("load"))

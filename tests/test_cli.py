@@ -71,7 +71,7 @@ def test_a_flow_file_reference_runs_with_sequence_and_run_id(cli):
     (["run", "tests.cli_flowz:Numbers"], "cannot import 'tests.cli_flowz'"),
     (["run", "tests.cli_flows:not_a_builder"], "not_a_builder() returned int, not an Eventor"),
     (["run", "tests.cli_flows"], "say which flow, as tests.cli_flows:Name (flows in "
-                                 "tests.cli_flows: Numbers, Later)"),
+                                 "tests.cli_flows: Numbers, Later, Fan)"),
     (["run", "tests.cli_flows:Numbers", "--param", "limit"], "--param 'limit': write NAME=VALUE"),
     (["run", "tests.cli_flows:Numbers", "--param", "limt=2"],
      "Numbers has no parameter 'limt'. Did you mean 'limit'?"),
@@ -300,3 +300,14 @@ def test_continue_of_a_classic_run_rebuilds_it_with_its_recorded_parameters(cli)
     code, out, _ = cli("continue", "tests.cli_flows:build_flow", "--run-id", run_id,
                        "--store", cli.store)
     assert code == 1 and "ZeroDivisionError" in out  # fail=true and wait=0.2 came back
+
+
+def test_show_and_the_report_name_the_children_a_join_waits_for(cli, tmp_path):
+    code, _, _ = cli("run", "tests.cli_flows:Fan", "--store", cli.store, "--config", cli.config)
+    assert code == 1
+    (run_id,) = run_ids(cli.store)
+    code, out, _ = cli("show", run_id, "--store", cli.store)
+    assert code == 0 and "join all_loaded[0] waits for 1 of 3 children: bb" in out
+    cli("report", run_id, "-o", str(tmp_path / "fan.html"), "--store", cli.store)
+    page = (tmp_path / "fan.html").read_text()
+    assert "Joins waiting" in page and "waits for 1 of 3 children: bb" in page
