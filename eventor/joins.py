@@ -2,7 +2,8 @@
 Fan-out and join: which sequences are children of which, and when a join event is due.
 
 A step that emits ``over`` and calls ``ctx.trigger(over, child)`` from sequence ``parent``
-starts a child sequence of ``parent``. A join event ``join(event, over=over)`` is due in
+starts a child sequence of ``parent`` (``child`` may be ``parent`` itself: item 0 of a scan
+run in sequence 0 is a child like the others). A join event ``join(event, over=over)`` is due in
 ``parent`` once every task there of a step that emits ``over`` has ended (the set of
 children is then closed) and ``event`` has fired in every child. With no child, it is due
 when those tasks end. The engine reports what happens (tasks created and ended, events
@@ -70,9 +71,9 @@ class Joins:
                     fired: Mapping[str, set[str]]) -> None:
         """
         ``event`` fired in ``sequence``; ``parent`` is the sequence of the task whose
-        ctx.trigger fired it, when that is another sequence (a child is starting).
+        ctx.trigger fired it (a child is starting, which may be that sequence itself).
         """
-        added = parent is not None and parent != sequence and event in self.over
+        added = parent is not None and event in self.over
         if added:
             assert parent is not None
             self._add_child(event, sequence, parent, fired)
@@ -174,7 +175,7 @@ def waiting_in(graph: Mapping[str, Any], triggers: Iterable[Mapping[str, Any]]
     children: dict[tuple[Any, Any], dict[Any, None]] = {}
     for row in triggers:
         fired.add((row["event"], row["sequence"]))
-        if row.get("origin") == "trigger" and row.get("origin_sequence") != row["sequence"]:
+        if row.get("origin") == "trigger":
             children.setdefault((row["event"], row["origin_sequence"]), {})[row["sequence"]] = None
     waiting = []
     for name, joined, over in joins:

@@ -228,7 +228,7 @@ def load_continued(store: Store, run_id: str, attempt: int) -> Continued:
     children = []
     for row in store.triggers(run_id, attempt):
         fired.setdefault(row["sequence"], set()).add(row["event"])
-        if row["origin"] == "trigger" and row["origin_sequence"] != row["sequence"]:
+        if row["origin"] == "trigger":
             children.append((row["event"], row["sequence"], row["origin_sequence"]))
     tries: dict[tuple[str, str], int] = {}
     for row in store.tries(run_id, attempt):

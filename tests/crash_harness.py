@@ -1,8 +1,9 @@
 """
 Kill an engine for real and check that recovery loses nothing and repeats nothing.
 
-`CrashFlow` fans out into 8 sequences; each runs process and thread steps joined by an
-AND expression, a delayed step, and a failure branch. Every step appends a line to an
+`CrashFlow` fans out into 8 child sequences; each runs process and thread steps joined by
+an AND expression, a delayed step, and a failure branch; a join then summarizes them all.
+Every step appends a line to an
 execution log, written by the step itself. `kill_and_recover` runs the flow in a
 subprocess, SIGKILLs the engine after a given time, recovers the run in another subprocess,
 and compares the log and the store with an uninterrupted run:
@@ -20,6 +21,7 @@ Used by tests/test_crash.py (a handful of kill points) and bench/crash.py (100 o
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -30,6 +32,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import eventor as evr
 from eventor import Event, Flow, step
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +41,10 @@ QUIET = {"LOGGING": {"console": False}}
 
 
 class CrashFlow(Flow):
-    """Fan out into sequences; in each: a (process) & b (thread) -> delay -> c -> d, e on failure."""
+    """
+    Fan out into sequences; in each: a (process) & b (thread) -> delay -> c -> d, e on
+    failure; once every sequence took one branch or the other, summary joins them.
+    """
 
     log: str = ""  # the execution log the steps append to
     work_ms: int = 30  # each step works up to this long (varied per step and sequence)
@@ -49,7 +55,10 @@ class CrashFlow(Flow):
     b_done = Event()
     both = a_done & b_done
     c_done = Event()
+    d_done = Event()
     d_failed = Event()
+    e_done = Event()
+    settled = evr.join(d_done | e_done, over=item)  # every sequence took one branch or the other
 
     def work(self, ctx) -> str:
         line = f"{ctx.step} {ctx.sequence} {ctx.recovery} {os.getpid()}\n"
@@ -62,7 +71,7 @@ class CrashFlow(Flow):
         time.sleep(spread / 1000)
         return f"{ctx.step}:{ctx.sequence}"
 
-    @step(on=start, executor="thread")
+    @step(on=start, emits=[item], executor="thread")
     def spawn(self, ctx):
         for i in range(SEQUENCES):
             ctx.trigger(self.item, i)
@@ -81,16 +90,21 @@ class CrashFlow(Flow):
         self.work(ctx)
         return f"{ctx.results['a']}+{ctx.results['b']}"
 
-    @step(on=c_done, failure=d_failed, executor="thread")
+    @step(on=c_done, success=d_done, failure=d_failed, executor="thread")
     def d(self, ctx):
         self.work(ctx)
         if int(ctx.sequence) % 3 == 0:
             raise ValueError(f"sequence {ctx.sequence} fails on purpose")
         return ctx.results["c"]
 
-    @step(on=d_failed, executor="process")
+    @step(on=d_failed, success=e_done, executor="process")
     def e(self, ctx):
         return self.work(ctx)
+
+    @step(on=settled, executor="thread")
+    def summary(self, ctx):
+        self.work(ctx)
+        return list(ctx.results.each("c").values())
 
 
 def expected() -> dict[tuple[str, str], tuple[str, str | None]]:
@@ -105,6 +119,7 @@ def expected() -> dict[tuple[str, str], tuple[str, str | None]]:
             out[("e", i)] = ("success", f'"e:{i}"')
         else:
             out[("d", i)] = ("success", f'"a:{i}+b:{i}"')
+    out[("summary", "0")] = ("success", json.dumps([f"a:{i}+b:{i}" for i in range(SEQUENCES)]))
     return out
 
 

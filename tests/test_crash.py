@@ -113,7 +113,7 @@ def test_two_programs_share_one_sqlite_store_without_locks_or_cross_talk(tmp_pat
     for run_id in ("left", "right"):
         tasks = query(store, "select step, sequence, status from eventor_tasks where run_id = ?",
                       run_id)
-        assert len(tasks) == 1 + 8 * 3 + 8 + 3  # spawn; a, b, c; d; e for 0, 3, 6
+        assert len(tasks) == 1 + 8 * 3 + 8 + 3 + 1  # spawn; a, b, c; d; e for 0, 3, 6; summary
         lines = (tmp_path / f"{run_id}.log").read_text().splitlines()
         assert len(lines) == len(tasks)
     assert {r for (r,) in query(store, "select run_id from eventor_runs")} == {"left", "right"}
