@@ -2,13 +2,55 @@
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import eventor as evr
+
+POSTGRES = os.environ.get("EVENTOR_TEST_POSTGRES", "")  # set by .ci/run, which starts a server
+
+
+@dataclass
+class Backend:
+    """A run store for a test: a sqlite file, or a fresh schema of the test PostgreSQL server."""
+
+    kind: str
+    store: str  # what store= takes
+    config: dict[str, Any] = field(default_factory=dict)  # the config that names it
+
+    def open(self) -> Any:
+        from eventor.store import open_store
+
+        return open_store(self.store, databases=self.config.get("DATABASES"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: Any, tmp_path: Path):
+    """Each test that takes it runs twice: on a sqlite file and on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        yield Backend("sqlite", str(tmp_path / "backend.run.db"))
+        return
+    if not POSTGRES:
+        if os.environ.get("CI_REQUIRE_POSTGRES"):
+            pytest.fail("no PostgreSQL server, and CI requires one (.ci/run starts it)")
+        pytest.skip("no PostgreSQL server: .ci/run starts one and sets EVENTOR_TEST_POSTGRES")
+    from sqlalchemy import create_engine, make_url, text
+
+    url = make_url(POSTGRES)
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    database = {"dialect": "postgresql", "username": url.username, "password": url.password,
+                "host": url.host, "port": url.port, "database": url.database, "schema": schema}
+    yield Backend("postgresql", "pg", {"DATABASES": {"pg": database}})
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
 
 
 @pytest.fixture

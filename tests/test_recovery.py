@@ -51,14 +51,14 @@ def tasks(ev, attempt):
             for t in ev.store.tasks(ev.run_id, attempt)}
 
 
-def test_recovery_skips_successes_reruns_the_failure_and_finishes(tmp_path):
-    store = str(tmp_path / "r.db")
-    with chain(store, fail_b=True) as ev:
+def test_recovery_skips_successes_reruns_the_failure_and_finishes(backend):
+    store, config = backend.store, backend.config
+    with chain(store, fail_b=True, config=config) as ev:
         assert not ev.run()
         run_id = ev.run_id
     assert CALLS == ["a", "b"]
     CALLS.clear()
-    with chain(store, mode=evr.RUN_RECOVER, run_id=run_id) as ev:
+    with chain(store, mode=evr.RUN_RECOVER, run_id=run_id, config=config) as ev:
         assert ev.run()
         assert tasks(ev, 1) == {("a", True): "success", ("b", False): "success",
                                 ("c", False): "success"}
@@ -164,10 +164,11 @@ def test_changed_step_code_is_named_in_a_warning(tmp_path, caplog):
 # -- delays and continue -----------------------------------------------------------------
 
 
-def delayed(store, *, mode=evr.RUN_RESTART, run_id="", clock=None, fail_second=False):
+def delayed(store, *, mode=evr.RUN_RESTART, run_id="", clock=None, fail_second=False,
+            config=None):
     """first -> (6 hours) -> second."""
     ev = evr.Eventor(name="delayed", store=store, run_mode=mode, run_id=run_id,
-                     config=QUIET, clock=clock)
+                     config={**QUIET, **(config or {})}, clock=clock)
     go, done = ev.add_event("go"), ev.add_event("done")
     ev.add_step("first", record, args=("first",), triggers={evr.STEP_SUCCESS: done})
     ev.add_step("second", record, args=("second", fail_second))
@@ -189,9 +190,9 @@ def test_a_six_hour_delay_fires_at_its_due_time_on_an_injected_clock(tmp_path):
     assert CALLS == ["first", "second"]
 
 
-def test_a_bounded_run_reports_its_pending_delay_and_continue_keeps_its_due_time(tmp_path):
-    store, clock = str(tmp_path / "d.db"), evr.MockClock(autojump=False)
-    with delayed(store, clock=clock) as ev:
+def test_a_bounded_run_reports_its_pending_delay_and_continue_keeps_its_due_time(backend):
+    store, clock, config = backend.store, evr.MockClock(autojump=False), backend.config
+    with delayed(store, clock=clock, config=config) as ev:
         assert ev.run(max_loops=1)
         summary, run_id = ev.summary, ev.run_id
     assert summary.status == "paused"
@@ -199,11 +200,11 @@ def test_a_bounded_run_reports_its_pending_delay_and_continue_keeps_its_due_time
     due = summary.next_due
 
     clock.advance(3600)  # an hour later: not due yet
-    with delayed(store, mode=evr.RUN_CONTINUE, run_id=run_id, clock=clock) as ev:
+    with delayed(store, mode=evr.RUN_CONTINUE, run_id=run_id, clock=clock, config=config) as ev:
         ev.run(max_loops=1)
         assert ev.summary.status == "paused" and ev.summary.next_due == due
     clock.advance(5 * 3600)  # now it is
-    with delayed(store, mode=evr.RUN_CONTINUE, run_id=run_id, clock=clock) as ev:
+    with delayed(store, mode=evr.RUN_CONTINUE, run_id=run_id, clock=clock, config=config) as ev:
         assert ev.run()
         assert ev.summary.status == "success"
         triggers = [(t["event"], t["source"]) for t in ev.store.triggers(run_id)]
@@ -227,9 +228,10 @@ def test_a_delay_in_recovery_keeps_its_first_activation(tmp_path):
     assert again["fired_at"] == first["fired_at"] + 60
 
 
-def test_continue_starts_tasks_a_bounded_run_left_ready(tmp_path):
-    store = str(tmp_path / "c.db")
-    ev = evr.Eventor(name="wide", store=store, config={**QUIET, "max_concurrent": 1})
+def test_continue_starts_tasks_a_bounded_run_left_ready(backend):
+    store = backend.store
+    ev = evr.Eventor(name="wide", store=store, config={**QUIET, "max_concurrent": 1,
+                                                       **backend.config})
     go = ev.add_event("go")
     for name in ("x", "y", "z"):
         ev.add_step(name, record, args=(name,))
@@ -240,7 +242,7 @@ def test_continue_starts_tasks_a_bounded_run_left_ready(tmp_path):
         assert ev.summary.pending == 2
         run_id = ev.run_id
     ev = evr.Eventor(name="wide", store=store, run_mode=evr.RUN_CONTINUE, run_id=run_id,
-                     config=QUIET)
+                     config={**QUIET, **backend.config})
     go = ev.add_event("go")
     for name in ("x", "y", "z"):
         ev.add_step(name, record, args=(name,))

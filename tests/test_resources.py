@@ -131,7 +131,7 @@ def test_an_undeclared_pool_or_one_too_small_is_a_config_error(make_eventor):
 PROGRAM = """
 import json, sys, time
 import eventor as evr
-store, out, run_id = sys.argv[1:]
+store, out, run_id, databases = sys.argv[1:]
 
 def work(name):
     start = time.time()
@@ -140,7 +140,8 @@ def work(name):
         f.write(json.dumps([run_id, name, start, time.time()]) + "\\n")
 
 ev = evr.Eventor(name="p", store=store, run_id=run_id,
-                 config={"LOGGING": {"console": False}, "POOLS": {"shared": 1}})
+                 config={"LOGGING": {"console": False}, "POOLS": {"shared": 1},
+                         "DATABASES": json.loads(databases)})
 go = ev.add_event("go")
 for i in range(4):
     ev.add_step(f"s{i}", work, args=(f"s{i}",), acquires=[("shared", 1)])
@@ -153,11 +154,12 @@ raise SystemExit(0 if ok else 1)
 
 
 @pytest.mark.slow
-def test_a_pool_is_honoured_across_two_programs_sharing_the_store(tmp_path):
+def test_a_pool_is_honoured_across_two_programs_sharing_the_store(tmp_path, backend):
     import json
 
-    store, out = tmp_path / "shared.run.db", tmp_path / "spans"
-    procs = [subprocess.Popen([sys.executable, "-c", PROGRAM, str(store), str(out), r],
+    store, out = backend.store, tmp_path / "spans"
+    databases = json.dumps(backend.config.get("DATABASES", {}))
+    procs = [subprocess.Popen([sys.executable, "-c", PROGRAM, store, str(out), r, databases],
                               cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                               stderr=subprocess.PIPE, text=True) for r in ("left", "right")]
     for proc in procs:

@@ -210,8 +210,9 @@ class SqlStore:
             ) from None
         except ArgumentError as exc:
             raise StoreURLError(f"store {self.address}: {exc}", store=self.address) from None
+        self._translate = {None: schema} if schema else None  # tables live in that schema
         if schema:
-            engine = engine.execution_options(schema_translate_map={None: schema})
+            engine = engine.execution_options(schema_translate_map=self._translate)
         self._schema = schema
         return engine
 
@@ -305,7 +306,7 @@ class SqlStore:
             return {r[0] for r in rows}
         from sqlalchemy import inspect
 
-        return set(inspect(conn).get_table_names())
+        return set(inspect(conn).get_table_names(schema=self._schema))
 
     def _check_version(self, conn: Connection) -> None:
         value = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
@@ -369,7 +370,13 @@ class SqlStore:
                 origin_sequence=bindparam("origin_sequence")), updates)
 
     def _create_schema(self, conn: Connection) -> None:
-        with conn.begin():
+        with self._guard("create the store"), conn.begin():
+            if self._engine.dialect.name == "postgresql":
+                # Two programs creating one store at once take turns (sqlite: BEGIN IMMEDIATE).
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242424242)")
+                if self._schema:
+                    quote = self._engine.dialect.identifier_preparer.quote
+                    conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quote(self._schema)}")
             # Two programs may create the same new store at once: the second, holding the
             # write lock after the first committed, finds the schema and keeps it.
             if meta.name in self._table_names(conn):
@@ -471,7 +478,9 @@ class SqlStore:
                     *((leases.c.released_at.is_(None),) if kind == "release" else ()))
                 stmt = stmt.values({columns[f]: bindparam(f"v_{f}") for f in columns if f not in key})
                 names = {f"k_{f}": f for f in key} | {f"v_{f}": f for f in columns if f not in key}
-            compiled = self._statements[shape] = _Compiled(stmt.compile(self._engine), names, record)
+            sql = stmt.compile(dialect=self._engine.dialect, schema_translate_map=self._translate,
+                               render_schema_translate=bool(self._translate))
+            compiled = self._statements[shape] = _Compiled(sql, names, record)
         return compiled
 
     def resume_attempt(self, run_id: str, attempt: int, *, now: float, host: str, pid: int) -> None:

@@ -13,7 +13,16 @@ from sqlalchemy.exc import IntegrityError
 
 import eventor as evr
 from eventor.store import SCHEMA_VERSION, Batch, open_store
-from eventor.store.base import LeaseRequest, PoolRelease, TaskRelease, TriggerRecord
+from eventor.store.base import (
+    DelayFired,
+    DelayRecord,
+    LeaseRequest,
+    PoolRelease,
+    TaskRecord,
+    TaskRelease,
+    TriggerRecord,
+    TryRecord,
+)
 from eventor.store.schema import tasks, triggers
 
 
@@ -40,18 +49,17 @@ def test_the_default_store_is_named_after_the_program_in_the_workdir(tmp_path):
     assert (tmp_path / "simple_classic.run.db").exists()
 
 
-def test_a_store_is_reopened_with_its_runs(tmp_path):
-    path = str(tmp_path / "s.run.db")
-    store = open_store(path)
+def test_a_store_is_reopened_with_its_runs(backend):
+    store = backend.open()
     store.begin_attempt("r1", "prog", "restart", now=1.0, host="h", pid=1)
     store.close()
-    store = open_store(f"sqlite:///{path}")
+    store = backend.open()
     assert [r["run_id"] for r in store.runs()] == ["r1"]
     store.close()
 
 
-def test_unique_constraints_hold_at_most_once_in_the_database(tmp_path):
-    store = open_store(str(tmp_path / "u.run.db"))
+def test_unique_constraints_hold_at_most_once_in_the_database(backend):
+    store = backend.open()
     store.begin_attempt("r", "p", "restart", now=1.0, host="h", pid=1)
     record = TriggerRecord("r", 0, "e", "1", 1.0, "user", "user")
     store.write(Batch(triggers=[record]))
@@ -59,25 +67,56 @@ def test_unique_constraints_hold_at_most_once_in_the_database(tmp_path):
         store.write(Batch(triggers=[record]))
     row = {"run_id": "r", "attempt": 0, "event": "e", "sequence": "1", "created_at": 1.0,
            "source": "user", "acted": True}
-    store.close()
+    engine = store._engine  # the store's own connection settings (schema included)
     # The rule lives in the schema itself, not only in Eventor's code:
-    from sqlalchemy import create_engine
-
-    engine = create_engine(f"sqlite:///{tmp_path / 'u.run.db'}")
     with engine.begin() as conn, pytest.raises(IntegrityError):
         conn.execute(insert(triggers), [row])
     task = {"run_id": "r", "attempt": 0, "step": "s", "sequence": "1", "status": "ready",
             "executor": "thread", "created_at": 1.0}
     with engine.begin() as conn, pytest.raises(IntegrityError):
         conn.execute(insert(tasks), [task, task])
-    engine.dispose()
+    store.close()
 
 
-def test_a_restart_with_an_existing_run_id_is_refused(tmp_path):
-    store = open_store(str(tmp_path / "r.run.db"))
+def test_a_restart_with_an_existing_run_id_is_refused(backend):
+    store = backend.open()
     store.begin_attempt("r", "p", "restart", now=1.0, host="h", pid=1)
     with pytest.raises(evr.StoreIntegrityError, match="run 'r' already exists"):
         store.begin_attempt("r", "p", "restart", now=2.0, host="h", pid=1)
+    store.close()
+
+
+def test_every_kind_of_record_is_written_and_read_back(backend):
+    store = backend.open()
+    store.begin_attempt("r", "prog", "restart", now=1.0, host="h", pid=7, info={"flow": "f"})
+    task = TaskRecord("r", 0, "s", "1", "active", "thread", 1.0, started_at=1.5, host="h")
+    store.write(Batch(
+        triggers=[TriggerRecord("r", 0, "go", "1", 1.0, "user", "user"),
+                  TriggerRecord("r", 0, "item", "2", 1.1, "s[1]:trigger", "trigger", "s", "1")],
+        new_tasks=[task],
+        delays=[DelayRecord("r", 0, "go", "later", "1", 1.0, 61.0)],
+    ))
+    store.write(Batch(
+        task_updates=[task._replace(status="success", ended_at=2.0, result_kind="json",
+                                    result='"ok"', pid=9)],
+        delays_fired=[DelayFired("r", 0, "go", "later", "1", 61.5)],
+        tries=[TryRecord("r", 0, "s", "1", 1, 1.5, 1.8, 9, "ValueError", "no", None, None)],
+    ))
+    (row,) = store.tasks("r")
+    assert (row["status"], row["result"], row["pid"], row["ended_at"]) == ("success", '"ok"', 9, 2.0)
+    assert [(t["event"], t["origin"], t["origin_step"], t["origin_sequence"])
+            for t in store.triggers("r")] == [("go", "user", None, None), ("item", "trigger", "s", "1")]
+    assert [(d["due_at"], d["fired_at"]) for d in store.delays("r")] == [(61.0, 61.5)]
+    assert [(t["try"], t["error_type"]) for t in store.tries("r")] == [(1, "ValueError")]
+    store.update_run_info("r", {"flow": "f", "params": {"day": "x"}})
+    assert store.run("r")["info"] == {"flow": "f", "params": {"day": "x"}}
+    store.end_attempt("r", 0, "paused", now=3.0)
+    store.resume_attempt("r", 0, now=4.0, host="h2", pid=8)
+    assert [(a["status"], a["host"], a["ended_at"]) for a in store.attempts("r")] == [
+        ("running", "h2", None)]
+    store.end_attempt("r", 0, "success", now=5.0)
+    assert store.purge(before=0.5) == [] and store.purge(before=10.0) == ["r"]
+    assert store.runs() == []
     store.close()
 
 
@@ -165,19 +204,18 @@ def test_a_databases_tag_in_config_names_the_store(tmp_path):
     assert (tmp_path / "tag.db").exists()
 
 
-def test_two_eventors_share_one_store_keyed_by_run_id(tmp_path):
-    path = str(tmp_path / "shared.run.db")
+def test_two_eventors_share_one_store_keyed_by_run_id(backend):
     ids = []
     for name in ("a", "b"):
-        ev = evr.Eventor(name=name, store=path, config={"LOGGING": {"console": False},
-                                                        "task_construct": "thread"})
+        ev = evr.Eventor(name=name, store=backend.store, config={
+            "LOGGING": {"console": False}, "task_construct": "thread", **backend.config})
         e = ev.add_event("e")
         ev.add_assoc(e, ev.add_step("s", func=lambda n=name: n))
         ev.trigger_event(e)
         assert ev.run()
         ids.append(ev.run_id)
         ev.close()
-    store = open_store(path)
+    store = backend.open()
     assert [r["run_id"] for r in store.runs()] == ids
     assert [t["result"] for t in store.tasks(ids[1])] == ['"b"']
     store.close()
@@ -236,8 +274,8 @@ def test_a_version_2_store_gets_the_origin_of_its_triggers_from_their_text(tmp_p
                        "item": ("trigger", "scan", "0")}
 
 
-def test_leases_are_granted_all_or_nothing_in_order_across_runs(tmp_path):
-    store = open_store(str(tmp_path / "l.run.db"))
+def test_leases_are_granted_all_or_nothing_in_order_across_runs(backend):
+    store = backend.open()
 
     def want(key, run, *wants):
         return LeaseRequest(key, run, 0, f"s{key}", "1", wants)

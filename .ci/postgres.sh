@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL cluster on a loopback port, for the tests that run against a real
+# server. Source it: it exports EVENTOR_TEST_POSTGRES (a SQLAlchemy URL) and defines
+# stop_postgres, which stops only the cluster it started. Installs PostgreSQL when absent.
+#
+#     source .ci/postgres.sh && start_postgres && trap stop_postgres EXIT
+
+PG_PORT="${EVENTOR_PG_PORT:-55432}"
+PG_DIR="${EVENTOR_PG_DIR:-/tmp/eventor-ci-pg}"
+
+_pg_bin() {
+    local bin
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    if [ -z "$bin" ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -qq postgresql >/dev/null 2>&1 \
+            || (apt-get update -qq && apt-get install -y -qq postgresql >/dev/null)
+        bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    fi
+    echo "$bin"
+}
+
+start_postgres() {
+    local bin
+    bin=$(_pg_bin)
+    # A cluster left by an earlier, killed run of this script: stop it before starting anew.
+    if [ -f "$PG_DIR/data/postmaster.pid" ]; then
+        runuser -u postgres -- "$bin/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$PG_DIR"
+    install -d -m 0700 -o postgres -g postgres "$PG_DIR"
+    runuser -u postgres -- "$bin/initdb" -D "$PG_DIR/data" -U postgres --auth-local=trust \
+        --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
+    runuser -u postgres -- "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$PG_DIR -c fsync=off -c max_connections=200" \
+        start >/dev/null
+    runuser -u postgres -- "$bin/psql" -q -h "$PG_DIR" -p "$PG_PORT" -U postgres \
+        -c "CREATE ROLE eventor LOGIN CREATEDB PASSWORD 'eventor'" \
+        -c "CREATE DATABASE eventor OWNER eventor" >/dev/null
+    export EVENTOR_TEST_POSTGRES="postgresql+psycopg://eventor:eventor@127.0.0.1:$PG_PORT/eventor"
+    _PG_STARTED_BIN="$bin"
+}
+
+stop_postgres() {
+    if [ -n "${_PG_STARTED_BIN:-}" ]; then
+        runuser -u postgres -- "$_PG_STARTED_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null 2>&1 || true
+        rm -rf "$PG_DIR"
+    fi
+}
