@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster on a loopback port, for the tests that run against a real
-# server. Source it: it exports EVENTOR_TEST_POSTGRES (a SQLAlchemy URL) and defines
+# server. Source it: it exports CI_POSTGRES_URL (a SQLAlchemy URL) and defines
 # stop_postgres, which stops only the cluster it started. Installs PostgreSQL when absent.
 #
 #     source .ci/postgres.sh && start_postgres && trap stop_postgres EXIT
@@ -37,7 +37,7 @@ start_postgres() {
     runuser -u postgres -- "$bin/psql" -q -h "$PG_DIR" -p "$PG_PORT" -U postgres \
         -c "CREATE ROLE eventor LOGIN CREATEDB PASSWORD 'eventor'" \
         -c "CREATE DATABASE eventor OWNER eventor" >/dev/null
-    export EVENTOR_TEST_POSTGRES="postgresql+psycopg://eventor:eventor@127.0.0.1:$PG_PORT/eventor"
+    export CI_POSTGRES_URL="postgresql+psycopg://eventor:eventor@127.0.0.1:$PG_PORT/eventor"
     _PG_STARTED_BIN="$bin"
 }
 

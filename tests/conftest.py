@@ -13,7 +13,7 @@ import pytest
 
 import eventor as evr
 
-POSTGRES = os.environ.get("EVENTOR_TEST_POSTGRES", "")  # set by .ci/run, which starts a server
+POSTGRES = os.environ.get("CI_POSTGRES_URL", "")  # set by .ci/run, which starts a server
 
 
 @dataclass
@@ -39,7 +39,7 @@ def backend(request: Any, tmp_path: Path):
     if not POSTGRES:
         if os.environ.get("CI_REQUIRE_POSTGRES"):
             pytest.fail("no PostgreSQL server, and CI requires one (.ci/run starts it)")
-        pytest.skip("no PostgreSQL server: .ci/run starts one and sets EVENTOR_TEST_POSTGRES")
+        pytest.skip("no PostgreSQL server: .ci/run starts one and sets CI_POSTGRES_URL")
     from sqlalchemy import create_engine, make_url, text
 
     url = make_url(POSTGRES)
