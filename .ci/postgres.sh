@@ -5,8 +5,8 @@
 #
 #     source .ci/postgres.sh && start_postgres && trap stop_postgres EXIT
 
-PG_PORT="${EVENTOR_PG_PORT:-55432}"
-PG_DIR="${EVENTOR_PG_DIR:-/tmp/eventor-ci-pg}"
+PG_PORT="${CI_PG_PORT:-55432}"
+PG_DIR="${CI_PG_DIR:-/tmp/eventor-ci-pg}"
 
 _pg_bin() {
     local bin

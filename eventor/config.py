@@ -77,6 +77,8 @@ class Config:
     sequence_arg_name: str | None = None
     max_tasks_per_child: int = 0  # process workers are reused; 1 forks a fresh one per task
     strict_triggers: bool = False  # a ctx.trigger of an event its step does not emit fails it
+    heartbeat_interval: float = 10.0  # seconds between an engine's heartbeats in the store
+    heartbeat_grace: float = 60.0  # an attempt silent for longer is dead, on any host
     retries: int = 0  # default tries after the first, for steps that fail
     retry_delay: float = 0.0
     backoff: float = 1.0
@@ -111,6 +113,8 @@ class Config:
             pass_logger_to_task=self.pass_logger_to_task,
             pools=self.POOLS,
             strict_triggers=strict,
+            heartbeat_interval=float(self.heartbeat_interval),
+            heartbeat_grace=float(self.heartbeat_grace),
             steps=self.step_defaults().with_values(**overrides).over(EngineOptions().steps),
         )
 
@@ -132,6 +136,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "sequence_arg_name": (str,),
     "max_tasks_per_child": (int,),
     "strict_triggers": (bool,),
+    "heartbeat_interval": (int, float),
+    "heartbeat_grace": (int, float),
     "retries": (int,),
     "retry_delay": (int, float),
     "backoff": (int, float),
@@ -283,6 +289,13 @@ def _validate(values: dict[str, Any], prefix: str, source: str) -> Config:
     for problem in steps.problems():
         raise EventorConfigError(f"{problem.message} {problem.fix}", key=f"{prefix}{problem.key}",
                                  source=source)
+    interval = values.get("heartbeat_interval", 10.0)
+    grace = values.get("heartbeat_grace", 60.0)
+    if not interval > 0 or not grace > 2 * interval:
+        raise EventorConfigError(
+            f"heartbeat_grace ({grace}) must be more than twice heartbeat_interval ({interval}), "
+            "which must be > 0, or a live engine could be taken for dead",
+            key=f"{prefix}heartbeat_grace", source=source)
     limit = values.get("max_concurrent", -1)
     if limit == 0 or limit < -1:
         raise EventorConfigError(f"expected a positive int or -1 (no limit), got {limit!r}",

@@ -20,6 +20,8 @@ import logging
 import os
 import queue
 import socket
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -318,6 +320,14 @@ class Engine:
             raise EventorUsageError(f"run {self.run_id!r} is closed; create a new Eventor to run again")
         if self.attempt is None:
             self._open_attempt()
+        heartbeat = _Heartbeat(self.store, self.run_id, self._attempt_no,
+                               self.options.heartbeat_interval, self.log)
+        try:
+            return self._run(max_loops)
+        finally:
+            heartbeat.stop()
+
+    def _run(self, max_loops: int) -> RunSummary:
         loops = 0
         item: Message | object | None = None
         while True:
@@ -369,14 +379,14 @@ class Engine:
                                                host=self.host, pid=os.getpid(), info=self.info)
         elif self.mode is RunMode.recover:
             prior = claim_attempt(store, run_id, pick_attempt(store, run_id, self._from_attempt),
-                                  now=now, log=self.log)
+                                  now=now, log=self.log, grace=self.options.heartbeat_grace)
             self._recovered = load_recovered(store, run_id, prior)
             note_code_changes(store, run_id, self.graph, self.log)
             self.attempt = store.begin_attempt(run_id, self.program, self.mode.value, now=now,
                                                host=self.host, pid=os.getpid())
         else:
             current = claim_attempt(store, run_id, pick_attempt(store, run_id, self._from_attempt),
-                                    now=now, log=self.log)
+                                    now=now, log=self.log, grace=self.options.heartbeat_grace)
             self.attempt = int(current["attempt"])
             self._pick_up(load_continued(store, run_id, self.attempt))
             store.resume_attempt(run_id, self.attempt, now=now, host=self.host, pid=os.getpid())
@@ -893,6 +903,32 @@ class Engine:
         return RunSummary(self.run_id, self.attempt or 0, status, MappingProxyType(counts), failed,
                           pending, tuple((d.target, d.sequence, due) for due, d in delays
                                          if isinstance(d, _DelayDue)), joins)
+
+
+class _Heartbeat:
+    """
+    Records, every ``interval`` seconds of real time while a run goes on, that its engine is
+    alive: an attempt silent for longer than the grace counts as dead, on any host.
+    """
+
+    def __init__(self, store: Store, run_id: str, attempt: int, interval: float,
+                 log: BoundLogger) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(store, run_id, attempt, interval, log),
+                                        name=f"eventor-heartbeat-{run_id}", daemon=True)
+        self._thread.start()
+
+    def _beat(self, store: Store, run_id: str, attempt: int, interval: float,
+              log: BoundLogger) -> None:
+        while not self._stop.wait(interval):
+            try:
+                store.heartbeat(run_id, attempt, at=time.time())
+            except Exception as exc:  # the store is away for a moment: the next beat may do
+                log.warning("heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _handles_failure(step: StepSpec) -> bool:

@@ -225,6 +225,8 @@ class EngineOptions:
     pass_logger_to_task: bool = False  # pass the step's logger as ``logger=``
     pools: Mapping[str, int] = field(default_factory=dict)  # pools declared in the config
     strict_triggers: bool = False  # a ctx.trigger of an event its step does not emit fails it
+    heartbeat_interval: float = 10.0  # seconds between the engine's heartbeats in the store
+    heartbeat_grace: float = 60.0  # seconds without a heartbeat after which an attempt is dead
     steps: StepOptions = DEFAULTS  # what a step's options left at None become
 
     def for_step(self, options: StepOptions) -> StepOptions:

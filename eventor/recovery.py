@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from eventor.log import BoundLogger
 from eventor.store.base import Row, Store
 
 __all__ = [
+    "HEARTBEAT_GRACE",
     "Continued",
     "PlannedTask",
     "Recovered",
@@ -62,15 +64,28 @@ def replay(step: StepSpec, status: StepStatus) -> tuple[StepReplay, str]:
     return DEFAULT_REPLAY[status], f"default for {status}"
 
 
-def owner_alive(attempt: Mapping[str, Any]) -> bool:
-    """
-    True when the process that ran ``attempt`` may still be running it.
+HEARTBEAT_GRACE = 60.0  # seconds an attempt may go without a heartbeat before it counts as dead
 
-    An ended attempt has no owner. On this host the pid is checked; an attempt owned by
-    another host cannot be checked from here, so it counts as alive only while not ended.
+
+def owner_alive(attempt: Mapping[str, Any], *, grace: float = HEARTBEAT_GRACE,
+                now: float | None = None) -> bool:
+    """
+    True when the engine that ran ``attempt`` may still be running it.
+
+    An ended attempt has no owner. An attempt whose engine has not recorded a heartbeat for
+    more than ``grace`` seconds is dead, on any host (its engine was killed, or its host
+    lost). Within the grace, on this host the engine's pid is checked too; on another
+    host the heartbeat is all there is to go by. An attempt from before heartbeats counts
+    its start as its last sign of life.
     """
     if attempt.get("ended_at") is not None:
         return False
+    now = time.time() if now is None else now
+    last = attempt.get("heartbeat_at")
+    if last is None:
+        last = attempt.get("started_at")
+    if last is not None and now - float(last) > grace:
+        return False  # silent for too long
     pid, host = attempt.get("pid"), attempt.get("host")
     if host not in (None, "", socket.gethostname()) or not pid:
         return True
@@ -139,7 +154,7 @@ def pick_attempt(store: Store, run_id: str, attempt: int | None) -> Row:
 
 
 def claim_attempt(store: Store, run_id: str, attempt: Row, *, now: float,
-                  log: BoundLogger) -> Row:
+                  log: BoundLogger, grace: float = HEARTBEAT_GRACE) -> Row:
     """
     ``attempt``, to be recovered or continued by the caller: when its engine died without
     ending it (a zombie), it is ended as ``crashed`` and the leases it held are released.
@@ -147,10 +162,11 @@ def claim_attempt(store: Store, run_id: str, attempt: Row, *, now: float,
     Raises:
         EventorUsageError: a live engine still runs it.
     """
-    if owner_alive(attempt):
+    if owner_alive(attempt, grace=grace):
         raise EventorUsageError(
             f"run {run_id!r} attempt {attempt['attempt']} is still running (pid "
-            f"{attempt['pid']} on {attempt['host']}); wait for it to end, or stop it first")
+            f"{attempt['pid']} on {attempt['host']}, alive within the last {grace:g} s); "
+            "wait for it to end, or stop it first")
     if attempt["ended_at"] is None:  # its engine died (killed, power lost)
         store.release_attempt(run_id, attempt["attempt"], now=now)
         store.end_attempt(run_id, attempt["attempt"], "crashed", now=now)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
+import time
 
 import pytest
 
 import eventor as evr
 from eventor import Event, Flow, step
 from eventor.recovery import fingerprint
+from eventor.store.base import LeaseRequest
 from eventor.testing import capture_events
 from tests.conftest import statuses
 
@@ -366,3 +370,53 @@ def test_fingerprints_of_unchanged_steps_are_those_earlier_versions_recorded():
             return 2
 
     assert fingerprint(F.graph) == {"scan": "2e28f769b82767a1", "work": "af9ffae7b25af5df"}
+
+
+# -- attempts owned by engines on other hosts: the heartbeat -------------------------------
+
+
+def test_an_attempt_silent_for_longer_than_the_grace_is_dead_on_any_host():
+    from eventor.recovery import owner_alive
+
+    now = 1_000_000.0
+    elsewhere = {"ended_at": None, "host": "engine-host-a", "pid": 4242, "started_at": now - 500}
+    assert owner_alive({**elsewhere, "heartbeat_at": now - 5}, grace=60, now=now)
+    assert not owner_alive({**elsewhere, "heartbeat_at": now - 61}, grace=60, now=now)
+    assert not owner_alive({**elsewhere, "heartbeat_at": None}, grace=60, now=now)  # old: its start
+    here = {"ended_at": None, "host": socket.gethostname(), "pid": os.getpid(), "started_at": now}
+    assert owner_alive({**here, "heartbeat_at": now}, grace=60, now=now)
+    assert not owner_alive({**here, "heartbeat_at": now - 120}, grace=60, now=now)  # pid reused?
+    assert not owner_alive({**elsewhere, "ended_at": now, "heartbeat_at": now}, now=now)
+
+
+def test_the_engine_records_a_heartbeat_while_it_runs(make_eventor):
+    ev = make_eventor(config={"heartbeat_interval": 0.05, "heartbeat_grace": 1})
+    go = ev.add_event("go")
+    ev.add_assoc(go, ev.add_step("slow", func=lambda: time.sleep(0.3)))
+    ev.trigger_event(go)
+    started = time.time()
+    assert ev.run()
+    (attempt,) = ev.store.attempts(ev.run_id)
+    assert attempt["heartbeat_at"] - started > 0.15  # beats came during the run, not only at its start
+
+
+@pytest.mark.parametrize(("silent_for", "recovered"), [(300.0, True), (1.0, False)])
+def test_an_attempt_of_an_engine_on_another_host_is_recovered_once_its_heartbeat_stops(
+        backend, silent_for, recovered):
+    # An engine on host A recorded a run, then died (or not); this engine, on host B, recovers.
+    store = backend.open()
+    store.begin_attempt("shared-run", "chain", "restart", now=time.time() - 600, host="host-a",
+                        pid=4242)
+    store.acquire([LeaseRequest(1, "shared-run", 0, "a", "1", (("db", 1, 1),))], now=time.time())
+    store.heartbeat("shared-run", 0, at=time.time() - silent_for)
+    store.close()
+    config = {**backend.config, "heartbeat_grace": 60}
+    if not recovered:
+        with pytest.raises(evr.EventorUsageError, match="is still running .pid 4242 on host-a"):
+            chain(backend.store, mode=evr.RUN_RECOVER, run_id="shared-run", config=config).run()
+        return
+    with chain(backend.store, mode=evr.RUN_RECOVER, run_id="shared-run", config=config) as ev:
+        assert ev.run()
+        attempts = [(a["attempt"], a["status"]) for a in ev.store.attempts("shared-run")]
+        assert attempts == [(0, "crashed"), (1, "success")]
+        assert ev.store.leases("shared-run", held=True) == []  # host A's lease was reclaimed

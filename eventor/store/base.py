@@ -26,7 +26,7 @@ __all__ = [
     "TryRecord",
 ]
 
-SCHEMA_VERSION = 3  # 2: resource leases and task tries; 3: the structured origin of triggers
+SCHEMA_VERSION = 4  # 2: leases and tries; 3: the origin of triggers; 4: attempt heartbeats
 
 Row = dict[str, Any]  # a row as read back: column name -> value
 
@@ -204,6 +204,10 @@ class Store(Protocol):
 
     def resume_attempt(self, run_id: str, attempt: int, *, now: float, host: str, pid: int) -> None:
         """Mark an attempt running again, owned by ``host``/``pid`` (continue)."""
+        ...
+
+    def heartbeat(self, run_id: str, attempt: int, *, at: float) -> None:
+        """Record that the attempt's engine is alive at ``at`` (real time, seconds)."""
         ...
 
     def update_run_info(self, run_id: str, info: Mapping[str, Any]) -> None:

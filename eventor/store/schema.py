@@ -51,6 +51,9 @@ attempts = Table(
     Column("ended_at", Float),
     Column("host", String(256)),
     Column("pid", Integer),
+    # Schema version 4: when its engine last said it was alive (real time, whatever clock
+    # the engine runs on); an attempt not ended and silent for longer than a grace is dead.
+    Column("heartbeat_at", Float),
 )
 
 triggers = Table(
@@ -155,6 +158,7 @@ tries = Table(
 UPGRADES: dict[int, tuple[tuple[Table, ...], tuple[Column[Any], ...]]] = {
     2: ((leases, tries), ()),
     3: ((), (triggers.c.origin, triggers.c.origin_step, triggers.c.origin_sequence)),
+    4: ((), (attempts.c.heartbeat_at,)),
 }
 
 TABLES = tuple(t.name for t in metadata.sorted_tables)

@@ -14,6 +14,7 @@ import json
 import operator
 import os
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -408,7 +409,7 @@ class SqlStore:
             attempt = 0 if last is None else last + 1
             conn.execute(insert(attempts), [{
                 "run_id": run_id, "attempt": attempt, "mode": mode, "status": "running",
-                "started_at": now, "host": host, "pid": pid,
+                "started_at": now, "host": host, "pid": pid, "heartbeat_at": time.time(),
             }])
         return attempt
 
@@ -488,7 +489,17 @@ class SqlStore:
             self._conn.execute(
                 update(attempts)
                 .where(attempts.c.run_id == run_id, attempts.c.attempt == attempt)
-                .values(status="running", ended_at=None, host=host, pid=pid)
+                .values(status="running", ended_at=None, host=host, pid=pid,
+                        heartbeat_at=time.time())
+            )
+
+    def heartbeat(self, run_id: str, attempt: int, *, at: float) -> None:
+        with self._lock, self._guard("record a heartbeat"), self._conn.begin():
+            self._conn.execute(
+                update(attempts)
+                .where(attempts.c.run_id == run_id, attempts.c.attempt == attempt,
+                       attempts.c.ended_at.is_(None))
+                .values(heartbeat_at=at)
             )
 
     def update_run_info(self, run_id: str, info: Mapping[str, Any]) -> None:

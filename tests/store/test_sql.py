@@ -232,6 +232,7 @@ def test_the_store_file_is_closed_by_close(tmp_path):
 def _as_older_schema(path, version, legacy_triggers=()):
     """Make a store what an older Eventor wrote: without the tables and columns added since."""
     with sqlite3.connect(path) as db:
+        db.execute("alter table eventor_attempts drop column heartbeat_at")  # added by version 4
         for column in ("origin", "origin_step", "origin_sequence"):  # added by version 3
             db.execute(f"alter table eventor_triggers drop column {column}")
         db.executemany("insert into eventor_triggers (run_id, attempt, event, sequence, "
