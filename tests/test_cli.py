@@ -311,3 +311,23 @@ def test_show_and_the_report_name_the_children_a_join_waits_for(cli, tmp_path):
     cli("report", run_id, "-o", str(tmp_path / "fan.html"), "--store", cli.store)
     page = (tmp_path / "fan.html").read_text()
     assert "Joins waiting" in page and "waits for 1 of 3 children: bb" in page
+
+
+def test_the_commands_work_on_a_database_named_in_the_config(cli, backend, tmp_path):
+    import yaml
+
+    config = tmp_path / "db.yaml"
+    config.write_text(yaml.safe_dump({"EVENTOR": {"LOGGING": {"console": False},
+                                                  **backend.config}}))
+    store = backend.store
+    code, out, err = cli("run", "tests.cli_flows:Numbers", "--store", store, "--config", str(config))
+    assert code == 0, err
+    code, out, _ = cli("runs", "--store", store, "--config", str(config))
+    assert code == 0 and "Numbers" in out
+    opened = backend.open()
+    (run,) = opened.runs()
+    opened.close()
+    assert cli("show", run["run_id"], "--store", store, "--config", str(config))[0] == 0
+    code, _, _ = cli("report", run["run_id"], "-o", str(tmp_path / "r.html"), "--store", store,
+                     "--config", str(config))
+    assert code == 0 and "<svg" in (tmp_path / "r.html").read_text()
