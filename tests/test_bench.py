@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,27 @@ def test_crash_benchmark_runs_its_kills_and_counts_them(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2/2 recoveries passed every check" in proc.stdout
+
+
+def test_postgres_benchmark_runs_and_leaves_no_schema_behind(backend):
+    if backend.kind != "postgresql":
+        pytest.skip("the PostgreSQL benchmark needs the PostgreSQL server")
+    from tests.conftest import POSTGRES
+
+    proc = subprocess.run(
+        [sys.executable, str(BENCH.parent / "postgres.py"), "--floor", "20", "--chain", "20",
+         "--fanout", "50"],
+        env={**os.environ, "CI_POSTGRES_URL": POSTGRES}, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for case in ("floor (1 insert + commit)", "chain-thread (20 steps)", "fanout-thread (50 steps)"):
+        assert case in proc.stdout
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(POSTGRES)
+    with engine.connect() as conn:
+        left = conn.execute(text("select schema_name from information_schema.schemata "
+                                 "where schema_name like 'bench_%'")).all()
+    engine.dispose()
+    assert left == []
