@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, create_engine, event, insert
 
@@ -44,7 +45,12 @@ def floor(folder: Path, n: int) -> float:
         dbapi_conn.execute("PRAGMA journal_mode=WAL")
         dbapi_conn.execute("PRAGMA synchronous=NORMAL")
 
-    meta = MetaData()
+    return commit_floor(engine, n)
+
+
+def commit_floor(engine: Any, n: int, schema: str | None = None) -> float:
+    """ms per single-row insert committed on its own through ``engine`` (then disposed)."""
+    meta = MetaData(schema=schema)
     rows = Table("rows", meta, Column("id", Integer, primary_key=True),
                  Column("name", String(64)), Column("at", Float))
     meta.create_all(engine)
@@ -86,9 +92,11 @@ def thread_hop(n: int) -> float:
     return elapsed * 1000 / n
 
 
-def run_flow(folder: Path, name: str, n: int, executor: str, shape: str) -> float:
-    ev = evr.Eventor(name=name, store=str(folder / f"{name}.run.db"),
-                     config={**QUIET, "task_construct": executor})
+def run_flow(folder: Path | None, name: str, n: int, executor: str, shape: str, *,
+             store: str = "", config: dict[str, Any] | None = None) -> float:
+    """ms/step of a chain or a fan-out of ``n`` no-op steps (in ``folder``, or on ``store``)."""
+    ev = evr.Eventor(name=name, store=store or str(folder / f"{name}.run.db"),
+                     config={**QUIET, "task_construct": executor, **(config or {})})
     go = ev.add_event("go")
     if shape == "chain":
         events = [go] + [ev.add_event(f"e{i}") for i in range(1, n)]

@@ -17,33 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, create_engine, insert, make_url, text
+from sqlalchemy import create_engine, make_url, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import core
-
-import eventor as evr
-
-
-def floor(url: str, schema: str, n: int) -> float:
-    """ms per single-row insert committed on its own, to the same server."""
-    engine = create_engine(url)
-    meta = MetaData(schema=schema)
-    rows = Table("floor", meta, Column("id", Integer, primary_key=True),
-                 Column("name", String(64)), Column("at", Float))
-    meta.create_all(engine)
-    with engine.connect() as conn:
-        start = time.perf_counter()
-        for i in range(n):
-            with conn.begin():
-                conn.execute(insert(rows), {"name": f"row{i}", "at": time.time()})
-        elapsed = time.perf_counter() - start
-    engine.dispose()
-    return elapsed * 1000 / n
 
 
 def run_flow(url: str, schema: str, name: str, n: int, shape: str) -> float:
@@ -51,27 +31,8 @@ def run_flow(url: str, schema: str, name: str, n: int, shape: str) -> float:
     database = {"dialect": "postgresql", "username": parsed.username, "password": parsed.password,
                 "host": parsed.host, "port": parsed.port, "database": parsed.database,
                 "schema": schema}
-    config = {**core.QUIET, "task_construct": "thread", "DATABASES": {"pg": database}}
-    ev = evr.Eventor(name=name, store="pg", config=config)
-    go = ev.add_event("go")
-    if shape == "chain":
-        events = [go] + [ev.add_event(f"e{i}") for i in range(1, n)]
-        for i in range(n):
-            triggers = {evr.STEP_SUCCESS: events[i + 1]} if i + 1 < n else {}
-            ev.add_step(f"s{i}", func=core.noop, triggers=triggers)
-            ev.add_assoc(events[i], f"s{i}")
-    else:
-        steps = [ev.add_step(f"s{i}", func=core.noop) for i in range(n)]
-        ev.add_assoc(go, *steps)
-    ev.trigger_event(go, 1)
-    start = time.perf_counter()
-    ok = ev.run()
-    elapsed = time.perf_counter() - start
-    done = sum(1 for t in ev.store.tasks(ev.run_id) if t["status"] == "success")
-    ev.close()
-    if not ok or done != n:
-        raise SystemExit(f"{name}: run failed or incomplete ({done}/{n} succeeded)")
-    return elapsed * 1000 / n
+    return core.run_flow(None, name, n, "thread", shape, store="pg",
+                         config={"DATABASES": {"pg": database}})
 
 
 def main() -> None:
@@ -88,7 +49,7 @@ def main() -> None:
     try:
         with engine.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schemas[0]}"'))
-        base = floor(url, schemas[0], args.floor)
+        base = core.commit_floor(create_engine(url), args.floor, schema=schemas[0])
         chain = run_flow(url, schemas[1], "chain", args.chain, "chain")
         fan = run_flow(url, schemas[2], "fanout", args.fanout, "fanout")
     finally:

@@ -120,33 +120,16 @@ def load_target(ref: str) -> Any:
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[path.stem] = module
-        try:
+        with _importing(ref, str(path)):
             spec.loader.exec_module(module)
-        except SyntaxError as exc:
-            raise CliError(f"{ref}: {exc.filename or path}:{exc.lineno}: {exc.msg}; fix the "
-                           "file's syntax") from None
-        except (EventorError, CliError):
-            raise
-        except Exception as exc:
-            raise CliError(f"{ref}: importing {path} raised {type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''} (--debug shows where)"
-                           ) from exc
         where = str(path)
     else:
         try:
-            module = importlib.import_module(module_part)
+            with _importing(ref, module_part):
+                module = importlib.import_module(module_part)
         except ModuleNotFoundError as exc:
             raise CliError(f"{ref}: cannot import {module_part!r} ({exc}); give "
                            "path/to/file.py:FlowName or package.module:FlowName") from None
-        except SyntaxError as exc:
-            raise CliError(f"{ref}: {exc.filename}:{exc.lineno}: {exc.msg}; fix the module's "
-                           "syntax") from None
-        except (EventorError, CliError):
-            raise
-        except Exception as exc:
-            raise CliError(f"{ref}: importing {module_part} raised {type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''} (--debug shows where)"
-                           ) from exc
         where = module_part
     flows = [n for n, v in vars(module).items()
              if _is_flow(v) and v.__module__ == module.__name__]
@@ -164,6 +147,24 @@ def load_target(ref: str) -> Any:
     if callable(target) and not isinstance(target, type):
         return target
     raise CliError(f"{ref}: {name!r} is neither a Flow class nor a function returning an Eventor")
+
+
+@contextlib.contextmanager
+def _importing(ref: str, what: str) -> Iterator[None]:
+    """A user's file or module that fails to import is a one-line CliError naming the cause."""
+    try:
+        yield
+    except SyntaxError as exc:
+        raise CliError(f"{ref}: {exc.filename or what}:{exc.lineno}: {exc.msg}; fix its "
+                       "syntax") from None
+    except (EventorError, CliError):
+        raise
+    except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name == what:
+            raise  # the module itself is not there: the caller says how to name one
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise CliError(f"{ref}: importing {what} raised {type(exc).__name__}: {first} "
+                       "(--debug shows where)") from exc
 
 
 def _is_flow(target: Any) -> bool:

@@ -331,3 +331,11 @@ def test_the_commands_work_on_a_database_named_in_the_config(cli, backend, tmp_p
     code, _, _ = cli("report", run["run_id"], "-o", str(tmp_path / "r.html"), "--store", store,
                      "--config", str(config))
     assert code == 0 and "<svg" in (tmp_path / "r.html").read_text()
+
+
+def test_a_flow_file_importing_a_missing_package_is_one_line_naming_it(cli, tmp_path):
+    needy = tmp_path / "needy.py"
+    needy.write_text("import no_such_package_here\n")
+    code, _, err = cli("run", f"{needy}:Flow")
+    assert code == 2 and err.count("\n") == 1
+    assert "raised ModuleNotFoundError: No module named 'no_such_package_here'" in err
