@@ -51,6 +51,13 @@ def _name_of(value: Any, what: str) -> str:
     )
 
 
+def _events_of(value: Any) -> tuple[str, ...]:
+    """``emits=``: one event or several, as names."""
+    items = value if isinstance(value, tuple | list | set | frozenset) else () if value is None \
+        else (value,)
+    return tuple(_name_of(item, "an event") for item in items)
+
+
 def _operand_of(value: Any) -> Any:
     """A joined event as the builder takes it: a name, or an expression (to_operand's forms)."""
     return value if isinstance(value, tuple | list | And | Or) else _name_of(value, "an event")
@@ -214,11 +221,11 @@ class Eventor:
                 marked.recovery if recovery is None else recovery,
                 host=marked.host if host is None else host,
                 options=marked.options if config is None else StepOptions.from_config(config),
-                context=wants_ctx, emits=marked.emits if emits is None else emits)
+                context=wants_ctx, emits=marked.emits if emits is None else _events_of(emits))
             on = mark.on
         else:
             spec = StepSpec.make(name, func, args, kwargs, triggers, acquires, releases, recovery,
-                                 config, host, emits=tuple(emits or ()))
+                                 config, host, emits=_events_of(emits))
         self._builder.add_step(spec, where=where)
         if on is not None:
             self._builder.add_assoc(_name_of(on, "an event"), spec.name, delay, where)

@@ -654,6 +654,29 @@ def _common_run_options(
     """The options every ``run`` takes besides the flow's parameters (their signature only)."""
 
 
+def run_app(command: typer.Typer, args: list[str] | None = None, prog_name: str = "eventor") -> None:
+    """
+    Run a command line and exit with its code: a usage mistake the parser finds itself (an
+    unknown option, a missing argument) is one line and exit 2, like the rest.
+    """
+    from typer.exceptions import TyperException
+
+    try:
+        code = command(args=args, prog_name=prog_name, standalone_mode=False)
+    except TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # no arguments at all: the help
+            exc.show()  # type: ignore[attr-defined]
+            raise SystemExit(2) from None
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        sys.stderr.write(f"error: {message.splitlines()[0] if message else type(exc).__name__}"
+                         f" (see {prog_name} --help)\n")
+        sys.stderr.flush()
+        raise SystemExit(getattr(exc, "exit_code", 2)) from None
+    except typer.Abort:
+        raise SystemExit(1) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
 def main() -> None:
     """The ``eventor`` console script."""
-    app(prog_name="eventor")
+    run_app(app)

@@ -21,7 +21,8 @@ from types import MappingProxyType
 from typing import Any, ClassVar, TypeAlias
 
 from eventor.builder import GraphBuilder
-from eventor.exceptions import FlowDefinitionError, Problem, did_you_mean
+from eventor.config import load_config
+from eventor.exceptions import EventorConfigError, FlowDefinitionError, Problem, did_you_mean
 from eventor.graph import And, FlowGraph, JoinRef, Operand, Or
 from eventor.graph import or_ as names_or
 from eventor.options import StepOptions
@@ -502,6 +503,11 @@ def check_flow_options(options: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
                                       or hasattr(value, "engine_options")):
             yield (f"config={value!r} is not a config.",
                    "Give a dict, a YAML file path or YAML text.")
+        elif key == "config" and value is not None:
+            try:
+                load_config(value)  # a mistake in it is found now, not at run()
+            except EventorConfigError as exc:
+                yield f"config: {exc}.", "Fix the config."
         elif key in ("max_concurrent", "executor"):
             option = StepOptions(**{key: value})
             for problem in option.problems():

@@ -306,6 +306,9 @@ class Engine:
                 f"cannot trigger {event!r}: flow {self.graph.name!r} has no such event."
                 + did_you_mean(event, self.graph.events)
             )
+        if event in self._joins.names:
+            raise EventorUsageError(
+                f"cannot trigger {event!r}: it is a join, which fires once its children arrive")
         self._pending.append((event, DEFAULT_SEQUENCE if sequence is None else str(sequence), USER))
 
     def run(self, max_loops: int = -1) -> RunSummary:
@@ -426,8 +429,7 @@ class Engine:
         for row in state.delays:
             self._timers.add(row["due_at"], _DelayDue(row["event"], row["target"], row["sequence"]))
         if self._joins:  # which sequences are whose children, and which fan-outs ended
-            ended = (StepStatus.success, StepStatus.failure)
-            self._joins.rebuild(((t.step.name, t.sequence, t.status in ended)
+            self._joins.rebuild(((t.step.name, t.sequence, t.status.value)
                                  for t in self._tasks.values()), state.children, self._fired)
         if self._stopped:
             self._hold_delays()
@@ -529,6 +531,13 @@ class Engine:
         (and so fails the task).
         """
         name = task.step.name
+        if request.event in self._joins.over or request.event in self._joins.names:
+            self._refused[request.key] = (
+                f"it triggered {request.event!r}, which " + (
+                    "a join fires by itself" if request.event in self._joins.names else
+                    f"starts the children of a join: only a step that declares it in emits= "
+                    f"may trigger it (step {name!r} does not)"))
+            return False
         if self.options.strict_triggers:
             self._refused[request.key] = (
                 f"it triggered {request.event!r}, which step {name!r} does not declare; add it "
@@ -583,6 +592,9 @@ class Engine:
                          attempt=task.tries, of=policy.retries + 1, delay=round(wait, 3),
                          error=f"{task.error_type}: {task.error_message}")
         task.status, task.started_at, task.ended_at = StepStatus.ready, None, None
+        # A new key for the next try: what the abandoned try (a timed-out thread) still sends
+        # under the old one is ignored, never taken for the next try's.
+        task.key = next(self._keys)
         self._timers.add(now + wait, _RetryDue(task), rank=1)  # due with a delay: after it
         return True
 
@@ -607,7 +619,7 @@ class Engine:
         step, name = task.step, task.step.name
         self._done += 1
         if name in self._fanners:
-            self._joins.task_ended(name, task.sequence)
+            self._joins.task_ended(name, task.sequence, ok)
         if ok:
             task.status = StepStatus.success
             self._keep_result(task)
@@ -653,6 +665,9 @@ class Engine:
             if fired is None:
                 fired = self._fired[seq] = set()
             if event in fired:
+                if event in watched and origin.kind == "trigger" and event in self._joins.over:
+                    self.log.warning("child_already_started", fired=event, sequence=seq,
+                                     parent=origin.sequence)
                 continue  # an event fires at most once per sequence
             fired.add(event)
             triggers.append(TriggerRecord(run_id, attempt, event, seq, now, origin.text,
@@ -712,11 +727,16 @@ class Engine:
         assert recovered is not None
         status = recovered.status(task.step.name, task.sequence)
         if status is None:
+            self._joins.rerun(task.step.name, task.sequence)
             return False  # new in this attempt
         decision, reason = replay(task.step, status)
+        if (decision is StepReplay.skip and task.step.name in self._joins.joiners
+                and self._joins.changed(task.sequence)):
+            decision, reason = StepReplay.rerun, "a child it joins ran again"
         if decision is not StepReplay.skip:
             self.log.info("step_rerun", step=task.step.name, sequence=task.sequence,
                           was=status.value, reason=reason)
+            self._joins.rerun(task.step.name, task.sequence)
             return False
         prior = recovered.tasks[(task.step.name, task.sequence)]
         task.executor = "skip"

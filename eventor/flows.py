@@ -216,9 +216,9 @@ class Flow(metaclass=FlowMeta):
         ``run`` has one option per flow parameter; ``recover``, ``continue``, ``graph``,
         ``runs``, ``show``, ``report`` and ``purge`` work as in ``eventor``.
         """
-        from eventor.cli import flow_app  # typer is loaded only for command lines
+        from eventor.cli import flow_app, run_app  # typer is loaded only for command lines
 
-        flow_app(cls)(args=args, prog_name=Path(sys.argv[0]).name or cls.__name__)
+        run_app(flow_app(cls), args, Path(sys.argv[0]).name or cls.__name__)
 
     @classmethod
     def recovery_plan(cls, run_id: str = "", *, recovery_run: int | None = None,

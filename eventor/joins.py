@@ -26,6 +26,8 @@ class _Fan:
     """The children one sequence started through one event, and its fanning tasks not ended."""
 
     open: int = 0
+    broken: bool = False  # a fanning task failed: its join does not fire in this attempt
+    changed: bool = False  # recovery reran a task of the fan: the join's step runs again
     children: dict[str, None] = field(default_factory=dict)  # in the order they started
     done: dict[str, int] = field(default_factory=dict)  # join -> children that reached it
 
@@ -45,7 +47,8 @@ class Joins:
                         for step in graph.steps.values()}
         self.fanners = {name: events for name, events in self.fanners.items() if events}
         self.watched = frozenset(self.over) | frozenset(self.joined)  # events to report
-        self.joiners = frozenset(a.target for ev in joins for a in graph.assocs_from(ev.name))
+        self.names = frozenset(ev.name for ev in joins)
+        self.joiners = frozenset(_steps_after(graph, self.names))  # steps that read children
         self._fans: dict[tuple[str, str], _Fan] = {}  # (over, parent) -> fan
         self._of_parent: dict[str, list[_Fan]] = {}  # parent -> its fans
         self._parent: dict[tuple[str, str], str] = {}  # (over, child) -> parent
@@ -61,11 +64,29 @@ class Joins:
         for over in self.fanners[step]:
             self._fan(over, sequence).open += 1
 
-    def task_ended(self, step: str, sequence: str) -> None:
-        """That task reached its final status: it starts no more children."""
+    def task_ended(self, step: str, sequence: str, ok: bool) -> None:
+        """
+        That task reached its final status: it starts no more children. When it failed, its
+        fan-out may be partial, so the join does not fire (as a success trigger would not).
+        """
         for over in self.fanners[step]:
-            self._fan(over, sequence).open -= 1
+            fan = self._fan(over, sequence)
+            fan.open -= 1
+            fan.broken = fan.broken or not ok
             self._dirty.add((over, sequence))
+
+    def rerun(self, step: str, sequence: str) -> None:
+        """Recovery runs a task again (or anew): the joins its sequence belongs to changed."""
+        for over in self.fanners.get(step, ()):
+            self._fan(over, sequence).changed = True
+        for over in self.over:
+            parent = self._parent.get((over, sequence))
+            if parent is not None:
+                self._fans[over, parent].changed = True
+
+    def changed(self, sequence: str) -> bool:
+        """True when recovery reran a task of a fan-out of ``sequence``."""
+        return any(fan.changed for fan in self._of_parent.get(sequence, ()))
 
     def event_fired(self, event: str, sequence: str, parent: str | None,
                     fired: Mapping[str, set[str]]) -> None:
@@ -118,7 +139,7 @@ class Joins:
         due: list[tuple[str, str]] = []
         for over, parent in self._dirty:
             fan = self._fans[over, parent]
-            if fan.open:
+            if fan.open or fan.broken:
                 continue
             due.extend((ev.name, parent) for ev in self.over[over]
                        if fan.done.get(ev.name, 0) >= len(fan.children))
@@ -143,21 +164,37 @@ class Joins:
                                        if ev.join.event not in fired.get(c, ())))
                 yield ev.name, parent, missing
 
-    def rebuild(self, tasks: Iterable[tuple[str, str, bool]],
+    def rebuild(self, tasks: Iterable[tuple[str, str, str]],
                 children: Iterable[tuple[str, str, str]], fired: Mapping[str, set[str]]) -> None:
         """
-        The state of an attempt being continued: its tasks (step, sequence, ended) and its
+        The state of an attempt being continued: its tasks (step, sequence, status) and its
         children (over event, child, parent), with the events fired in each sequence.
         """
-        for step, sequence, ended in tasks:
+        for step, sequence, status in tasks:
             if step in self.fanners:
                 self.task_created(step, sequence)
-                if ended:
-                    self.task_ended(step, sequence)
+                if status in ("success", "failure"):
+                    self.task_ended(step, sequence, status == "success")
         for over, child, parent in children:
             if over in self.over:
                 self._add_child(over, child, parent, fired)
         self._dirty.update(self._fans)
+
+
+def _steps_after(graph: FlowGraph, joins: frozenset[str]) -> set[str]:
+    """The steps that run on a join event, directly or through expressions and associations."""
+    events, todo = set(joins), list(joins)
+    steps: set[str] = set()
+    while todo:
+        event = todo.pop()
+        nexts = [*graph.dependents(event), *(a.target for a in graph.assocs_from(event))]
+        for name in nexts:
+            if name in graph.steps:
+                steps.add(name)
+            elif name not in events:
+                events.add(name)
+                todo.append(name)
+    return steps
 
 
 def waiting_in(graph: Mapping[str, Any], triggers: Iterable[Mapping[str, Any]]

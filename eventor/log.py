@@ -65,6 +65,9 @@ _SENTENCES = {
                     "{events} (mark the ones meant with Event(entry=True))",
     "undeclared_trigger": "Step {step}[{sequence}] triggered {fired}, which it does not "
                           "declare: add it to emits=",
+    "child_already_started": "Sequence {sequence} had already fired {fired}, so the one "
+                             "triggered from sequence {parent} is not its child: give every "
+                             "child a sequence name of its own in the run",
     "params_changed": "Parameters differ from those run {run_id} recorded: {changed}",
     "run_not_recorded": "Run {run_id} to recover was never recorded in {store} (its engine "
                         "stopped before its first write): starting it as its first attempt",

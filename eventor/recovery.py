@@ -360,12 +360,13 @@ def fingerprint(graph: FlowGraph) -> dict[str, str]:
 
     The code part covers the bytecode, names and constants (not line numbers, so moving a
     function does not count as a change); the wiring covers the events that run the step
-    (and their expressions), the events it triggers, its recovery policy, its config and
-    its arguments.
+    (and their expressions or joins), the events it triggers or emits, its recovery policy,
+    its config and its arguments.
     """
     into: dict[str, list[str]] = {}
     for assoc in graph.assocs:
-        expr = graph.events[assoc.event].expr if assoc.event in graph.events else None
+        spec = graph.events.get(assoc.event)
+        expr = None if spec is None else spec.expr if spec.join is None else spec.join
         into.setdefault(assoc.target, []).append(f"{assoc.event}={expr}/{assoc.delay}")
     codes: dict[int, bytes] = {}  # many steps share one function: hash its code once
     seen: dict[tuple[int, str], str] = {}
@@ -384,6 +385,8 @@ def fingerprint(graph: FlowGraph) -> dict[str, str]:
         wiring = ",".join(sorted(incoming)) if len(incoming) > 1 else "".join(incoming)
         if step.triggers:
             wiring += "|" + repr(sorted((str(k), v) for k, v in step.triggers.items()))
+        if step.emits:
+            wiring += "|emits:" + ",".join(map(str, step.emits))
         if step.recovery:
             wiring += "|" + repr(sorted((str(k), str(v)) for k, v in step.recovery.items()))
         if not step.options.is_unset():

@@ -110,7 +110,7 @@ def step(func: Any = None, /, **options: Any) -> Any:
             Problem("@step()", f"{bad!r} is not an option." + did_you_mean(bad, known),
                     f"Its options are {', '.join(known)}.", where) for bad in unknown])
     mark = StepMark(**{k: v for k, v in options.items() if k in _WIRING},
-                    options=UNSET.with_values(**{k: v for k, v in options.items() if k in _OPTIONS}))
+                    options=StepOptions.from_config({k: v for k, v in options.items() if k in _OPTIONS}))
 
     def record(fn: F) -> F:
         if not callable(fn):

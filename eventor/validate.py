@@ -123,9 +123,28 @@ def check_joins(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]
             reachable.update(n for n in names if isinstance(n, str))
         emitted.update(n for n in step.emits if isinstance(n, str))
     reachable |= emitted
+    emitters: dict[str, list[str]] = {}
+    for step in graph.steps.values():
+        for name in step.emits:
+            emitters.setdefault(name, []).append(step.name)
+    fired_by: dict[str, str] = {a.target: f"association {a}" for a in graph.assocs}
+    for step in graph.steps.values():
+        for status, names in step.triggers.items():
+            fired_by.update({n: f"step {step.name!r} on {status}" for n in names if isinstance(n, str)})
+        fired_by.update({n: f"step {step.name!r} (emits)" for n in step.emits if isinstance(n, str)})
     for ev in graph.joins():
         assert ev.join is not None
         subject, loc = f"event {ev.name!r}", where.get(ev.name, "")
+        if ev.name in fired_by:
+            yield Problem(subject, f"it is a join, but {fired_by[ev.name]} fires it too.",
+                          "A join fires by itself once its children arrive; fire another event.",
+                          loc)
+        if len(emitters.get(ev.join.over, ())) > 1:
+            fanners = " and ".join(repr(n) for n in emitters[ev.join.over])
+            yield Problem(subject, f"over={ev.join.over!r} is emitted by {fanners}, so the join "
+                          "could fire once the first of them ended, before the other's children.",
+                          "Let one step fan out over an event; join several fan-outs with "
+                          "one join each (and & between them).", loc)
         if ev.join.event not in graph.events:
             yield Problem(subject, f"it joins {ev.join.event!r}, which is not an event."
                           + did_you_mean(ev.join.event, graph.events),

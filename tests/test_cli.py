@@ -339,3 +339,14 @@ def test_a_flow_file_importing_a_missing_package_is_one_line_naming_it(cli, tmp_
     code, _, err = cli("run", f"{needy}:Flow")
     assert code == 2 and err.count("\n") == 1
     assert "raised ModuleNotFoundError: No module named 'no_such_package_here'" in err
+
+
+def test_a_usage_mistake_the_parser_finds_is_one_line_and_exit_2_too(tmp_path):
+    script = shutil.which("eventor", path=str(Path(sys.executable).parent))
+    for args, message in ((["run", "tests.cli_flows:build_flow", "--bogus"], "No such option: --bogus"),
+                          (["run"], "Missing argument 'flow'"),
+                          (["run", "x.py:F", "--max-loops", "abc"], "Invalid value for '--max-loops'")):
+        proc = subprocess.run([script, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error: ") and message in proc.stderr
+        assert proc.stderr.count("\n") == 1

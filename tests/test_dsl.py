@@ -506,3 +506,14 @@ def test_a_bad_delay_is_a_definition_error_in_both_front_ends(make_eventor):
 def test_the_flow_base_itself_has_no_graph():
     with pytest.raises(AttributeError):
         Flow.graph  # noqa: B018
+
+
+def test_a_bad_config_given_to_a_flow_fails_when_the_class_or_object_is_made():
+    with pytest.raises(evr.FlowDefinitionError, match="unknown renderer 'xml'"):
+        class G(Flow, config={"LOGGING": {"renderer": "xml"}}):
+            start = Event()
+
+            @step(on=start)
+            def s(self): ...
+    with pytest.raises(evr.EventorConfigError, match="unknown level 'LOUD'"):
+        Etl(config={"LOGGING": {"logging_level": "LOUD"}})

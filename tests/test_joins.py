@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import eventor as evr
 from eventor import Event, Flow, step
+from eventor.testing import capture_events
 
 FILES = ["a", "bb", "ccc"]
 BROKEN: set[str] = set()  # children whose load raises (a test sets it)
@@ -232,3 +235,200 @@ def test_a_recovered_run_joins_the_children_it_skipped_and_the_ones_it_reran(opt
                                               "scanned": 3}
     skipped = {(t.step, t.sequence) for t in result.tasks if t.skipped}
     assert skipped == {("scan", "0"), ("load", "a"), ("load", "ccc")}
+
+
+# -- from the review: joins that must not fire early, and recovery that must not go stale -----
+
+
+def test_recovery_runs_the_joining_step_again_when_a_child_ran_again(opts):
+    class Tolerant(Flow):
+        start = Event()
+        found = Event()
+        loaded = Event()
+        rejected = Event()
+        settled = evr.join(loaded | rejected, over=found)
+
+        @step(on=start, emits=[found])
+        def scan(self, ctx):
+            for name in ("a", "bb"):
+                ctx.trigger(self.found, name)
+
+        @step(on=found, success=loaded, failure=rejected)
+        def load(self, ctx):
+            if ctx.sequence in BROKEN:
+                raise OSError("unreadable")
+            return len(ctx.sequence)
+
+        @step(on=settled)
+        def summarize(self, ctx):
+            return sum(ctx.results.each("load").values())
+
+        @step(on=start)
+        def unrelated(self):
+            if BROKEN:
+                raise RuntimeError("something else failed too")
+
+    BROKEN.add("bb")
+    first = Tolerant(executor="thread", stop_on_exception=False, **opts).run()
+    assert not first and first["summarize"] == 1
+    BROKEN.clear()
+    again = Tolerant.recover(first.run_id, executor="thread", stop_on_exception=False, **opts)
+    assert again and again["summarize"] == 3  # not the stale 1: a child it joins ran again
+    assert not again.task("summarize").skipped and again.task("load", "a").skipped
+
+
+def test_a_join_does_not_fire_when_its_fanning_step_fails(opts):
+    class Partial(Flow):
+        start = Event()
+        found = Event()
+        loaded = Event()
+        all_loaded = evr.join(loaded, over=found)
+
+        @step(on=start, emits=[found])
+        def scan(self, ctx):
+            ctx.trigger(self.found, "a")
+            raise OSError("the listing broke after the first file")
+
+        @step(on=found, success=loaded)
+        def load(self):
+            return 1
+
+        @step(on=all_loaded)
+        def summarize(self, ctx):
+            return len(ctx.results.each("load"))
+
+    result = Partial(executor="thread", stop_on_exception=False, **opts).run()
+    assert not result and ("summarize", "0") not in result.statuses
+    assert result.statuses[("load", "a")] == "success"
+
+
+def test_a_join_over_an_event_two_steps_emit_or_fired_directly_fails_at_definition():
+    with pytest.raises(evr.FlowDefinitionError) as info:
+        class Twice(Flow):
+            start = Event()
+            found = Event()
+            loaded = Event()
+            all_loaded = evr.join(loaded, over=found)
+
+            @step(on=start, emits=[found])
+            def scan_local(self, ctx): ...
+
+            @step(on=start, emits=[found], success=all_loaded)
+            def scan_remote(self, ctx): ...
+
+            @step(on=found, success=loaded)
+            def load(self): ...
+    text = str(info.value)
+    assert "over='found' is emitted by 'scan_local' and 'scan_remote'" in text
+    assert "it is a join, but step 'scan_remote' on success fires it too" in text
+
+
+def test_only_the_fanning_step_may_trigger_the_children_and_nobody_the_join(opts):
+    class Sneaky(Flow):
+        start = Event()
+        found = Event()
+        loaded = Event()
+        all_loaded = evr.join(loaded, over=found)
+
+        @step(on=start, emits=[found])
+        def scan(self, ctx):
+            ctx.trigger(self.found, "a")
+
+        @step(on=found, success=loaded)
+        def load(self, ctx):
+            ctx.trigger("found", "extra")  # not declared: it would join unseen
+
+        @step(on=all_loaded)
+        def summarize(self):
+            return 1
+
+    result = Sneaky(executor="invoke", stop_on_exception=False, **opts).run()
+    assert "starts the children of a join" in result.task("load", "a").error
+    flow = Sneaky(executor="invoke", **opts)
+    with pytest.raises(evr.EventorUsageError, match="it is a join, which fires once its children"):
+        flow.trigger("all_loaded")
+    flow.close()
+
+
+def test_a_child_started_twice_is_said(opts):
+    class Shared(Flow):
+        start = Event()
+        found = Event()
+        loaded = Event()
+        all_loaded = evr.join(loaded, over=found)
+
+        @step(on=start, emits=[found])
+        def scan(self, ctx):
+            ctx.trigger(self.found, "shared")
+
+        @step(on=found, success=loaded)
+        def load(self):
+            return 1
+
+        @step(on=all_loaded)
+        def summarize(self):
+            return 1
+
+    flow = Shared(executor="invoke", **opts)
+    flow.trigger("start", "p1")
+    flow.trigger("start", "p2")
+    with capture_events() as events:
+        flow.run()
+    flow.close()
+    (said,) = [e for e in events if e["event"] == "child_already_started"]
+    assert (said["sequence"], said["fired"]) == ("shared", "found")
+
+
+def test_the_stale_try_of_a_timed_out_thread_step_is_ignored(opts):
+    tries = []
+
+    class Slow(Flow):
+        start = Event()
+        found = Event()
+        loaded = Event()
+        all_loaded = evr.join(loaded, over=found)
+
+        @step(on=start, emits=[found], executor="thread", timeout=0.2, retries=1)
+        def scan(self, ctx):
+            tries.append(1)
+            if len(tries) == 1:
+                time.sleep(0.6)  # past the timeout: this try is abandoned, then speaks up
+                ctx.trigger(self.found, "from-try-1")
+                return "try 1"
+            ctx.trigger(self.found, "c")
+            return "try 2"
+
+        @step(on=found, success=loaded)
+        def load(self, ctx):
+            return ctx.sequence
+
+        @step(on=all_loaded)
+        def summarize(self, ctx):
+            time.sleep(0.6)  # the abandoned try ends meanwhile
+            return list(ctx.results.each("load"))
+
+    result = Slow(executor="thread", **opts).run()
+    assert result and result["summarize"] == ["c"] and result["scan"] == "try 2"
+
+
+def test_a_step_on_an_expression_over_a_join_reads_the_children_too(opts):
+    class Both(Flow):
+        start = Event()
+        found = Event()
+        loaded = Event()
+        checked = Event()
+        all_loaded = evr.join(loaded, over=found)
+
+        @step(on=start, emits=[found], success=checked)
+        def scan(self, ctx):
+            ctx.trigger(self.found, "a")
+
+        @step(on=found, success=loaded)
+        def load(self):
+            return 7
+
+        @step(on=all_loaded & checked)
+        def summarize(self, ctx):
+            return ctx.results.each("load")
+
+    assert Both(executor="invoke", **opts).run()["summarize"] == {"a": 7}

@@ -68,3 +68,18 @@ def test_a_step_option_set_to_none_means_none_whatever_the_default():
     resolved = StepOptions.from_config({"timeout": None, "max_retry_delay": None}).over(defaults)
     assert (resolved.timeout, resolved.max_retry_delay) == (None, None)
     assert StepOptions.from_config({"timeout": None}).to_config() == {"timeout": None}
+
+
+def test_a_step_keyword_set_to_none_opts_out_of_the_default_too(make_eventor):
+    import time
+
+    @evr.step(on="go", timeout=None)
+    def slow():
+        time.sleep(0.5)
+        return "slow"
+
+    ev = make_eventor(config={"timeout": 0.2})
+    ev.add_event("go")
+    ev.add_step(slow)
+    ev.trigger_event("go")
+    assert ev.run()

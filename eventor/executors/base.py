@@ -221,7 +221,7 @@ def encode_result(value: Any) -> tuple[str | None, str | None]:
     """
     if value is None:
         return None, None
-    if isinstance(value, StoredResult):
+    if type(value) is StoredResult:  # not isinstance: a hostile __class__ must not raise here
         return value.kind, value.text
     try:
         return "json", json.dumps(value)
