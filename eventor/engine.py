@@ -620,6 +620,8 @@ class Engine:
         self._done += 1
         if name in self._fanners:
             self._joins.task_ended(name, task.sequence, ok)
+        if self._recovered is not None and self._joins and task.executor != "skip":
+            self._note_rerun(task, ok)
         if ok:
             task.status = StepStatus.success
             self._keep_result(task)
@@ -641,6 +643,13 @@ class Engine:
                     self._stopped = True
                     self._hold_delays()
         self._status_triggers(task, StepStatus.complete)
+
+    def _note_rerun(self, task: Task, ok: bool) -> None:
+        """A task recovery ran: when it ended otherwise than recorded, its joins changed."""
+        prior = self._recovered.tasks.get((task.step.name, task.sequence)) if self._recovered else None
+        status = StepStatus.success if ok else StepStatus.failure
+        if prior is None or prior["status"] != status.value or prior["result"] != task.result:
+            self._joins.rerun(task.step.name, task.sequence)
 
     def _keep_result(self, task: Task) -> None:
         if task.result_kind is not None and task.result is not None:
@@ -727,7 +736,6 @@ class Engine:
         assert recovered is not None
         status = recovered.status(task.step.name, task.sequence)
         if status is None:
-            self._joins.rerun(task.step.name, task.sequence)
             return False  # new in this attempt
         decision, reason = replay(task.step, status)
         if (decision is StepReplay.skip and task.step.name in self._joins.joiners
@@ -736,7 +744,6 @@ class Engine:
         if decision is not StepReplay.skip:
             self.log.info("step_rerun", step=task.step.name, sequence=task.sequence,
                           was=status.value, reason=reason)
-            self._joins.rerun(task.step.name, task.sequence)
             return False
         prior = recovered.tasks[(task.step.name, task.sequence)]
         task.executor = "skip"

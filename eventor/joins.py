@@ -76,7 +76,10 @@ class Joins:
             self._dirty.add((over, sequence))
 
     def rerun(self, step: str, sequence: str) -> None:
-        """Recovery runs a task again (or anew): the joins its sequence belongs to changed."""
+        """
+        Recovery ran a task again (or anew) and it ended otherwise than recorded: the joins
+        its sequence belongs to changed, and their steps run again.
+        """
         for over in self.fanners.get(step, ()):
             self._fan(over, sequence).changed = True
         for over in self.over:
