@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from eventor.exceptions import EventorConfigError
-from eventor.options import EngineOptions, StepOptions, default_process_workers
+from eventor.options import EngineOptions, StepOptions
 
 __all__ = ["DEFAULT_TAG", "Config", "default_program", "load_config"]
 
@@ -76,8 +76,6 @@ class Config:
     pass_logger_to_task: bool = False
     sequence_arg_name: str | None = None
     max_tasks_per_child: int = 0  # process workers are reused; 1 forks a fresh one per task
-    process_workers: int | None = None  # process steps at once (default: 2 x CPUs, at least 4)
-    thread_workers: int | None = None  # thread steps at once (default: max_concurrent, else 32)
     strict_triggers: bool = False  # a ctx.trigger of an event its step does not emit fails it
     heartbeat_interval: float = 10.0  # seconds between an engine's heartbeats in the store
     heartbeat_grace: float = 60.0  # an attempt silent for longer is dead, on any host
@@ -109,8 +107,7 @@ class Config:
         return EngineOptions(
             max_concurrent=cap,
             envvar_prefix=self.envvar_prefix,
-            thread_workers=self.thread_workers or (cap if cap > 0 else 32),
-            process_workers=self.process_workers or default_process_workers(),
+            thread_workers=cap if cap > 0 else 32,
             max_tasks_per_child=self.max_tasks_per_child,
             sequence_arg_name=self.sequence_arg_name,
             pass_logger_to_task=self.pass_logger_to_task,
@@ -138,8 +135,6 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "pass_logger_to_task": (bool,),
     "sequence_arg_name": (str,),
     "max_tasks_per_child": (int,),
-    "process_workers": (int,),
-    "thread_workers": (int,),
     "strict_triggers": (bool,),
     "heartbeat_interval": (int, float),
     "heartbeat_grace": (int, float),
@@ -301,10 +296,6 @@ def _validate(values: dict[str, Any], prefix: str, source: str) -> Config:
             f"heartbeat_grace ({grace}) must be more than twice heartbeat_interval ({interval}), "
             "which must be > 0, or a live engine could be taken for dead",
             key=f"{prefix}heartbeat_grace", source=source)
-    for key in ("process_workers", "thread_workers"):
-        if values.get(key) is not None and values[key] < 1:
-            raise EventorConfigError(f"expected a positive int, got {values[key]!r}",
-                                     key=f"{prefix}{key}", source=source)
     limit = values.get("max_concurrent", -1)
     if limit == 0 or limit < -1:
         raise EventorConfigError(f"expected a positive int or -1 (no limit), got {limit!r}",

@@ -285,11 +285,6 @@ class Engine:
         self._timed_out: dict[int, str] = {}  # key -> why, for tasks being stopped
         self._pool_wait = False  # ready tasks wait for leases: poll for other programs
         self._activated = False  # a task started in this pass fired its active trigger
-        # Tasks per executor, and how many each may run at once: a fan-out of 10,000 process
-        # steps runs process_workers at a time, the rest waiting here as ready.
-        self._busy: dict[str, int] = {}
-        self._capacity = {"process": self.options.process_workers,
-                          "thread": self.options.thread_workers}
         self._warned: set[tuple[str, str]] = set()  # (step, event) of undeclared ctx.triggers
 
     def _executor_for(self, step: StepSpec) -> str:
@@ -564,7 +559,6 @@ class Engine:
             return  # a thread step given up on at its timeout, ending after all
         name = task.step.name
         self._running_by_step[name] -= 1
-        self._busy[task.executor] -= 1
         why = self._timed_out.pop(outcome.key, None)
         if why is not None:  # stopped at its timeout, however it ended
             outcome = Outcome(outcome.key, False, error_type="StepTimeout", error_message=why,
@@ -800,7 +794,6 @@ class Engine:
                 chosen = [t for t in chosen if t.key in granted or t.step.name not in wants]
                 for task in refused:
                     planned[task.step.name] -= 1
-                    self._busy[task.executor] -= 1
                 chosen += self._pick(len(refused), kept, planned, with_resources=False)
         if kept:
             kept.sort(key=lambda t: t.key)
@@ -827,19 +820,16 @@ class Engine:
               with_resources: bool) -> list[Task]:
         """Take up to ``slots`` ready tasks that per-step limits allow; the rest go to ``kept``."""
         ready, chosen, wants, options_of = self._ready, [], self._pools.wants, self._options_of
-        busy, capacity = self._busy, self._capacity
         while ready and slots > 0:
             task = ready.popleft()
-            name, executor = task.step.name, task.executor
+            name = task.step.name
             limit = options_of[name].max_concurrent or -1
             if (0 < limit <= self._running_by_step.get(name, 0) + planned.get(name, 0)
-                    or (not with_resources and name in wants)
-                    or busy.get(executor, 0) >= capacity.get(executor, 1 << 30)):
-                kept.append(task)  # it waits here, ready, until a slot or its executor is free
+                    or (not with_resources and name in wants)):
+                kept.append(task)
                 continue
             chosen.append(task)
             planned[name] = planned.get(name, 0) + 1
-            busy[executor] = busy.get(executor, 0) + 1
             slots -= 1
         return chosen
 

@@ -208,13 +208,6 @@ def _has_off(options: StepOptions) -> bool:
 UNSET = _UNSET
 
 
-def default_process_workers() -> int:
-    """Process steps that run at once unless the config says: twice the CPUs, at least 4."""
-    import os
-
-    return max(4, 2 * (os.cpu_count() or 2))
-
-
 # Every step option's default: a config's top-level keys and EngineOptions start from these.
 DEFAULTS = StepOptions(executor="process", max_concurrent=-1, stop_on_exception=True, retries=0,
                        retry_delay=0.0, backoff=1.0, timeout_grace=3.0)
@@ -226,8 +219,7 @@ class EngineOptions:
 
     max_concurrent: int = -1  # running tasks at once; -1 for no limit
     envvar_prefix: str = "EVENTOR_"
-    thread_workers: int = 32  # thread steps running at once (more wait in the engine, ready)
-    process_workers: int = field(default_factory=lambda: default_process_workers())  # likewise
+    thread_workers: int = 32  # threads of the thread executor (more tasks wait in its queue)
     max_tasks_per_child: int = 0  # tasks a process worker runs before it is replaced; 0: no limit
     sequence_arg_name: str | None = None  # pass the sequence to steps as this keyword
     pass_logger_to_task: bool = False  # pass the step's logger as ``logger=``

@@ -40,7 +40,7 @@ def test_crash_benchmark_runs_its_kills_and_counts_them(tmp_path):
 
 def test_postgres_benchmark_runs_and_leaves_no_schema_behind(backend):
     if backend.kind != "postgresql":
-        pytest.skip("bench/postgres.py runs on PostgreSQL only")
+        pytest.skip("the PostgreSQL benchmark needs the PostgreSQL server")
     from tests.conftest import POSTGRES
 
     proc = subprocess.run(

@@ -10,7 +10,6 @@ import time
 import pytest
 
 import eventor as evr
-from eventor.testing import capture_events
 from tests.conftest import one_step, statuses
 
 
@@ -153,37 +152,3 @@ def test_retry_on_names_a_failure_eventor_records(make_eventor, tmp_path):
     assert (task["status"], task["result"]) == ("success", '"second try"')
     assert [t["error_type"] for t in ev.store.tries(ev.run_id)] == ["ProcessDied"]
     assert issubclass(evr.ProcessDied, evr.StepFailure) and issubclass(evr.ProcessDied, evr.EventorError)
-
-
-def nap_and_note(path):
-    def step():
-        start = time.time()
-        time.sleep(0.15)
-        line = f"{os.getpid()} {start} {time.time()}\n".encode()
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)  # one write: lines never interleave
-        finally:
-            os.close(fd)
-    return step
-
-
-def test_a_wide_fan_out_runs_process_workers_at_a_time_and_waits_ready(make_eventor, tmp_path):
-    spans = tmp_path / "spans"
-    ev = make_eventor(config={"task_construct": "process", "process_workers": 3})
-    go = ev.add_event("go")
-    for i in range(12):
-        ev.add_assoc(go, ev.add_step(f"s{i}", func=nap_and_note(str(spans))))
-    ev.trigger_event(go)
-    with capture_events() as events:
-        assert ev.run()
-    rows = [line.split() for line in spans.read_text().splitlines()]
-    assert len(rows) == 12 and len({pid for pid, _, _ in rows}) <= 3  # no more than 3 processes
-    edges = sorted([(float(a), 1) for _, a, _ in rows] + [(float(b), -1) for _, _, b in rows])
-    running = peak = 0
-    for _, step in edges:
-        running += step
-        peak = max(peak, running)
-    assert peak <= 3
-    started = [e for e in events if e["event"] == "step_started"]
-    assert len(started) == 12  # each started (became active) once, when a worker was free
