@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster on a loopback port, for the tests that run against a real
-# server. Source it: it exports CI_POSTGRES_URL (a SQLAlchemy URL) and defines
-# stop_postgres, which stops only the cluster it started. Installs PostgreSQL when absent.
+# server. Source it: start_postgres exports CI_POSTGRES_URL (a SQLAlchemy URL), and
+# stop_postgres stops only the cluster it started. Installs PostgreSQL when absent.
+# CI_PG_PORT and CI_PG_DIR (default 55432, /tmp/eventor-ci-pg) choose another cluster.
 #
 #     source .ci/postgres.sh && start_postgres && trap stop_postgres EXIT
 
-PG_PORT="${CI_PG_PORT:-55432}"
-PG_DIR="${CI_PG_DIR:-/tmp/eventor-ci-pg}"
 
 _pg_bin() {
     local bin
@@ -22,6 +21,8 @@ _pg_bin() {
 
 start_postgres() {
     local bin
+    PG_PORT="${CI_PG_PORT:-55432}"  # read when called: CI_PG_PORT=55499 start_postgres works
+    PG_DIR="${CI_PG_DIR:-/tmp/eventor-ci-pg}"
     bin=$(_pg_bin)
     # A cluster left by an earlier, killed run of this script: stop it before starting anew.
     if [ -f "$PG_DIR/data/postmaster.pid" ]; then

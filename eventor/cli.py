@@ -360,6 +360,7 @@ LoopsOpt = Annotated[int, typer.Option("--max-loops", help="Stop after this many
 
 def _run_target(target: Any, values: dict[str, Any], *, store: str | None, config: Path | None,
                 sequence: str | None, max_loops: int, run_id: str | None) -> None:
+    _check_run_id(run_id)
     options = _options(store, config)
     with _Progress() as progress:
         if _is_flow(target):
@@ -378,9 +379,16 @@ def _run_target(target: Any, values: dict[str, Any], *, store: str | None, confi
     _run_eventor(ev, max_loops)
 
 
+def _check_run_id(run_id: str | None) -> None:
+    if run_id and run_id.startswith("-"):  # an empty $RID before --dry-run, say
+        raise CliError(f"--run-id {run_id!r} looks like an option, not a run id; give the "
+                       "run's id (eventor runs lists them)")
+
+
 def _recover_target(target: Any, values: dict[str, Any], *, run_id: str,
                     recovery_run: int | None, dry_run: bool, store: str | None,
                     config: Path | None) -> None:
+    _check_run_id(run_id)
     options = _options(store, config)
     if _is_flow(target):
         if dry_run:
@@ -403,6 +411,7 @@ def _recover_target(target: Any, values: dict[str, Any], *, run_id: str,
 
 def _continue_target(target: Any, *, run_id: str, max_loops: int, store: str | None,
                      config: Path | None) -> None:
+    _check_run_id(run_id)
     options = _options(store, config)
     if _is_flow(target):
         with _Progress() as progress:

@@ -507,7 +507,7 @@ def check_flow_options(options: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
             try:
                 load_config(value)  # a mistake in it is found now, not at run()
             except EventorConfigError as exc:
-                yield f"config: {exc}.", "Fix the config."
+                yield f"its config is wrong: {str(exc).rstrip('.')}.", ""
         elif key in ("max_concurrent", "executor"):
             option = StepOptions(**{key: value})
             for problem in option.problems():

@@ -85,7 +85,8 @@ class Flow(metaclass=FlowMeta):
                 given[key] = checked(flow_name, params[key], value)
             elif key in FLOW_OPTIONS and key != "name":
                 for message, fix in check_flow_options({key: value}):
-                    raise EventorConfigError(f"flow {flow_name!r}: {message} {fix}", key=key)
+                    raise EventorConfigError(f"flow {flow_name!r}: {message} {fix}".rstrip(),
+                                             key=key)
                 self.options[key] = value
             else:
                 known = ", ".join(params) or "none"
@@ -146,7 +147,7 @@ class Flow(metaclass=FlowMeta):
         if sequence is not None or not (self._started or self._triggered):
             compiled = type(self)._compiled()
             if compiled.inferred and len(compiled.entries) > 1 and not self._started:
-                engine.log.info("entry_events", events=", ".join(compiled.entries),
+                engine.log.warning("entry_events", events=", ".join(compiled.entries),
                                 sequence=DEFAULT_SEQUENCE if sequence is None else str(sequence))
             for name in compiled.entries:
                 engine.trigger(name, sequence)

@@ -61,10 +61,12 @@ _SENTENCES = {
                       "died (pid {pid}); its ready and active tasks count as active",
     "code_changed": "Steps changed since run {run_id} was recorded: {steps}",
     "run_picked": "Picked run {run_id}, the latest of {runs} runs of {program}",
-    "entry_events": "Starting sequence {sequence} with the events nothing in the flow fires: "
-                    "{events} (mark the ones meant with Event(entry=True))",
+    "entry_events": "Starting sequence {sequence} with every event nothing in the flow fires: "
+                    "{events}; mark the one meant with Event(entry=True), or declare the "
+                    "others in the emits= of the steps that ctx.trigger them",
     "undeclared_trigger": "Step {step}[{sequence}] triggered {fired}, which it does not "
-                          "declare: add it to emits=",
+                          "declare: add it to emits= (undeclared, it is also an entry event "
+                          "that starts the flow in sequence 0)",
     "child_already_started": "Sequence {sequence} had already fired {fired}, so the one "
                              "triggered from sequence {parent} is not its child: give every "
                              "child a sequence name of its own in the run",
@@ -223,6 +225,10 @@ def make_logger(name: str, settings: Mapping[str, Any] | None = None) -> BoundLo
     for handler in root.handlers:
         if getattr(handler, "_eventor_console", False):
             handler.setFormatter(_formatter(settings))
+    if not any(isinstance(h, logging.NullHandler) for h in root.handlers):
+        # With the console off and no handler of the program's, Python would print warnings
+        # through its last-resort handler: "console: false" means nothing on the console.
+        root.addHandler(logging.NullHandler())
     renderer = render_json if settings.get("renderer") == "json" else render_message
     return structlog.wrap_logger(
         logging.getLogger(f"eventor.{name}"),

@@ -68,8 +68,11 @@ def purge(store: str | Store = "", *, days: float | None = None, config: Any = N
     """
     cfg = load_config(config)
     days = cfg.day_to_keep_db if days is None else days
-    if days is None or days < 0:
-        raise EventorUsageError("purge needs an age: pass days=, or set day_to_keep_db in the config")
+    if days is None:
+        raise EventorUsageError("purge needs an age: pass days= (--older-than DAYS), or set "
+                                "day_to_keep_db in the config")
+    if days < 0:
+        raise EventorUsageError(f"purge of runs older than {days} days: give an age >= 0")
     target, owned, _ = open_configured(store, cfg)
     try:
         return target.purge((time.time() if now is None else now) - days * 86400)

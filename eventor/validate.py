@@ -154,7 +154,8 @@ def check_joins(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]
                           "children could never reach it.",
                           "Join an event a step fires (success=, failure=, ...).", loc)
         if ev.join.over not in emitted:
-            hint = did_you_mean(ev.join.over, emitted) or did_you_mean(ev.join.over, graph.events)
+            others = [n for n in graph.events if n != ev.join.over]
+            hint = did_you_mean(ev.join.over, emitted) or did_you_mean(ev.join.over, others)
             yield Problem(subject, f"over={ev.join.over!r} is not an event any step emits, so "
                           "no child would ever start." + hint,
                           "Give the event the fanning step triggers, and declare it in its "

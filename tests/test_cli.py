@@ -350,3 +350,15 @@ def test_a_usage_mistake_the_parser_finds_is_one_line_and_exit_2_too(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("error: ") and message in proc.stderr
         assert proc.stderr.count("\n") == 1
+
+
+def test_a_run_id_that_looks_like_an_option_is_refused(cli):
+    code, _, err = cli("recover", "tests.cli_flows:Numbers", "--run-id", "--dry-run",
+                       "--store", cli.store)
+    assert code == 2 and "looks like an option, not a run id" in err
+    assert not Path(cli.store).exists()  # nothing was run or recorded
+
+
+def test_purge_refuses_a_negative_age(cli):
+    code, _, err = cli("purge", "--older-than", "-3", "--store", cli.store)
+    assert code == 2 and "give an age >= 0" in err

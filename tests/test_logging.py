@@ -155,3 +155,20 @@ def test_a_run_that_cannot_start_leaves_no_log_file_open(tmp_path):
             ev.run()
     assert logging.getLogger("eventor.leak").handlers == []
     ev.close()
+
+
+def test_console_false_prints_nothing_even_for_warnings(tmp_path):
+    code = (
+        "import eventor as evr\n"
+        "ev = evr.Eventor(name='quiet', store=':memory:', config={'LOGGING': {'console': False}})\n"
+        "e = ev.add_event('e')\n"
+        "ev.add_assoc(e, ev.add_step('s', func=lambda: 1 / 0))\n"
+        "ev.trigger_event(e)\n"
+        "ok = ev.run()\n"
+        "ev.close()\n"
+        "print('ran', ok)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == "ran False\n"
+    assert proc.stderr == ""
