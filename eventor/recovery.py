@@ -189,8 +189,13 @@ class Recovered:
         row = self.tasks.get((step, sequence))
         if row is None:
             return None
-        status = StepStatus(row["status"])
-        return StepStatus.active if self.zombie and status is StepStatus.ready else status
+        return _as_recovered(row["status"], self.zombie)
+
+
+def _as_recovered(status: str, zombie: bool) -> StepStatus:
+    """A recorded status as recovery reads it: a dead engine's ready task may have started."""
+    recorded = StepStatus(status)
+    return StepStatus.active if zombie and recorded is StepStatus.ready else recorded
 
 
 def load_recovered(store: Store, run_id: str, prior: Row) -> Recovered:
@@ -318,9 +323,7 @@ def plan_recovery(store: Store, graph: FlowGraph, run_id: str,
     planned = []
     for row in store.tasks(run_id, attempt["attempt"]):
         step = graph.steps.get(row["step"])
-        status = StepStatus(row["status"])
-        if zombie and status is StepStatus.ready:
-            status = StepStatus.active
+        status = _as_recovered(row["status"], zombie)
         if step is None:
             planned.append(PlannedTask(row["step"], row["sequence"], row["status"], "drop",
                                        "the step is no longer in the flow"))

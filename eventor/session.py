@@ -168,10 +168,6 @@ class Session:
         self.engine = engine
         return engine
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def close(self) -> None:
         """Stop the engine's executors, close the run's log file, and the store if opened here."""
         if self._closed:

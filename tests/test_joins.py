@@ -100,6 +100,27 @@ class Tolerant(Flow):
             raise RuntimeError("something else failed too")
 
 
+class Fan(Flow):
+    """The smallest fan-out: scan starts one child per name, load runs in each, a join sums up."""
+
+    start = Event()
+    found = Event()
+    loaded = Event()
+    all_loaded = evr.join(loaded, over=found)
+
+    @step(on=start, emits=[found])
+    def scan(self, ctx):
+        ctx.trigger(self.found, "a")
+
+    @step(on=found, success=loaded)
+    def load(self, ctx):
+        return ctx.sequence
+
+    @step(on=all_loaded)
+    def summarize(self, ctx):
+        return list(ctx.results.each("load"))
+
+
 def test_joining_an_expression_joins_failures_too(opts):
     BROKEN.add("bb")
     result = Tolerant(executor="thread", **opts).run()
@@ -204,22 +225,15 @@ def test_each_outside_a_joining_step_says_where_it_works(opts):
 def test_a_continued_run_fires_its_join_once(opts):
     clock = evr.MockClock(autojump=False)
 
-    class Later(Flow):
-        start = Event()
-        found = Event()
-        loaded = Event()
-        all_loaded = evr.join(loaded, over=found)
-
-        @step(on=start, emits=[found])
+    class Later(Fan):
         def scan(self, ctx):
             for name in ("a", "b"):
                 ctx.trigger(self.found, name)
 
-        @step(on=found, success=loaded, delay=60)
+        @step(on=Fan.found, success=Fan.loaded, delay=60)
         def load(self, ctx):
             return ctx.sequence
 
-        @step(on=all_loaded)
         def summarize(self, ctx):
             return sorted(ctx.results.each("load").values())
 
@@ -263,24 +277,10 @@ def test_recovery_runs_the_joining_step_again_when_a_child_ran_again(opts):
 
 
 def test_a_join_does_not_fire_when_its_fanning_step_fails(opts):
-    class Partial(Flow):
-        start = Event()
-        found = Event()
-        loaded = Event()
-        all_loaded = evr.join(loaded, over=found)
-
-        @step(on=start, emits=[found])
+    class Partial(Fan):
         def scan(self, ctx):
             ctx.trigger(self.found, "a")
             raise OSError("the listing broke after the first file")
-
-        @step(on=found, success=loaded)
-        def load(self):
-            return 1
-
-        @step(on=all_loaded)
-        def summarize(self, ctx):
-            return len(ctx.results.each("load"))
 
     result = Partial(executor="thread", stop_on_exception=False, **opts).run()
     assert not result and ("summarize", "0") not in result.statuses
@@ -309,23 +309,9 @@ def test_a_join_over_an_event_two_steps_emit_or_fired_directly_fails_at_definiti
 
 
 def test_only_the_fanning_step_may_trigger_the_children_and_nobody_the_join(opts):
-    class Sneaky(Flow):
-        start = Event()
-        found = Event()
-        loaded = Event()
-        all_loaded = evr.join(loaded, over=found)
-
-        @step(on=start, emits=[found])
-        def scan(self, ctx):
-            ctx.trigger(self.found, "a")
-
-        @step(on=found, success=loaded)
+    class Sneaky(Fan):
         def load(self, ctx):
             ctx.trigger("found", "extra")  # not declared: it would join unseen
-
-        @step(on=all_loaded)
-        def summarize(self):
-            return 1
 
     result = Sneaky(executor="invoke", stop_on_exception=False, **opts).run()
     assert "starts the children of a join" in result.task("load", "a").error
@@ -336,23 +322,9 @@ def test_only_the_fanning_step_may_trigger_the_children_and_nobody_the_join(opts
 
 
 def test_a_child_started_twice_is_said(opts):
-    class Shared(Flow):
-        start = Event()
-        found = Event()
-        loaded = Event()
-        all_loaded = evr.join(loaded, over=found)
-
-        @step(on=start, emits=[found])
+    class Shared(Fan):
         def scan(self, ctx):
             ctx.trigger(self.found, "shared")
-
-        @step(on=found, success=loaded)
-        def load(self):
-            return 1
-
-        @step(on=all_loaded)
-        def summarize(self):
-            return 1
 
     flow = Shared(executor="invoke", **opts)
     flow.trigger("start", "p1")
@@ -367,13 +339,8 @@ def test_a_child_started_twice_is_said(opts):
 def test_the_stale_try_of_a_timed_out_thread_step_is_ignored(opts):
     tries = []
 
-    class Slow(Flow):
-        start = Event()
-        found = Event()
-        loaded = Event()
-        all_loaded = evr.join(loaded, over=found)
-
-        @step(on=start, emits=[found], executor="thread", timeout=0.2, retries=1)
+    class Slow(Fan):
+        @step(on=Fan.start, emits=[Fan.found], executor="thread", timeout=0.2, retries=1)
         def scan(self, ctx):
             tries.append(1)
             if len(tries) == 1:
@@ -383,11 +350,6 @@ def test_the_stale_try_of_a_timed_out_thread_step_is_ignored(opts):
             ctx.trigger(self.found, "c")
             return "try 2"
 
-        @step(on=found, success=loaded)
-        def load(self, ctx):
-            return ctx.sequence
-
-        @step(on=all_loaded)
         def summarize(self, ctx):
             time.sleep(0.6)  # the abandoned try ends meanwhile
             return list(ctx.results.each("load"))
@@ -397,22 +359,17 @@ def test_the_stale_try_of_a_timed_out_thread_step_is_ignored(opts):
 
 
 def test_a_step_on_an_expression_over_a_join_reads_the_children_too(opts):
-    class Both(Flow):
-        start = Event()
-        found = Event()
-        loaded = Event()
+    class Both(Fan):
         checked = Event()
-        all_loaded = evr.join(loaded, over=found)
 
-        @step(on=start, emits=[found], success=checked)
+        @step(on=Fan.start, emits=[Fan.found], success=checked)
         def scan(self, ctx):
             ctx.trigger(self.found, "a")
 
-        @step(on=found, success=loaded)
         def load(self):
             return 7
 
-        @step(on=all_loaded & checked)
+        @step(on=Fan.all_loaded & checked)
         def summarize(self, ctx):
             return ctx.results.each("load")
 
