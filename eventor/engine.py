@@ -50,7 +50,7 @@ from eventor.executors.registry import REGISTRY, executor_name
 from eventor.graph import FlowGraph, StepSpec, holds
 from eventor.joins import Joins
 from eventor.log import BoundLogger, null_logger
-from eventor.options import EngineOptions, StepOptions
+from eventor.options import UNSET, EngineOptions, StepOptions
 from eventor.recovery import (
     Continued,
     Recovered,
@@ -271,9 +271,13 @@ class Engine:
         self._env_keys = tuple(f"{prefix}{k}" for k in
                                ("STEP_NAME", "STEP_SEQUENCE", "STEP_RECOVERY", "LOGGER_NAME"))
         self._exprs = {ev.name: ev.expr for ev in graph.events.values() if ev.expr is not None}
+        plain = self.options.for_step(UNSET)  # what most steps run with: resolved once
         self._options_of: dict[str, StepOptions] = {
-            name: self.options.for_step(step.options) for name, step in graph.steps.items()}
-        self._executor_of = {name: self._executor_for(step) for name, step in graph.steps.items()}
+            name: plain if step.options is UNSET else self.options.for_step(step.options)
+            for name, step in graph.steps.items()}
+        names: dict[Any, str] = {}  # executor as configured -> its registry name, checked once
+        self._executor_of = {name: self._executor_for(step, names)
+                             for name, step in graph.steps.items()}
         self._joins = Joins(graph)
         self._fanners = self._joins.fanners
         self._watched = self._joins.watched
@@ -287,15 +291,19 @@ class Engine:
         self._activated = False  # a task started in this pass fired its active trigger
         self._warned: set[tuple[str, str]] = set()  # (step, event) of undeclared ctx.triggers
 
-    def _executor_for(self, step: StepSpec) -> str:
+    def _executor_for(self, step: StepSpec, names: dict[Any, str]) -> str:
         if step.host not in (None, *_LOCAL_HOSTS):
             raise NotSupportedError(
                 "running steps on other hosts (host=)",
                 f"step {step.name!r} asks for host {step.host!r}; remove host= to run it here")
         if step.func is None:
             return "invoke"
-        return executor_name(self._options_of[step.name].executor,
-                             key=f"step {step.name!r} config task_construct")
+        executor = self._options_of[step.name].executor
+        name = names.get(executor)
+        if name is None:
+            name = names[executor] = executor_name(
+                executor, key=f"step {step.name!r} config task_construct")
+        return name
 
     # -- public ------------------------------------------------------------------------
 

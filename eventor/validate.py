@@ -115,6 +115,8 @@ def check_triggers(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Probl
 
 def check_joins(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]:
     """A join joins an event something can fire, over an event a step emits."""
+    if not graph.joins():
+        return
     reachable = {a.target for a in graph.assocs} | {
         ev.name for ev in graph.events.values() if ev.expr is not None or ev.join is not None}
     emitted: set[str] = set()
