@@ -56,6 +56,20 @@ DATABASE_KEYS = {
     "schema": (str,),
 }
 
+HOST_KEYS = {
+    "address": (str,),  # name or IP to connect to (default: the host's own name)
+    "port": (int,),
+    "user": (str,),
+    "key_file": (str,),
+    "known_hosts": (str,),
+    "accept_unknown_hosts": (bool,),
+    "python": (str,),
+    "workdir": (str,),
+    "env": (dict,),
+    "connect_timeout": (int, float),
+    "lost_after": (int, float),
+}
+
 
 @dataclass(frozen=True)
 class Config:
@@ -88,6 +102,7 @@ class Config:
     POOLS: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))  # name -> limit
     LOGGING: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     DATABASES: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    HOSTS: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # ssh hosts
     source: str = ""  # the file the values came from, for error messages
 
     def step_defaults(self) -> StepOptions:
@@ -115,6 +130,8 @@ class Config:
             strict_triggers=strict,
             heartbeat_interval=float(self.heartbeat_interval),
             heartbeat_grace=float(self.heartbeat_grace),
+            hosts=self.HOSTS,
+            ssh_config=self.ssh_config,
             steps=self.step_defaults().with_values(**overrides).over(EngineOptions().steps),
         )
 
@@ -147,6 +164,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "POOLS": (dict,),
     "LOGGING": (dict,),
     "DATABASES": (dict,),
+    "HOSTS": (dict,),
 }
 
 
@@ -276,6 +294,8 @@ def _validate(values: dict[str, Any], prefix: str, source: str) -> Config:
         if not isinstance(entry, Mapping):
             raise EventorConfigError(f"expected a mapping, got {entry!r}", key=key, source=source)
         _check_section(entry, DATABASE_KEYS, key, source)
+    for name, entry in (values.get("HOSTS") or {}).items():
+        _check_host(entry, f"{prefix}HOSTS.{name}", source)
     for name, limit in (values.get("POOLS") or {}).items():
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise EventorConfigError(f"expected a positive int (the pool's limit), got {limit!r}",
@@ -302,9 +322,31 @@ def _validate(values: dict[str, Any], prefix: str, source: str) -> Config:
                                  key=f"{prefix}max_concurrent", source=source)
     if "LOGGING" in values:
         values["LOGGING"] = MappingProxyType(dict(values["LOGGING"]))
-    if "DATABASES" in values:
-        values["DATABASES"] = MappingProxyType(dict(values["DATABASES"]))
+    for section in ("DATABASES", "HOSTS"):
+        if section in values:
+            values[section] = MappingProxyType(dict(values[section]))
     return Config(**values, source=source)
+
+
+def _check_host(entry: Any, key: str, source: str) -> None:
+    if entry is None:
+        return  # "h1:" alone: every setting from ~/.ssh/config or the defaults
+    if not isinstance(entry, Mapping):
+        raise EventorConfigError(f"expected a mapping of host settings, got {entry!r}",
+                                 key=key, source=source)
+    _check_section(entry, HOST_KEYS, key, source)
+    for name in ("connect_timeout", "lost_after"):
+        if entry.get(name) is not None and not entry[name] > 0:
+            raise EventorConfigError(f"expected seconds > 0, got {entry[name]!r}",
+                                     key=f"{key}.{name}", source=source)
+    port = entry.get("port")
+    if port is not None and not 0 < port < 65536:
+        raise EventorConfigError(f"expected a TCP port (1-65535), got {port!r}",
+                                 key=f"{key}.port", source=source)
+    for name, value in (entry.get("env") or {}).items():
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise EventorConfigError(f"expected a string, got {value!r}",
+                                     key=f"{key}.env.{name}", source=source)
 
 
 def _check_section(section: Mapping[str, Any], known: Mapping[str, tuple[type, ...]],

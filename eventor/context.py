@@ -191,22 +191,38 @@ class StepCall:
     tasks need the sequence's earlier results.
     """
 
-    __slots__ = ("_flow", "allow_pickle", "events", "flow_name", "func", "wants_ctx")
+    __slots__ = ("_flow", "_kept", "allow_pickle", "events", "flow_name", "func", "owner", "step",
+                 "wants_ctx")
 
     def __init__(self, func: Callable[..., Any], *, flow: Any = None, wants_ctx: bool,
                  flow_name: str, events: frozenset[str] | None = None,
-                 allow_pickle: bool = False) -> None:
+                 allow_pickle: bool = False, owner: type | None = None, step: str = "") -> None:
         self.func = func
         # A weak reference: the engine holds its steps, and must not keep the flow alive.
         self._flow = None if flow is None else weakref.ref(flow)
+        self._kept: Any = None  # the flow itself, in a copy sent to another host
         self.wants_ctx = wants_ctx
         self.flow_name = flow_name
         self.events = events
         self.allow_pickle = allow_pickle
+        self.owner = owner  # the Flow class, and
+        self.step = step  # the step's name there: how a copy finds its function on another host
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Sent to another host by reference: the flow class, the step's name, the flow's
+        parameters (see `Flow.__reduce__`), never the function's code."""
+        flow = self._flow() if self._flow is not None else None
+        if self.owner is None:
+            return (_rebuilt_call, (self.func, None, flow, self.wants_ctx, self.flow_name,
+                                    self.events, self.allow_pickle))
+        return (_rebuilt_call, (self.owner, self.step, flow, self.wants_ctx, self.flow_name,
+                                self.events, self.allow_pickle))
 
     def __call__(self) -> Any:
         args: tuple[Any, ...] = ()
-        if self._flow is not None:
+        if self._kept is not None:
+            args = (self._kept,)
+        elif self._flow is not None:
             flow = self._flow()
             if flow is None:
                 raise EventorUsageError(f"step {self.func.__name__!r}: its flow object is gone")
@@ -230,6 +246,19 @@ class StepCall:
 
     def __repr__(self) -> str:
         return f"<step {getattr(self.func, '__qualname__', self.func)!r}>"
+
+
+def _rebuilt_call(func_or_owner: Any, step: str | None, flow: Any, wants_ctx: bool, flow_name: str,
+                  events: frozenset[str] | None, allow_pickle: bool) -> StepCall:
+    """A `StepCall` unpickled on another host, holding its flow (nothing else does there)."""
+    func = func_or_owner
+    owner = None
+    if step is not None:  # a step of a Flow class: its function, found by the step's name
+        owner, func = func_or_owner, func_or_owner._compiled().steps[step].func
+    call = StepCall(func, wants_ctx=wants_ctx, flow_name=flow_name, events=events,
+                    allow_pickle=allow_pickle, owner=owner, step=step or "")
+    call._kept = flow
+    return call
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,8 +31,8 @@ from typing import Any
 from eventor.clock import EMPTY, Clock, SystemClock
 from eventor.enums import RunMode, StepReplay, StepStatus
 from eventor.exceptions import (
+    EventorConfigError,
     EventorUsageError,
-    NotSupportedError,
     ResourceDeadlock,
     StepTimeout,
     did_you_mean,
@@ -46,7 +46,7 @@ from eventor.executors.base import (
     TriggerRequest,
     qualified_names,
 )
-from eventor.executors.registry import REGISTRY, executor_name
+from eventor.executors.registry import CHECKS, REGISTRY, executor_name
 from eventor.graph import FlowGraph, StepSpec, holds
 from eventor.joins import Joins
 from eventor.log import BoundLogger, null_logger
@@ -209,9 +209,8 @@ class Engine:
             ``running`` and ``waiting`` (ready, retrying, or behind a delay).
 
     Raises:
-        EventorConfigError: a step acquires an undeclared pool, or has a timeout in the
-            engine's thread.
-        NotSupportedError: a step asks for another host.
+        EventorConfigError: a step acquires an undeclared pool, has a timeout in the
+            engine's thread, or runs on a host the config does not describe.
     """
 
     def __init__(
@@ -278,6 +277,10 @@ class Engine:
         names: dict[Any, str] = {}  # executor as configured -> its registry name, checked once
         self._executor_of = {name: self._executor_for(step, names)
                              for name, step in graph.steps.items()}
+        for executor, check in CHECKS.items():
+            runs = [s for s in graph.steps.values() if self._executor_of[s.name] == executor]
+            if runs:
+                check(runs, self.options)
         self._joins = Joins(graph)
         self._fanners = self._joins.fanners
         self._watched = self._joins.watched
@@ -292,18 +295,26 @@ class Engine:
         self._warned: set[tuple[str, str]] = set()  # (step, event) of undeclared ctx.triggers
 
     def _executor_for(self, step: StepSpec, names: dict[Any, str]) -> str:
-        if step.host not in (None, *_LOCAL_HOSTS):
-            raise NotSupportedError(
-                "running steps on other hosts (host=)",
-                f"step {step.name!r} asks for host {step.host!r}; remove host= to run it here")
         if step.func is None:
             return "invoke"
+        if self._remote(step):
+            return "ssh"
         executor = self._options_of[step.name].executor
         name = names.get(executor)
         if name is None:
             name = names[executor] = executor_name(
                 executor, key=f"step {step.name!r} config task_construct")
+        if name == "ssh":
+            raise EventorConfigError(
+                f"step {step.name!r} would run with the ssh executor, but names no host; give "
+                "it host=... (a name in the config's HOSTS), which runs it there by itself",
+                key=f"step {step.name!r} host")
         return name
+
+    def _remote(self, step: StepSpec) -> bool:
+        """A step runs on another host when it names one in HOSTS, or one that is not this."""
+        return step.host is not None and (step.host in self.options.hosts
+                                          or step.host not in _LOCAL_HOSTS)
 
     # -- public ------------------------------------------------------------------------
 
@@ -810,7 +821,7 @@ class Engine:
             name = task.step.name
             task.status = StepStatus.active
             task.started_at = now
-            task.host = self.host
+            task.host = task.step.host if task.executor == "ssh" else self.host
             task.tries += 1
             self._touch(task)
             self._running[task.key] = task
@@ -905,7 +916,8 @@ class Engine:
             if step.name in self._joins.joiners:  # a joining step reads its children's results
                 children = {c: self._results.get(c, {}) for c in self._joins.children(task.sequence)}
         run = TaskRun(task.key, self.run_id, step.name, task.sequence, self._attempt_no,
-                      step.func, step.args, step.kwargs, env, extra, results, children)
+                      step.func, step.args, step.kwargs, env, extra, results, children,
+                      step.host if task.executor == "ssh" else None)
         self.log.info("step_started", step=step.name, sequence=task.sequence)
         self._hand_over(task.executor, run)
 

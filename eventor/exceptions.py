@@ -138,6 +138,13 @@ class ProcessDied(StepFailure, ChildProcessError):
     """A process step's worker exited, or was killed, before it reported how the step ended."""
 
 
+class HostError(StepFailure, ConnectionError):
+    """
+    A step could not run on its host, or lost it mid-step: the host unreachable, its key or
+    the login refused, the agent not starting there, or the connection dropped.
+    """
+
+
 class StepTimeout(StepFailure, TimeoutError):
     """A step ran past its ``timeout``: its process was stopped, or its thread abandoned."""
 

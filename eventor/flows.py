@@ -119,6 +119,13 @@ class Flow(metaclass=FlowMeta):
         self._mode = RunMode.restart
         self._from_attempt: int | None = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """
+        A flow object sent to run a step on another host: its class (by reference), run id
+        and parameters. Attributes set on the object by other means do not travel.
+        """
+        return (_remote_flow, (type(self), self.run_id, dict(self.param_values)))
+
     # -- running -------------------------------------------------------------------------
 
     def trigger(self, event: Event | Expr | str, sequence: Any = None) -> None:
@@ -319,7 +326,7 @@ class Flow(metaclass=FlowMeta):
             info = compiled.steps[name]
             call = StepCall(info.func, flow=self if info.method else None,
                             wants_ctx=info.wants_ctx, flow_name=graph.name, events=events,
-                            allow_pickle=allow_pickle)
+                            allow_pickle=allow_pickle, owner=type(self), step=name)
             steps[name] = replace(spec, func=call, context=info.wants_ctx)
         return replace(graph, steps=types.MappingProxyType(steps))
 
@@ -332,6 +339,11 @@ class Flow(metaclass=FlowMeta):
             for t in engine.tasks()
         )
         return RunResult(summary, tasks)
+
+
+def _remote_flow(cls: type[Flow], run_id: str, params: dict[str, Any]) -> Flow:
+    """A flow object rebuilt on another host, to run its steps there."""
+    return cls(run_id=run_id, **params)
 
 
 def _release(held: list[Any]) -> None:

@@ -103,12 +103,14 @@ def render_json(_logger: Any, method: str, event_dict: MutableMapping[str, Any])
 
 
 class _HostFilter(logging.Filter):
-    """Adds ``%(hostname)s`` to every record."""
+    """Adds ``%(hostname)s`` to every record (a record relayed from a step on another host
+    keeps that host's name)."""
 
     hostname = socket.gethostname()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.hostname = self.hostname
+        if not hasattr(record, "hostname"):
+            record.hostname = self.hostname
         return True
 
 

@@ -227,6 +227,8 @@ class EngineOptions:
     strict_triggers: bool = False  # a ctx.trigger of an event its step does not emit fails it
     heartbeat_interval: float = 10.0  # seconds between the engine's heartbeats in the store
     heartbeat_grace: float = 60.0  # seconds without a heartbeat after which an attempt is dead
+    hosts: Mapping[str, Any] = field(default_factory=dict)  # HOSTS: ssh hosts by name
+    ssh_config: str | None = None  # an ssh config file for hosts not in HOSTS (~/.ssh/config)
     steps: StepOptions = DEFAULTS  # what a step's options left at None become
 
     def for_step(self, options: StepOptions) -> StepOptions:

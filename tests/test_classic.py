@@ -89,7 +89,7 @@ def test_recovery_and_continue_of_an_empty_store_name_the_problem(tmp_path):
             evr.Eventor(store=str(tmp_path / "x.db"), run_mode=mode)
 
 
-def test_an_undeclared_pool_and_a_remote_host_are_refused_at_run(make_eventor):
+def test_an_undeclared_pool_and_an_unknown_host_are_refused_before_anything_runs(make_eventor):
     ev = make_eventor()
     e = ev.add_event("e")
     s = ev.add_step("s", acquires=[("db", 1)], releases=[], recovery={evr.STEP_FAILURE: evr.STEP_SKIP})
@@ -100,9 +100,11 @@ def test_an_undeclared_pool_and_a_remote_host_are_refused_at_run(make_eventor):
         ev.run()
     ev2 = make_eventor(store=":memory:")
     ev2.add_event("e")
-    ev2.add_assoc("e", ev2.add_step("s", host="far.example.com"))
-    with pytest.raises(evr.NotSupportedError, match="other hosts"):
+    ev2.add_assoc("e", ev2.add_step("s", func=print, host="far.example.com"))
+    with pytest.raises(evr.EventorConfigError, match=r"host 'far.example.com' is neither in HOSTS "
+                       r"\(known: none\) nor a Host of .*; add it"):
         ev2.run()
+    assert ev2.store.tasks(ev2.run_id) == []
 
 
 def test_run_ids_are_generated_unique_or_taken_as_given(make_eventor):

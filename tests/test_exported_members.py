@@ -12,7 +12,7 @@ def test_all_is_sorted_and_complete():
 def test_public_names_are_pinned():
     assert set(eventor.__all__) == {
         "Clock", "Config", "Event", "Eventor", "EventorConfigError", "EventorError",
-        "EventorUsageError", "Flow", "FlowDefinitionError", "FlowGraph", "MockClock",
+        "EventorUsageError", "Flow", "FlowDefinitionError", "FlowGraph", "HostError", "MockClock",
         "NotAStoreError", "NotSupportedError", "ParameterError", "ProcessDied", "RUN_CONTINUE",
         "RUN_RECOVER", "RUN_RESTART", "RecoveryPlan", "Resource", "ResourceDeadlock",
         "ResourcePool", "ResultNotStoredError", "RunMode", "RunNotFoundError", "RunResult",

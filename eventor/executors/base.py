@@ -58,6 +58,7 @@ class TaskRun:
     extra: Mapping[str, Any] | None = None  # keywords the engine adds (sequence_arg_name, logger)
     results: Mapping[str, tuple[str, str]] | None = None  # step -> (kind, text), for StepContext
     children: Mapping[str, Mapping[str, tuple[str, str]]] | None = None  # child seq -> results
+    host: str | None = None  # the host the step runs on, for the ssh executor
 
 
 @dataclass(slots=True)

@@ -50,7 +50,7 @@ _HEADER = struct.Struct(">I")
 _DIED_MRO = qualified_names(ProcessDied)
 
 
-def _flush_std() -> None:
+def flush_std() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
@@ -179,13 +179,13 @@ class ProcessExecutor(Executor):
     def _spawn(self) -> _Worker:
         task_r, task_w = os.pipe()
         result_r, result_w = os.pipe()
-        _flush_std()  # else the child would write the parent's buffered text again
+        flush_std()  # else the child would write the parent's buffered text again
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the worker never returns
             os.close(task_w)
             os.close(result_r)
-            _die_with_parent(parent)
+            die_with_parent(parent)
             _worker_main(task_r, result_w, self._steps)
         os.close(task_r)
         os.close(result_w)
@@ -303,7 +303,7 @@ _PRCTL = _load_prctl()
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the worker
+def die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the worker
     """
     Have the kernel SIGKILL this worker when the engine dies, so a step never outlives a
     crashed engine (recovery would run it again beside the orphan).
@@ -344,10 +344,10 @@ def _worker_main(task_fd: int, result_fd: int, steps: Mapping[str, Any]) -> None
                         os.environ.pop(key, None)
                     else:
                         os.environ[key] = value
-                _flush_std()
+                flush_std()
             _write_frame(result_fd, pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
     except BaseException:
         code = 70
     finally:
-        _flush_std()
+        flush_std()
         os._exit(code)

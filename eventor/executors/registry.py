@@ -6,15 +6,17 @@ The engine looks executors up here by name; an executor joins by adding its entr
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from eventor.enums import executor_alias
 from eventor.exceptions import EventorConfigError
 from eventor.executors.base import Executor
-from eventor.graph import FlowGraph
+from eventor.graph import FlowGraph, StepSpec
 from eventor.options import EngineOptions
 
-__all__ = ["REGISTRY", "ExecutorFactory", "executor_name"]
+__all__ = ["CHECKS", "REGISTRY", "ExecutorFactory", "executor_name"]
 
 
 class ExecutorFactory(Protocol):
@@ -41,8 +43,28 @@ def _invoke(graph: FlowGraph, options: EngineOptions) -> Executor:
     return InvokeExecutor()
 
 
+def _ssh(graph: FlowGraph, options: EngineOptions) -> Executor:
+    from eventor.executors.ssh import SSHExecutor, module_files, resolve_hosts
+
+    remote = [s for s in graph.steps.values() if s.host is not None]
+    hosts = resolve_hosts({s.host for s in remote if s.host is not None}, options.hosts,
+                          options.ssh_config)
+    return SSHExecutor(hosts, module_files(s.func for s in remote),
+                       logging.getLogger(f"eventor.{graph.name}"))
+
+
+def _check_ssh(steps: Sequence[StepSpec], options: EngineOptions) -> None:
+    from eventor.executors.ssh import check_steps
+
+    check_steps(steps, options.hosts, options.ssh_config)
+
+
 # name -> the factory of its executor (each module is imported when a run first needs it)
-REGISTRY: dict[str, ExecutorFactory] = {"process": _process, "thread": _thread, "invoke": _invoke}
+REGISTRY: dict[str, ExecutorFactory] = {"process": _process, "thread": _thread, "invoke": _invoke,
+                                        "ssh": _ssh}
+
+# name -> what the engine checks, when it is made, of the steps this executor will run
+CHECKS: dict[str, Callable[[Sequence[StepSpec], EngineOptions], None]] = {"ssh": _check_ssh}
 
 
 def executor_name(value: Any, *, key: str = "task_construct") -> str:
