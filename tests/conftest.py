@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -125,3 +126,32 @@ def fan_out(ev: evr.Eventor, steps: int | list[str], record: list, seconds: floa
         ev.add_step(name, func=slow_then(record, name, seconds), **step_kw)
         ev.add_assoc(go, name)
     ev.trigger_event(go, 1)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ssh_env() -> dict[str, str]:
+    """The loopback sshd that .ci/run starts (.ci/sshd.sh), or a skip (a failure in CI)."""
+    names = ("CI_SSH_ADDRESS", "CI_SSH_PORT", "CI_SSH_USER", "CI_SSH_KEY", "CI_SSH_KNOWN_HOSTS")
+    if not all(os.environ.get(n) for n in names):
+        if os.environ.get("CI_REQUIRE_SSH"):
+            pytest.fail("no sshd, and CI requires one (.ci/run starts it with .ci/sshd.sh)")
+        pytest.skip("no sshd: .ci/run starts one (.ci/sshd.sh) and sets CI_SSH_*")
+    return {n: os.environ[n] for n in names}
+
+
+def host_config(address: str | None = None, port: int | None = None, **settings: Any) -> dict[str, Any]:
+    """A HOSTS entry for the test sshd: this interpreter, the repository as working directory."""
+    env = ssh_env()
+    return {"address": address or env["CI_SSH_ADDRESS"],
+            "port": port or int(env["CI_SSH_PORT"]), "user": env["CI_SSH_USER"],
+            "key_file": env["CI_SSH_KEY"], "known_hosts": env["CI_SSH_KNOWN_HOSTS"],
+            "python": sys.executable, "workdir": str(ROOT), "connect_timeout": 10,
+            **settings}
+
+
+@pytest.fixture
+def loop_host() -> dict[str, Any]:
+    """HOSTS with one host, ``loop``: the loopback sshd."""
+    return {"loop": host_config()}

@@ -170,6 +170,7 @@ class _Connection:
         self._buffer = bytearray()  # frames read past the agent's hello
         self._said = time.monotonic()
         self._agent_pid: int | None = None
+        self._stderr_reader: threading.Thread | None = None
         self._thread = threading.Thread(target=self._main, name=f"eventor-ssh-{spec.name}",
                                         daemon=True)
         self._thread.start()
@@ -202,6 +203,8 @@ class _Connection:
         self._closing = True
         self._end(f"the run closed its connection to host {self.spec.name!r}")
         self._thread.join(self.spec.connect_timeout + 2 * PING)
+        if self._stderr_reader is not None:
+            self._stderr_reader.join(2 * PING)
 
     # -- the connection's thread -------------------------------------------------------
 
@@ -263,7 +266,8 @@ class _Connection:
                     f"{where} is not in {known}: its key is unknown, so it is refused; add it "
                     f"(ssh-keyscan -p {spec.port} {spec.address} >> {known}) or set "
                     f"HOSTS.{spec.name}.accept_unknown_hosts: true") from None
-            raise _Refused(f"{where}: SSH failed: {exc}") from None
+            raise _Refused(f"{where}: SSH failed for user {spec.user or '(default)'} with key "
+                           f"{spec.key_file or '(ssh defaults)'}: {exc}") from None
         except (OSError, EOFError) as exc:
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
             raise _Refused(f"cannot reach {where}: {reason} "
@@ -274,8 +278,9 @@ class _Connection:
         command = spec.command()
         channel.exec_command(command)
         self._channel = channel
-        threading.Thread(target=self._read_stderr, args=(channel,), daemon=True,
-                         name=f"eventor-ssh-{spec.name}-stderr").start()
+        self._stderr_reader = threading.Thread(target=self._read_stderr, args=(channel,),
+                                               daemon=True, name=f"eventor-ssh-{spec.name}-stderr")
+        self._stderr_reader.start()
         hello = self._hello(channel, command)
         self._agent_pid = hello.get("pid")
         if hello.get("protocol") != PROTOCOL:
