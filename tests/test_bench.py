@@ -60,3 +60,18 @@ def test_postgres_benchmark_runs_and_leaves_no_schema_behind(backend):
                                  "where schema_name like 'bench_%'")).all()
     engine.dispose()
     assert left == []
+
+
+@pytest.mark.slow
+def test_ssh_benchmark_runs_against_the_loopback_host(tmp_path):
+    from tests.conftest import ssh_env
+
+    ssh_env()
+    proc = subprocess.run([sys.executable, str(BENCH.parent / "ssh.py"), "--chain", "5",
+                           "--fanout", "5", "--first", "1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for case in ("chain-process (5 steps)", "chain-ssh (5 steps)", "fanout-ssh (5 steps)",
+                 "remote step overhead", "first task (connect + agent)"):
+        assert case in proc.stdout
+    assert list(tmp_path.iterdir()) == []
