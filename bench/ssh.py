@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import core  # noqa: E402
+import core
 
-import eventor as evr  # noqa: E402
+import eventor as evr
 
 
 def noop() -> None:
