@@ -127,3 +127,19 @@ def test_fan_out_join_loads_each_file_in_its_sequence_and_summarizes_after_all(t
     assert rows == {"scan[0]": "success", "load[a.csv]": "success", "load[b.csv]": "success",
                     "load[broken.csv]": "failure", "quarantine[broken.csv]": "success",
                     "summarize[0]": "success"}
+
+
+def test_distributed_runs_its_middle_step_on_the_host(tmp_path):
+    import yaml
+
+    from tests.conftest import host_config
+
+    host = {**host_config(), "workdir": str(EXAMPLES)}
+    (tmp_path / "hosts.yaml").write_text(yaml.safe_dump({"EVENTOR": {"HOSTS": {"worker": host}}}))
+    proc = run_example("distributed.py", "hosts.yaml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert re.fullmatch(r"success \| sum 55 crunched by process \d+\n", proc.stdout)
+    assert re.search(r"\]\[ worker \]\[ \d+ \]\[ WARNING \]\[ crunching 10 numbers \]", proc.stderr)
+    with sqlite3.connect(tmp_path / "distributed.run.db") as db:
+        rows = db.execute("select step, host, status from eventor_tasks order by id").fetchall()
+    assert rows[1] == ("crunch", "worker", "success")

@@ -115,7 +115,7 @@ def resolve_hosts(names: Iterable[str], hosts: Mapping[str, Any],
             address=entry.get("address") or found.get("hostname") or name,
             port=int(entry.get("port") or found.get("port") or 22),
             user=entry.get("user") or found.get("user"),
-            key_file=entry.get("key_file") or identity[0],
+            key_file=_home(entry.get("key_file") or identity[0]),
             known_hosts=known_hosts or "~/.ssh/known_hosts",
             accept_unknown_hosts=bool(entry.get("accept_unknown_hosts", False)),
             python=entry.get("python") or "python3",
@@ -145,6 +145,10 @@ def check_steps(steps: Iterable[Any], hosts: Mapping[str, Any], ssh_config: str 
                 f"cannot be sent there ({type(exc).__name__}: {exc}); define the function at "
                 "the top level of a module the host can import, with arguments that pickle",
                 key=f"step {step.name!r} host") from None
+
+
+def _home(path: str | None) -> str | None:
+    return os.path.expanduser(path) if path else None
 
 
 class _Refused(Exception):
