@@ -92,16 +92,18 @@ def test_recovering_an_attempt_whose_engine_is_alive_is_refused(tmp_path):
 RUNNER = """
 import sys
 from tests.crash_harness import CrashFlow, QUIET
-store, log, run_id = sys.argv[1:]
-result = CrashFlow(log=log, store=store, run_id=run_id, config=QUIET, work_ms=5).run()
+store, databases, log, run_id = sys.argv[1], eval(sys.argv[2]), sys.argv[3], sys.argv[4]
+config = {**QUIET, "DATABASES": databases} if databases else QUIET
+result = CrashFlow(log=log, store=store, run_id=run_id, config=config, work_ms=5).run()
 raise SystemExit(0 if result else 1)
 """
 
 
-def test_two_programs_share_one_sqlite_store_without_locks_or_cross_talk(tmp_path):
-    store = tmp_path / "shared.run.db"
+def test_two_programs_share_one_store_without_locks_or_cross_talk(tmp_path, backend):
+    databases = repr(backend.config.get("DATABASES") or {})
     procs = [
-        subprocess.Popen([sys.executable, "-c", RUNNER, str(store), str(tmp_path / f"{r}.log"), r],
+        subprocess.Popen([sys.executable, "-c", RUNNER, backend.store, databases,
+                          str(tmp_path / f"{r}.log"), r],
                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for r in ("left", "right")
@@ -110,10 +112,13 @@ def test_two_programs_share_one_sqlite_store_without_locks_or_cross_talk(tmp_pat
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         assert "locked" not in err
-    for run_id in ("left", "right"):
-        tasks = query(store, "select step, sequence, status from eventor_tasks where run_id = ?",
-                      run_id)
-        assert len(tasks) == 1 + 8 * 3 + 8 + 3 + 1  # spawn; a, b, c; d; e for 0, 3, 6; summary
-        lines = (tmp_path / f"{run_id}.log").read_text().splitlines()
-        assert len(lines) == len(tasks)
-    assert {r for (r,) in query(store, "select run_id from eventor_runs")} == {"left", "right"}
+    store = backend.open()
+    try:
+        for run_id in ("left", "right"):
+            tasks = store.tasks(run_id)
+            assert len(tasks) == 1 + 8 * 3 + 8 + 3 + 1  # spawn; a, b, c; d; e for 0, 3, 6; summary
+            lines = (tmp_path / f"{run_id}.log").read_text().splitlines()
+            assert len(lines) == len(tasks)
+        assert {r["run_id"] for r in store.runs()} == {"left", "right"}
+    finally:
+        store.close()
