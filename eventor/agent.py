@@ -16,13 +16,15 @@ The channel carries frames, each a 4-byte big-endian length and a body:
 
 Stdout carries only frames: the agent moves it aside at start and points file descriptor 1 at
 stderr, whose lines (what steps print, a traceback of the agent) the engine logs, tagged with
-the host. The agent stops its tasks and exits when the channel closes (the engine ended or
-died, or the connection dropped) or when it hears nothing for ``give_up`` seconds (the link is
-down): a step never outlives the engine that started it.
+the host. The agent stops its tasks (each child and the process group it leads) and exits
+when the channel closes (the engine ended or died, or the connection dropped) or when it
+hears nothing for ``give_up`` seconds (the link is down), which the engine sets shorter than
+its own limit: a step never outlives the engine that started it, nor runs beside its retry.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib
 import importlib.util
@@ -31,10 +33,12 @@ import json
 import logging
 import os
 import pickle
+import queue
 import selectors
 import signal
 import struct
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -144,45 +148,66 @@ class _Relay(logging.Handler):
 
 
 class _Child:
-    """A forked task: its pid, the pipe it reports on, and what it has said so far."""
+    """A forked task: its pid (also its process group), its report pipe, what it has said."""
 
     def __init__(self, key: int, step: str, pid: int, fd: int) -> None:
-        self.key, self.step, self.pid, self.fd = key, step, pid, fd
+        self.key, self.step, self.pid = key, step, pid
+        self.fd: int | None = fd  # None once the pipe reached its end
         self.buffer = bytearray()
         self.reported = False
         self.kill_at: float | None = None  # SIGKILL due (after a cancel's grace)
 
 
 class Agent:
-    """The agent's loop: tasks in from the engine, frames out from the tasks' children."""
+    """
+    The agent's loop, on one thread: frames in from the engine, tasks forked, children's
+    frames out to the engine. Nothing in it blocks: writes to the engine are buffered and
+    sent as the channel takes them, and tasks are unpickled (which imports their modules,
+    perhaps slowly) on a loader thread, so the loop keeps reading, relaying and pinging.
+    """
 
     def __init__(self, fd_in: int, fd_out: int) -> None:
         self.fd_in, self.fd_out = fd_in, fd_out
         self.host = "?"
         self.ping = 1.0
         self.give_up = 20.0
-        self.children: dict[int, _Child] = {}  # by pipe fd
+        self.children: dict[int, _Child] = {}  # by pid
+        self.pipes: dict[int, _Child] = {}  # by report pipe fd
         self.selector = selectors.DefaultSelector()
         self.inbox = bytearray()
+        self.outbox = bytearray()  # frames for the engine, not yet written
         self.heard = self.said = time.monotonic()
+        self.cancelled: set[int] = set()  # keys cancelled before their child was forked
+        # The loader thread unpickles tasks; the loop forks them. A fork must not happen while
+        # the loader is importing (the child would inherit a held import lock): the loader
+        # holds import_lock while it works, and the loop forks only when it can take it.
+        self.to_load: queue.SimpleQueue[tuple[int, str, bytes, int] | None] = queue.SimpleQueue()
+        self.loaded: collections.deque[tuple[int, str, TaskRun | Outcome, int]] = collections.deque()
+        self.import_lock = threading.Lock()
+        self.wake_r, self.wake_w = os.pipe()
+        self.loader = threading.Thread(target=self._load, name="eventor-agent-loader", daemon=True)
 
-    def send(self, message: dict[str, Any]) -> None:
-        _write_all(self.fd_out, frame(json.dumps(message).encode()))
-        self.said = time.monotonic()
+    # -- the loop ------------------------------------------------------------------------
 
     def serve(self) -> None:
         """Run until the engine hangs up or falls silent; then stop every task and return."""
+        for fd in (self.fd_in, self.fd_out, self.wake_r, self.wake_w):
+            os.set_blocking(fd, False)
+        self.selector.register(self.fd_in, selectors.EVENT_READ)
+        self.selector.register(self.wake_r, selectors.EVENT_READ)
+        self.loader.start()
         self.send({"type": "hello", "protocol": PROTOCOL, "pid": os.getpid(),
                    "python": sys.executable, "cwd": os.getcwd()})
-        os.set_blocking(self.fd_in, False)
-        self.selector.register(self.fd_in, selectors.EVENT_READ)
         try:
             while self._turn():
                 pass
+        except BrokenPipeError:
+            pass  # the engine's end of the channel is gone
         finally:
             self._stop_all()
 
     def _turn(self) -> bool:
+        heard = False
         for key, _ in self.selector.select(self.ping / 2):
             fd = key.fd
             if fd == self.fd_in:
@@ -192,29 +217,58 @@ class Agent:
                     continue
                 if not data:
                     return False  # the channel closed: the engine is gone
+                heard = True
                 self.heard = time.monotonic()
                 self.inbox += data
                 for body in split_frames(self.inbox):
                     self._handle(pickle.loads(body))
-            else:
-                self._read_child(self.children[fd])
+            elif fd == self.wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(fd, 1 << 12)
+            elif fd == self.fd_out:
+                self._flush()
+            elif fd in self.pipes:
+                self._read_child(self.pipes[fd])
+        self._fork_loaded()
+        self._reap()
         now = time.monotonic()
-        for child in list(self.children.values()):
+        for child in self.children.values():
             if child.kill_at is not None and now >= child.kill_at:
-                _kill(child.pid, signal.SIGKILL)
+                _kill(-child.pid, signal.SIGKILL)
                 child.kill_at = None
-        if now - self.heard > self.give_up:
-            print(f"eventor agent on {self.host}: nothing heard from the engine for "
-                  f"{self.give_up:g} s; stopping its tasks", file=sys.stderr, flush=True)
-            return False
-        if now - self.said >= self.ping:
+        if not heard and now - self.heard > self.give_up:
+            return False  # the link is down, or the engine's host is gone: stop the tasks
+        if now - self.said >= self.ping and not self.outbox:
             self.send({"type": "ping"})
         return True
+
+    def send(self, message: dict[str, Any]) -> None:
+        self._queue(frame(json.dumps(message).encode()))
+
+    def _queue(self, data: bytes) -> None:
+        self.outbox += data
+        self.said = time.monotonic()
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write what the channel takes now; wait for it to take the rest (never block)."""
+        try:
+            while self.outbox:
+                written = os.write(self.fd_out, self.outbox)
+                del self.outbox[:written]
+        except (BlockingIOError, InterruptedError):
+            pass
+        wants = selectors.EVENT_WRITE if self.outbox else 0
+        registered = self.selector.get_map().get(self.fd_out)
+        if wants and registered is None:
+            self.selector.register(self.fd_out, selectors.EVENT_WRITE)
+        elif not wants and registered is not None:
+            self.selector.unregister(self.fd_out)
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "run":
-            self._start(*message[1:])
+            self.to_load.put(message[1:])
         elif kind == "cancel":
             self._cancel(*message[1:])
         elif kind == "init":
@@ -224,54 +278,117 @@ class Agent:
             self.give_up = settings["give_up"]
             _Loader.files = dict(settings["files"])
 
-    def _start(self, key: int, step: str, payload: bytes, level: int) -> None:
-        try:
-            task: TaskRun = _Loader(io.BytesIO(payload)).load()
-        except BaseException as exc:  # the step's module is missing here, or fails to import
-            outcome = failure(key, exc)
-            outcome.error_message = (
-                f"step {step!r} cannot be loaded on host {self.host!r} "
-                f"(python {sys.executable}, working directory {os.getcwd()}): "
-                f"{outcome.error_message}")
-            self.send(outcome_message(outcome))
-            return
+    # -- tasks ---------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        """The loader thread: unpickle each task (importing its step's module) in turn."""
+        while (item := self.to_load.get()) is not None:
+            key, step, payload, level = item
+            result: TaskRun | Outcome
+            with self.import_lock:
+                try:
+                    result = _Loader(io.BytesIO(payload)).load()
+                except BaseException as exc:  # the step's module is missing, or fails to import
+                    result = failure(key, exc)
+                    result.error_message = (
+                        f"step {step!r} cannot be loaded on host {self.host!r} "
+                        f"(python {sys.executable}, working directory {os.getcwd()}): "
+                        f"{result.error_message}")
+            self.loaded.append((key, step, result, level))
+            with contextlib.suppress(BlockingIOError):
+                os.write(self.wake_w, b"!")
+
+    def _fork_loaded(self) -> None:
+        while self.loaded:
+            if not self.import_lock.acquire(blocking=False):
+                return  # the loader is importing: fork when it is done (it wakes the loop)
+            try:
+                key, step, task, level = self.loaded.popleft()
+                if key in self.cancelled:
+                    self.cancelled.discard(key)
+                    self.send(outcome_message(Outcome(
+                        key, False, error_type=ProcessDied.__name__, error_mro=_DIED_MRO,
+                        error_message=f"step {step!r} was stopped on host {self.host!r} "
+                                      "before it started")))
+                elif isinstance(task, Outcome):
+                    self.send(outcome_message(task))
+                else:
+                    self._fork(task, level)
+            finally:
+                self.import_lock.release()
+
+    def _fork(self, task: TaskRun, level: int) -> None:
         read_fd, write_fd = os.pipe()
         flush_std()
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child never returns
             os.close(read_fd)
-            _child_main(task, level, write_fd, parent, self)
+            keep = {write_fd, 0, 1, 2}
+            _child_main(task, level, write_fd, parent,
+                        [fd for fd in (self.fd_in, self.fd_out, self.wake_r, self.wake_w,
+                                       *self.pipes) if fd not in keep], self.selector)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
-        self.children[read_fd] = _Child(key, step, pid, read_fd)
+        child = _Child(task.key, task.step, pid, read_fd)
+        self.children[pid] = child
+        self.pipes[read_fd] = child
         self.selector.register(read_fd, selectors.EVENT_READ)
 
     def _cancel(self, key: int, grace: float) -> None:
         for child in self.children.values():
             if child.key == key:
-                _kill(child.pid, signal.SIGTERM)
+                _kill(-child.pid, signal.SIGTERM)  # the child and what it started
                 child.kill_at = time.monotonic() + grace
+                return
+        self.cancelled.add(key)  # not forked yet: it will not be
 
     def _read_child(self, child: _Child) -> None:
-        try:
-            data = os.read(child.fd, 1 << 16)
-        except BlockingIOError:
-            return
-        if data:
+        """Relay what the child wrote; at the pipe's end, stop watching it."""
+        assert child.fd is not None
+        while True:
+            try:
+                data = os.read(child.fd, 1 << 16)
+            except BlockingIOError:
+                break
+            if not data:
+                self._close_pipe(child)
+                break
             child.buffer += data
             for body in split_frames(child.buffer):
                 if json.loads(body).get("type") == "outcome":
                     child.reported = True
-                _write_all(self.fd_out, frame(body))  # relayed as the child wrote it
-                self.said = time.monotonic()
-            return
-        self.selector.unregister(child.fd)
-        os.close(child.fd)
-        del self.children[child.fd]
-        _, status = os.waitpid(child.pid, 0)
-        if not child.reported:
-            self.send(outcome_message(self._death(child, os.waitstatus_to_exitcode(status))))
+                self._queue(frame(body))  # relayed as the child wrote it
+            if len(data) < 1 << 16:
+                break
+
+    def _close_pipe(self, child: _Child) -> None:
+        if child.fd is not None:
+            self.selector.unregister(child.fd)
+            os.close(child.fd)
+            del self.pipes[child.fd]
+            child.fd = None
+
+    def _reap(self) -> None:
+        """
+        Collect the children that ended. A child is done when it exits, not when its pipe
+        closes: a process it started may hold the pipe open for ever.
+        """
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is None:
+                continue
+            if child.fd is not None:
+                self._read_child(child)  # what it wrote before it ended
+                self._close_pipe(child)
+            if not child.reported:
+                self.send(outcome_message(self._death(child, os.waitstatus_to_exitcode(status))))
 
     def _death(self, child: _Child, code: int) -> Outcome:
         where = f"process {child.pid} of step {child.step!r} on host {self.host!r}"
@@ -287,41 +404,55 @@ class Agent:
                        exit_code=code, pid=child.pid, error_mro=_DIED_MRO)
 
     def _stop_all(self) -> None:
+        """Kill every task and what it started (its process group); reap them, briefly."""
         for child in self.children.values():
+            _kill(-child.pid, signal.SIGKILL)
             _kill(child.pid, signal.SIGKILL)
-        for child in self.children.values():
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(child.pid, 0)
-        self.children.clear()
+        deadline = time.monotonic() + 2.0
+        while self.children and time.monotonic() < deadline:
+            for pid in list(self.children):
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                        continue
+                del self.children[pid]
+            time.sleep(0.01)
+        self.to_load.put(None)
 
 
 def _kill(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    """Signal a process (or, for a negative pid, a process group); gone already is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
 
 
-def _child_main(task: TaskRun, level: int, fd: int, parent: int,
-                agent: Agent) -> None:  # pragma: no cover
+def _child_main(task: TaskRun, level: int, fd: int, parent: int, close: list[int],
+                selector: selectors.BaseSelector) -> None:  # pragma: no cover
     """
-    Run one task in the forked child and report on ``fd``; never return. Log records at
+    Run one task in the forked child and report on ``fd``; never return. The child leads a
+    process group of its own, so stopping it stops what it started. Log records at
     ``level`` and above (the engine's level for the step's logger) go to the engine.
     """
     code = 0
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
-        agent.selector.close()
-        for other in agent.children:
-            os.close(other)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as in any Python program
+        os.setsid()
+        selector.close()
+        for other in close:
+            with contextlib.suppress(OSError):
+                os.close(other)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)  # the task must not read the engine's frames
         os.close(devnull)
-        os.close(agent.fd_out)
         die_with_parent(parent)
         pid = os.getpid()
+        lock = threading.Lock()  # the step's own threads may trigger and log at once
 
         def send(message: dict[str, Any]) -> None:
-            _write_all(fd, frame(json.dumps(message).encode()))
+            data = frame(json.dumps(message).encode())
+            with lock:
+                _write_all(fd, data)
 
         def emit(message: Any) -> None:  # a TriggerRequest: ctx.trigger(...)
             send({"type": "trigger", "key": message.key, "event": message.event,
@@ -347,7 +478,6 @@ def _child_main(task: TaskRun, level: int, fd: int, parent: int,
 def main() -> None:
     """Serve the engine on stdin/stdout until it hangs up."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # the engine gone mid-write: just end
     fd_out = os.dup(1)
     os.dup2(2, 1)  # what steps print goes to stderr: stdout carries frames only
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import pickle
+import queue
 import shlex
 import sys
 import threading
@@ -156,17 +157,25 @@ class _Refused(Exception):
 
 
 class _Connection:
-    """One host's connection and agent: tasks go in as frames, outcomes come back."""
+    """
+    One host's connection and agent: tasks go in as frames, outcomes come back.
+
+    Three threads serve it, so that nothing the engine calls ever waits on the network: the
+    main one connects, then reads the agent's frames and watches for silence; a writer sends
+    the queued frames; a third reads the agent's stderr. Every task handed to `submit` gets
+    exactly one outcome: from the agent, or from `_end` with the reason the host failed.
+    """
 
     def __init__(self, spec: HostSpec, files: Mapping[str, str], logger: logging.Logger) -> None:
         self.spec = spec
         self._files = dict(files)
         self._logger = logger
+        self._ping = min(PING, spec.lost_after / 10)
         self._lock = threading.Lock()
-        self._send_lock = threading.Lock()
         self._state = "connecting"  # then "ready", then "dead"
-        self._pending: list[tuple[TaskRun, bytes, Emit]] = []
+        self._pending: list[tuple[TaskRun, bytes, Emit]] = []  # until the agent is up
         self._running: dict[int, tuple[TaskRun, Emit]] = {}
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._client: paramiko.SSHClient | None = None
         self._channel: paramiko.Channel | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=20)
@@ -174,10 +183,14 @@ class _Connection:
         self._buffer = bytearray()  # frames read past the agent's hello
         self._said = time.monotonic()
         self._agent_pid: int | None = None
-        self._stderr_reader: threading.Thread | None = None
-        self._thread = threading.Thread(target=self._main, name=f"eventor-ssh-{spec.name}",
-                                        daemon=True)
-        self._thread.start()
+        self._threads: list[threading.Thread] = []
+        self._start(self._main, "")
+
+    def _start(self, target: Any, suffix: str, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True,
+                                  name=f"eventor-ssh-{self.spec.name}{suffix}")
+        self._threads.append(thread)
+        thread.start()
 
     @property
     def dead(self) -> bool:
@@ -190,51 +203,78 @@ class _Connection:
                 return False
             if self._state == "connecting":
                 self._pending.append((task, body, done))
-                return True
-            self._running[task.key] = (task, done)
-        self._send(body, f"sending step {task.step!r}")
+            else:
+                self._running[task.key] = (task, done)
+                self._outbox.put(body)  # under the lock: after init and the queued tasks
         return True
 
     def cancel(self, key: int, grace: float) -> bool:
         with self._lock:
-            if key not in self._running:
+            waiting = next((p for p in self._pending if p[0].key == key), None)
+            if waiting is not None:  # not sent yet: it never will be
+                self._pending.remove(waiting)
+            elif key in self._running:
+                self._outbox.put(pickle.dumps(("cancel", key, grace)))
+                return True
+            else:
                 return False
-        self._send(pickle.dumps(("cancel", key, grace)), "stopping a task")
+        task, _, done = waiting
+        done(Outcome(key, False, error_type=HostError.__name__, error_mro=_HOST_MRO,
+                     error_message=f"step {task.step!r} was stopped while host "
+                                   f"{self.spec.name!r} was still being connected"))
         return True
 
-    def close(self) -> None:
-        """Hang up: the agent sees the channel close and stops its tasks."""
+    def hang_up(self) -> None:
+        """Start closing: the agent sees the channel close and stops its tasks."""
         self._closing = True
         self._end(f"the run closed its connection to host {self.spec.name!r}")
-        self._thread.join(self.spec.connect_timeout + 2 * PING)
-        if self._stderr_reader is not None:
-            self._stderr_reader.join(2 * PING)
 
-    # -- the connection's thread -------------------------------------------------------
+    def join(self, deadline: float) -> None:
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    # -- the connection's threads ----------------------------------------------------------
 
     def _main(self) -> None:
+        watchdog = threading.Timer(self.spec.connect_timeout + 1.0, self._connect_overdue)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             self._connect()
+            watchdog.cancel()
+            self._ready()
+            self._read()
         except _Refused as exc:
             self._end(str(exc))
-            return
-        except Exception as exc:  # paramiko can raise more than it documents
-            self._end(f"cannot use host {self.spec.name!r} ({self.spec.where}): "
+        except BaseException as exc:  # paramiko can raise more than it documents
+            self._end(f"host {self.spec.name!r} ({self.spec.where}) failed: "
                       f"{type(exc).__name__}: {exc}")
-            return
-        give_up = max(self.spec.lost_after * 0.75, 3 * PING)  # the agent stops first
-        settings = {"host": self.spec.name, "ping": PING, "give_up": give_up, "files": self._files}
+        finally:
+            watchdog.cancel()
+            if self.dead:
+                self._close_client()  # also when close() came while connecting
+            self._outbox.put(None)  # the writer stops
+
+    def _connect_overdue(self) -> None:
+        if self._state == "connecting":
+            self._end(f"host {self.spec.name!r} ({self.spec.where}) did not let the agent start "
+                      f"within {self.spec.connect_timeout:g} s (connect_timeout)")
+
+    def _ready(self) -> None:
+        """The agent is up: init first, then the tasks that waited, then everything else."""
+        give_up = self.spec.lost_after * 0.75  # the agent stops its tasks before we fail them
+        settings = {"host": self.spec.name, "ping": self._ping, "give_up": give_up,
+                    "files": self._files}
         with self._lock:
             if self._state == "dead":
                 return
-            self._state = "ready"
-            pending, self._pending = self._pending, []
-            for task, _, done in pending:
+            self._outbox.put(pickle.dumps(("init", settings)))
+            for task, body, done in self._pending:
                 self._running[task.key] = (task, done)
-        self._send(pickle.dumps(("init", settings)), "starting the agent")
-        for task, body, _ in pending:
-            self._send(body, f"sending step {task.step!r}")
-        self._read()
+                self._outbox.put(body)
+            self._pending = []
+            self._state = "ready"
+        self._start(self._write, "-writer")
 
     def _connect(self) -> None:
         spec = self.spec
@@ -276,15 +316,16 @@ class _Connection:
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
             raise _Refused(f"cannot reach {where}: {reason} "
                            f"(connect_timeout {spec.connect_timeout:g} s)") from None
+        if self.dead:
+            return  # closed (or overdue) while connecting
         transport = client.get_transport()
         assert transport is not None
         channel = transport.open_session(timeout=spec.connect_timeout)
         command = spec.command()
         channel.exec_command(command)
         self._channel = channel
-        self._stderr_reader = threading.Thread(target=self._read_stderr, args=(channel,),
-                                               daemon=True, name=f"eventor-ssh-{spec.name}-stderr")
-        self._stderr_reader.start()
+        channel.settimeout(self._ping / 2)  # every read and write wakes up to check on things
+        self._start(self._read_stderr, "-stderr", channel)
         hello = self._hello(channel, command)
         self._agent_pid = hello.get("pid")
         if hello.get("protocol") != PROTOCOL:
@@ -295,13 +336,12 @@ class _Connection:
     def _hello(self, channel: paramiko.Channel, command: str) -> dict[str, Any]:
         """Wait for the agent's first frame; if the channel closes first, say why."""
         deadline = time.monotonic() + self.spec.connect_timeout
-        buffer = bytearray()
-        while time.monotonic() < deadline:
-            channel.settimeout(max(0.01, deadline - time.monotonic()))
+        buffer = self._buffer
+        while time.monotonic() < deadline and not self.dead:
             try:
                 data = channel.recv(1 << 16)
             except TimeoutError:
-                break
+                continue
             if not data:
                 channel.status_event.wait(2.0)
                 status = channel.exit_status if channel.exit_status_ready() else "unknown"
@@ -312,7 +352,6 @@ class _Connection:
             buffer += data
             frames = split_frames(buffer)
             if frames:
-                self._buffer = buffer
                 message: dict[str, Any] = json.loads(frames[0])
                 for body in frames[1:]:  # nothing else comes before hello; kept for order
                     self._dispatch(json.loads(body))
@@ -321,28 +360,23 @@ class _Connection:
                        f"{self.spec.connect_timeout:g} s (`{command}`)")
 
     def _read(self) -> None:
-        channel, spec = self._channel, self.spec
+        """Read the agent's frames until the connection ends, closes, or falls silent."""
+        channel, spec, buffer = self._channel, self.spec, self._buffer
         assert channel is not None
-        buffer = self._buffer
         heard = time.monotonic()
-        channel.settimeout(PING / 2)
-        while True:
+        while not self.dead:
             try:
                 data = channel.recv(1 << 16)
             except TimeoutError:
                 data = None
-            except Exception as exc:
-                self._end(f"the connection to host {spec.name!r} failed mid-step: {exc}")
-                return
             now = time.monotonic()
             if data == b"":
-                if self._closing:
-                    return
-                channel.status_event.wait(1.0)
-                status = channel.exit_status if channel.exit_status_ready() else "unknown"
-                said = f": {' | '.join(list(self._stderr)[-5:])}" if self._stderr else ""
-                self._end(f"the connection to host {spec.name!r} closed mid-step "
-                          f"(agent exit status {status}){said}")
+                if not self._closing:
+                    channel.status_event.wait(1.0)
+                    status = channel.exit_status if channel.exit_status_ready() else "unknown"
+                    said = f": {' | '.join(list(self._stderr)[-5:])}" if self._stderr else ""
+                    self._end(f"the connection to host {spec.name!r} closed mid-step "
+                              f"(agent exit status {status}){said}")
                 return
             if data:
                 heard = now
@@ -353,10 +387,27 @@ class _Connection:
                 self._end(f"host {spec.name!r} ({spec.where}) lost: nothing heard for "
                           f"{spec.lost_after:g} s (lost_after)")
                 return
-            if self._state == "dead":
-                return
-            if now - self._said >= PING:
-                self._send(pickle.dumps(("ping",)), "pinging the agent")
+            if now - self._said >= self._ping:
+                self._said = now
+                self._outbox.put(pickle.dumps(("ping",)))
+
+    def _write(self) -> None:
+        """Send the queued frames in order; a channel that stops taking them is the reader's
+        to judge (silence), so a full window only makes this wait."""
+        channel = self._channel
+        assert channel is not None
+        while (body := self._outbox.get()) is not None:
+            data, sent = frame(body), 0
+            while sent < len(data) and not self.dead:
+                try:
+                    sent += channel.send(data[sent:sent + (1 << 15)])
+                except TimeoutError:
+                    continue
+                except Exception as exc:
+                    self._end(f"the connection to host {self.spec.name!r} failed while "
+                              f"sending: {exc}")
+                    return
+            self._said = time.monotonic()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -386,11 +437,29 @@ class _Connection:
 
     def _read_stderr(self, channel: paramiko.Channel) -> None:
         """What steps print and what the agent says on stderr: kept for errors, and logged."""
-        with contextlib.suppress(Exception):
-            for line in channel.makefile_stderr("r"):
-                text = line.rstrip("\n") if isinstance(line, str) else line.decode(errors="replace")
-                self._stderr.append(text)
-                self._log(self._logger, logging.INFO, text, self._agent_pid, "stderr")
+        pending = b""
+        while True:
+            try:
+                data = channel.recv_stderr(1 << 16)
+            except TimeoutError:
+                if self.dead and not channel.recv_stderr_ready():
+                    return
+                continue
+            except Exception:
+                return
+            if not data:
+                break
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                self._stderr_line(line)
+        if pending:
+            self._stderr_line(pending)
+
+    def _stderr_line(self, line: bytes) -> None:
+        text = line.decode(errors="replace")
+        self._stderr.append(text)
+        with contextlib.suppress(Exception):  # a broken handler must not stop the reading
+            self._log(self._logger, logging.INFO, text, self._agent_pid, "stderr")
 
     def _log(self, logger: logging.Logger, level: int, text: str, pid: int | None, where: str,
              when: float | None = None) -> None:
@@ -404,17 +473,6 @@ class _Connection:
             record.created = float(when)
         logger.handle(record)
 
-    def _send(self, body: bytes, doing: str) -> None:
-        channel = self._channel
-        try:
-            if channel is None:
-                raise OSError("not connected")
-            with self._send_lock:
-                channel.sendall(frame(body))
-                self._said = time.monotonic()
-        except Exception as exc:
-            self._end(f"the connection to host {self.spec.name!r} failed while {doing}: {exc}")
-
     def _end(self, reason: str) -> None:
         """Fail every task still queued or running here with ``reason``; hang up."""
         with self._lock:
@@ -424,9 +482,13 @@ class _Connection:
             waiting = [(task, done) for task, _, done in self._pending]
             waiting += list(self._running.values())
             self._pending, self._running = [], {}
+        self._outbox.put(None)
         for task, done in waiting:
             done(Outcome(task.key, False, error_type=HostError.__name__,
                          error_message=f"step {task.step!r}: {reason}", error_mro=_HOST_MRO))
+        self._close_client()
+
+    def _close_client(self) -> None:
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()
@@ -488,11 +550,15 @@ class SSHExecutor(Executor):
         return any(c.cancel(key, grace) for c in connections)
 
     def close(self) -> None:
+        """Hang up every host at once, then wait (a bounded time) for their threads."""
         with self._lock:
             self._closed = True
             connections, self._connections = list(self._connections.values()), {}
         for connection in connections:
-            connection.close()
+            connection.hang_up()
+        deadline = time.monotonic() + 2 * PING + 1.0
+        for connection in connections:
+            connection.join(deadline)
 
 
 def _log_level(task: TaskRun) -> int:

@@ -59,3 +59,40 @@ class Seed(evr.Flow):
     @evr.step(on=pinged)
     def pong(self) -> str:
         return "pong"
+
+
+def chatty(megabytes: int) -> str:
+    """A line, a pause longer than the pings, then a flood on stderr."""
+    import sys
+
+    print("first line", flush=True)
+    time.sleep(1.5)
+    sys.stdout.write(("x" * 1023 + "\n") * (megabytes * 1024))
+    sys.stdout.flush()
+    return "said it all"
+
+
+def leave_a_grandchild(then_die: bool) -> str:
+    """Start a process that holds the report pipe open, then die or return."""
+    import signal
+    import subprocess
+
+    subprocess.Popen(["sleep", "30"])
+    if os.fork() == 0:  # a forked grandchild inherits every descriptor, the report pipe too
+        time.sleep(30)
+        os._exit(0)
+    if then_die:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "returned"
+
+
+def broken_pipe() -> str:
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        os.write(writer, b"x")
+    except BrokenPipeError:
+        return "handled"
+    finally:
+        os.close(writer)
+    return "not raised"

@@ -324,3 +324,72 @@ def test_a_host_from_the_ssh_config_file(tmp_path):
     assert resolve_hosts(["build"], {}, str(config))["build"].python == "python3"
     with pytest.raises(evr.EventorConfigError, match=r"host 'test' is neither in HOSTS"):
         resolve_hosts(["test"], {}, str(config))
+
+
+@pytest.mark.slow
+def test_a_step_that_prints_a_flood_after_a_pause_still_ends(tmp_path, loop_host):
+    ev = one_remote_step(tmp_path, loop_host, remote_steps.chatty, 4)
+    started = time.monotonic()
+    assert ev.run() is True
+    assert time.monotonic() - started < 30
+    assert only_task(ev)["result"] == '"said it all"'
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("then_die", [False, True])
+def test_a_grandchild_holding_the_pipe_does_not_hold_the_outcome(tmp_path, loop_host, then_die):
+    ev = one_remote_step(tmp_path, loop_host, remote_steps.leave_a_grandchild, then_die)
+    started = time.monotonic()
+    assert ev.run() is (not then_die)
+    assert time.monotonic() - started < 10
+    task = only_task(ev)
+    if then_die:
+        assert task["error_type"] == "ProcessDied" and "killed by SIGKILL" in task["error_message"]
+    else:
+        assert task["result"] == '"returned"'
+
+
+def test_a_remote_step_sees_broken_pipes_as_python_does(tmp_path, loop_host):
+    ev = one_remote_step(tmp_path, loop_host, remote_steps.broken_pipe)
+    assert ev.run() is True
+    assert only_task(ev)["result"] == '"handled"'
+
+
+@pytest.mark.slow
+def test_a_step_module_slow_to_import_does_not_pass_for_a_lost_engine(tmp_path, loop_host):
+    module = tmp_path / "slow_import_steps.py"
+    module.write_text("import time\ntime.sleep(4)\n\ndef step():\n    return 'imported'\n")
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("slow_import_steps", module)
+    assert spec is not None and spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    sys.modules["slow_import_steps"] = loaded
+    try:  # the agent loads it by path (it is not importable by name there), taking 4 s
+        hosts = {"loop": {**loop_host["loop"], "lost_after": 3}}
+        ev = one_remote_step(tmp_path, hosts, loaded.step)
+        assert ev.run() is True, only_task(ev)["error_message"]
+    finally:
+        del sys.modules["slow_import_steps"]
+    assert only_task(ev)["result"] == '"imported"'
+
+
+@pytest.mark.slow
+def test_a_timeout_while_the_host_is_still_connecting_stops_the_task_there(tmp_path, loop_host):
+    with socket.socket() as stall:  # accepts, then never says a word: the SSH banner never comes
+        stall.bind(("127.0.0.1", 0))
+        stall.listen()
+        hosts = {"loop": {**loop_host["loop"], "port": stall.getsockname()[1],
+                          "connect_timeout": 20}}
+        pidfile = tmp_path / "pid"
+        ev = one_remote_step(tmp_path, hosts, remote_steps.hang, str(pidfile),
+                             config={"timeout": 1, "timeout_grace": 0.5})
+        started = time.monotonic()
+        assert ev.run() is False
+        assert time.monotonic() - started < 5
+        task = only_task(ev)
+        assert task["error_type"] == "StepTimeout"
+        ev.close()  # the connection still being made ends with it (the fixture checks)
+    assert not pidfile.exists()

@@ -147,3 +147,37 @@ def test_an_engine_killed_during_a_remote_step_is_recovered_from_another_process
     finally:
         store.close()
 
+
+
+def wait_briefly() -> str:
+    time.sleep(1.0)
+    return "waited"
+
+
+def test_a_task_sent_into_a_dead_link_fails_with_the_host_lost_not_a_hang(tmp_path):
+    namespace, address = sorted(netns_hosts().items())[0]
+    hosts = {"h1": host_config(address, 22, lost_after=3, connect_timeout=2)}
+    ev = evr.Eventor(name="dead", store=str(tmp_path / "dead.run.db"),
+                     config={**QUIET, "HOSTS": hosts, "task_construct": "thread"})
+    go, later = ev.add_event("go"), ev.add_event("later")
+    pidfile = tmp_path / "pid"
+    ev.add_assoc(go, ev.add_step("first", func=remote_steps.hang, args=(str(pidfile), 30.0), host="h1"))
+    ev.add_assoc(go, ev.add_step("wait", func=wait_briefly, triggers={evr.STEP_SUCCESS: [later]}))
+    big = "x" * 3_000_000  # more than the link's buffers take: the send would block
+    ev.add_assoc(later, ev.add_step("second", func=remote_steps.where, args=(big,), host="h1"))
+    ev.trigger_event(go)
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.append(ev.run()), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: pidfile.exists() and pidfile.read_text())
+        link(namespace, "down")  # before "wait" ends and "second" is sent
+        thread.join(15)
+        assert out == [False], "the run did not end"
+        tasks = {t["step"]: t for t in ev.store.tasks(ev.run_id)}
+        assert tasks["first"]["error_type"] == tasks["second"]["error_type"] == "HostError"
+        assert "lost: nothing heard for 3 s" in tasks["second"]["error_message"]
+        wait_until(lambda: gone(int(pidfile.read_text())))
+    finally:
+        link(namespace, "up")
+        ev.close()
