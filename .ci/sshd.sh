@@ -94,9 +94,11 @@ start_sshd() {
 start_ssh_hosts() {
     local n ns address hosts=""
     ip link del evr-br0 2>/dev/null || true
-    for n in 1 2; do
+    for n in 1 2; do  # what an earlier, killed run of this script left
         _sshd_stop_leftover "h$n"
+        ip netns pids "evr-h$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
         ip netns del "evr-h$n" 2>/dev/null || true
+        ip link del "evr-h$n-p" 2>/dev/null || true  # the pair goes with it
     done
     ip link add evr-br0 type bridge
     ip addr add 10.200.0.1/24 dev evr-br0
