@@ -70,6 +70,13 @@ HOST_KEYS = {
     "lost_after": (int, float),
 }
 
+DASK_KEYS = {
+    "address": (str,),  # a running scheduler, e.g. tcp://10.0.0.5:8786
+    "cluster_class": (str,),  # an import path, e.g. dask_jobqueue.SLURMCluster
+    "cluster_kwargs": (dict,),  # for cluster_class, or distributed.LocalCluster
+    "connect_timeout": (int, float),
+}
+
 
 @dataclass(frozen=True)
 class Config:
@@ -103,6 +110,7 @@ class Config:
     LOGGING: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     DATABASES: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     HOSTS: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # ssh hosts
+    DASK: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # the cluster
     source: str = ""  # the file the values came from, for error messages
 
     def step_defaults(self) -> StepOptions:
@@ -131,6 +139,7 @@ class Config:
             heartbeat_interval=float(self.heartbeat_interval),
             heartbeat_grace=float(self.heartbeat_grace),
             hosts=self.HOSTS,
+            dask=self.DASK,
             ssh_config=self.ssh_config,
             steps=self.step_defaults().with_values(**overrides).over(EngineOptions().steps),
         )
@@ -165,6 +174,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "LOGGING": (dict,),
     "DATABASES": (dict,),
     "HOSTS": (dict,),
+    "DASK": (dict,),
 }
 
 
@@ -296,6 +306,18 @@ def _validate(values: dict[str, Any], prefix: str, source: str) -> Config:
         _check_section(entry, DATABASE_KEYS, key, source)
     for name, entry in (values.get("HOSTS") or {}).items():
         _check_host(entry, f"{prefix}HOSTS.{name}", source)
+    dask = values.get("DASK") or {}
+    _check_section(dask, DASK_KEYS, f"{prefix}DASK", source)
+    if dask.get("address") and dask.get("cluster_class"):
+        raise EventorConfigError("give address (a running scheduler) or cluster_class (a cluster "
+                                 "to start), not both", key=f"{prefix}DASK", source=source)
+    if dask.get("cluster_class") and "." not in dask["cluster_class"]:
+        raise EventorConfigError(f"expected an import path, e.g. dask_jobqueue.SLURMCluster, got "
+                                 f"{dask['cluster_class']!r}", key=f"{prefix}DASK.cluster_class",
+                                 source=source)
+    if dask.get("connect_timeout") is not None and not dask["connect_timeout"] > 0:
+        raise EventorConfigError(f"expected seconds > 0, got {dask['connect_timeout']!r}",
+                                 key=f"{prefix}DASK.connect_timeout", source=source)
     for name, limit in (values.get("POOLS") or {}).items():
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise EventorConfigError(f"expected a positive int (the pool's limit), got {limit!r}",
@@ -322,7 +344,7 @@ def _validate(values: dict[str, Any], prefix: str, source: str) -> Config:
                                  key=f"{prefix}max_concurrent", source=source)
     if "LOGGING" in values:
         values["LOGGING"] = MappingProxyType(dict(values["LOGGING"]))
-    for section in ("DATABASES", "HOSTS"):
+    for section in ("DATABASES", "HOSTS", "DASK"):
         if section in values:
             values[section] = MappingProxyType(dict(values[section]))
     return Config(**values, source=source)

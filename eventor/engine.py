@@ -277,6 +277,12 @@ class Engine:
         names: dict[Any, str] = {}  # executor as configured -> its registry name, checked once
         self._executor_of = {name: self._executor_for(step, names)
                              for name, step in graph.steps.items()}
+        for name in graph.steps:
+            if self._options_of[name].worker_resources and self._executor_of[name] != "dask":
+                raise EventorConfigError(
+                    f"step {name!r} sets worker_resources, which only the dask executor uses; "
+                    "run it with executor='dask' (config key task_construct), or drop them",
+                    key=f"step {name!r} config worker_resources")
         for executor, check in CHECKS.items():
             runs = [s for s in graph.steps.values() if self._executor_of[s.name] == executor]
             if runs:
@@ -584,6 +590,8 @@ class Engine:
                               exit_code=outcome.exit_code, pid=outcome.pid, error_mro=TIMEOUT_MRO)
         task.ended_at = now
         task.pid = outcome.pid
+        if outcome.host:
+            task.host = outcome.host
         task.result_kind, task.result = outcome.result_kind, outcome.result
         task.error_type, task.error_message = outcome.error_type, outcome.error_message
         task.traceback, task.exit_code = outcome.traceback, outcome.exit_code

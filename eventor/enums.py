@@ -45,7 +45,7 @@ RUN_RESTART = RunMode.restart
 RUN_RECOVER = RunMode.recover
 RUN_CONTINUE = RunMode.continue_
 
-EXECUTORS = ("process", "thread", "invoke", "ssh")  # the executor registry's names
+EXECUTORS = ("process", "thread", "invoke", "ssh", "dask")  # the executor registry's names
 
 
 def executor_alias(value: object) -> str | None:

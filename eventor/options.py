@@ -35,6 +35,11 @@ def _is_seconds(value: Any, *, positive: bool = False) -> bool:
             and math.isfinite(value) and (value > 0 if positive else value >= 0))
 
 
+def _is_resources(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(
+        isinstance(k, str) and _is_seconds(v, positive=True) for k, v in value.items())
+
+
 def _is_exceptions(value: Any) -> bool:
     items = value if isinstance(value, tuple | list) else (value,)
     return bool(items) and all(isinstance(t, type) and issubclass(t, BaseException) for t in items)
@@ -103,6 +108,9 @@ class StepOptions:
     timeout: float | None = _option(lambda v: _is_seconds(v, positive=True),
                                     "a number of seconds > 0", nullable=True)
     timeout_grace: float | None = _option(_is_seconds, "a number of seconds >= 0")
+    worker_resources: Mapping[str, float] | None = _option(
+        _is_resources, "a mapping of Dask worker resources to amounts > 0, e.g. {'GPU': 1}",
+        inherited=False)  # what a dask worker must have to run the step (client.submit)
     unknown: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}),
                                        metadata={"test": None})  # config keys that are no option
 
@@ -229,6 +237,7 @@ class EngineOptions:
     heartbeat_grace: float = 60.0  # seconds without a heartbeat after which an attempt is dead
     hosts: Mapping[str, Any] = field(default_factory=dict)  # HOSTS: ssh hosts by name
     ssh_config: str | None = None  # an ssh config file for hosts not in HOSTS (~/.ssh/config)
+    dask: Mapping[str, Any] = field(default_factory=dict)  # DASK: the cluster the dask executor uses
     steps: StepOptions = DEFAULTS  # what a step's options left at None become
 
     def for_step(self, options: StepOptions) -> StepOptions:

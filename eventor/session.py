@@ -10,6 +10,7 @@ The classic `Eventor` and the declarative `Flow` each hold one.
 from __future__ import annotations
 
 import secrets
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -90,6 +91,20 @@ def note_changed_params(log: BoundLogger, run_id: str, recorded: Mapping[str, An
             f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(changed.items())))
 
 
+def importing_main_in_a_child() -> bool:
+    """
+    True while a spawned process (a Dask worker, a multiprocessing child) runs the program's
+    script top to bottom, as multiprocessing does under the name ``__mp_main__``. A run
+    started there would run the flow again in every worker (and start their own clusters).
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__mp_main__":
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
 class Session:
     """
     The config, store, logger, run id and engine of one run of a flow.
@@ -104,6 +119,11 @@ class Session:
 
     def __init__(self, name: str, store: str | Store = "", config: Any = None, *,
                  config_tag: str | None = None) -> None:
+        if importing_main_in_a_child():
+            raise EventorUsageError(
+                f"flow {name!r} was started again by a worker process (of Dask or "
+                "multiprocessing) that imports the program's script, whose run starts at its top "
+                "level; start the run under 'if __name__ == \"__main__\":'")
         self.name = name
         self.config = load_config(config, tag=config_tag)
         self.program = default_program()

@@ -84,6 +84,7 @@ def step(
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     timeout: float | None = None,
     timeout_grace: float | None = None,
+    worker_resources: Mapping[str, float] | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -99,8 +100,9 @@ def step(func: Any = None, /, **options: Any) -> Any:
     the edge); ``delay`` waits that many seconds after ``on`` fires. The other keywords are
     step options (see `StepOptions`): ``executor``, ``max_concurrent``,
     ``stop_on_exception``, ``retries`` (with ``retry_delay``, ``backoff``,
-    ``max_retry_delay`` and ``retry_on``), ``timeout`` and ``timeout_grace``. Mistakes are
-    reported when the flow class is created.
+    ``max_retry_delay`` and ``retry_on``), ``timeout`` and ``timeout_grace``, and
+    ``worker_resources`` (what a Dask worker must have to run it, for the ``dask``
+    executor). Mistakes are reported when the flow class is created.
     """
     where = _caller()
     unknown = sorted(set(options) - _WIRING - _OPTIONS)

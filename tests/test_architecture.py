@@ -28,6 +28,8 @@ DOORS = {
     "paramiko": {"eventor.executors.ssh", "eventor.agent"},
     "psycopg": set(),  # SQLAlchemy loads the driver; no module of ours names it
     "distributed": {"eventor.executors.dask"},
+    "dask": {"eventor.executors.dask"},
+    "cloudpickle": {"eventor.executors.dask"},
 }
 
 

@@ -75,6 +75,7 @@ class Outcome:
     exit_code: int | None = None  # set when a process ended without reporting
     pid: int | None = None
     error_mro: tuple[str, ...] = ()  # "module.Class" of the exception and its bases
+    host: str | None = None  # where it ran, when only the executor knows (a Dask worker)
 
 
 @dataclass(slots=True)

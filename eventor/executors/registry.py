@@ -53,6 +53,25 @@ def _ssh(graph: FlowGraph, options: EngineOptions) -> Executor:
                        logging.getLogger(f"eventor.{graph.name}"))
 
 
+def _dask(graph: FlowGraph, options: EngineOptions) -> Executor:
+    from eventor.executors.dask import DaskExecutor
+
+    resources = {name: options.for_step(step.options).worker_resources or {}
+                 for name, step in graph.steps.items()}
+    return DaskExecutor(options.dask, {k: v for k, v in resources.items() if v})
+
+
+def _check_dask(steps: Sequence[StepSpec], options: EngineOptions) -> None:
+    try:
+        from eventor.executors.dask import check_steps
+    except ImportError as exc:
+        raise EventorConfigError(
+            f"the dask executor needs Dask's distributed package ({exc}); install it with "
+            "pip install 'eventor[dask]'", key="task_construct") from None
+
+    check_steps(steps, options.dask)
+
+
 def _check_ssh(steps: Sequence[StepSpec], options: EngineOptions) -> None:
     from eventor.executors.ssh import check_steps
 
@@ -61,10 +80,11 @@ def _check_ssh(steps: Sequence[StepSpec], options: EngineOptions) -> None:
 
 # name -> the factory of its executor (each module is imported when a run first needs it)
 REGISTRY: dict[str, ExecutorFactory] = {"process": _process, "thread": _thread, "invoke": _invoke,
-                                        "ssh": _ssh}
+                                        "ssh": _ssh, "dask": _dask}
 
 # name -> what the engine checks, when it is made, of the steps this executor will run
-CHECKS: dict[str, Callable[[Sequence[StepSpec], EngineOptions], None]] = {"ssh": _check_ssh}
+CHECKS: dict[str, Callable[[Sequence[StepSpec], EngineOptions], None]] = {
+    "ssh": _check_ssh, "dask": _check_dask}
 
 
 def executor_name(value: Any, *, key: str = "task_construct") -> str:
