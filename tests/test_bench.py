@@ -75,3 +75,16 @@ def test_ssh_benchmark_runs_against_the_loopback_host(tmp_path):
                  "remote step overhead", "first task (connect + agent)"):
         assert case in proc.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_dask_benchmark_runs_on_a_local_cluster(tmp_path):
+    pytest.importorskip("distributed")
+    proc = subprocess.run([sys.executable, str(BENCH.parent / "dask_cluster.py"), "--fanout", "50",
+                           "--chain", "5", "--workers", "1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    for case in ("dask-map (50 calls)", "fanout-dask (50 steps)", "chain-thread (5 steps)",
+                 "chain-dask (5 steps)"):
+        assert case in proc.stdout
+    assert list(tmp_path.iterdir()) == []

@@ -29,7 +29,6 @@ import importlib
 import logging
 import os
 import threading
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -144,8 +143,10 @@ class DaskExecutor(Executor):
         self._cluster: Any = None
         self._unusable: str | None = None  # why the cluster cannot be used, once that is known
         self._tasks: dict[Any, tuple[TaskRun, Emit, distributed.Future]] = {}  # by Dask key
+        self._queued: list[tuple[TaskRun, Emit, bytes]] = []  # for the submitter thread
+        self._wake = threading.Condition(self._lock)
         self._completed: distributed.as_completed | None = None
-        self._collector: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._closed = False
 
     # -- the cluster ---------------------------------------------------------------------
@@ -158,15 +159,15 @@ class DaskExecutor(Executor):
                 raise RuntimeError(self._unusable)
             try:
                 client = self._open()
-                self._completed = distributed.as_completed([], loop=client.loop,
-                                                           with_results=True, raise_errors=False)
+                self._completed = distributed.as_completed([], loop=client.loop)
             except Exception as exc:
                 self._unusable = f"the Dask cluster cannot be used: {type(exc).__name__}: {exc}"
                 raise RuntimeError(self._unusable) from None
             self._client = client
-            self._collector = threading.Thread(target=self._collect, name="eventor-dask",
-                                               daemon=True)
-            self._collector.start()
+            for target in (self._send, self._collect):
+                thread = threading.Thread(target=target, name="eventor-dask", daemon=True)
+                self._threads.append(thread)
+                thread.start()
             return self._client
 
     def _open(self) -> distributed.Client:
@@ -200,7 +201,7 @@ class DaskExecutor(Executor):
 
     def submit(self, task: TaskRun, done: Emit) -> None:
         try:
-            client = self._connect()
+            self._connect()
         except RuntimeError as exc:
             done(Outcome(task.key, False, error_type="DaskClusterError",
                          error_message=f"step {task.step!r}: {exc}"))
@@ -211,27 +212,87 @@ class DaskExecutor(Executor):
             done(Outcome(task.key, False, error_type=type(exc).__qualname__,
                          error_message=f"step {task.step!r} cannot be sent to the Dask cluster: {exc}"))
             return
-        # A key of its own on a shared cluster: other runs, retries and engines never collide.
-        key = f"{task.step}-{task.run_id}-{task.recovery}-{task.key}-{uuid.uuid4().hex[:12]}"
-        future = client.submit(_run, payload, task.key, key=key, pure=False, retries=0,
-                               resources=self._resources.get(task.step) or None)
         with self._lock:
-            self._tasks[future.key] = (task, done, future)
-        assert self._completed is not None
-        self._completed.add(future)
+            self._queued.append((task, done, payload))
+            self._wake.notify_all()
 
-    def _collect(self) -> None:
-        """Hand each finished future's outcome (after its triggers) to the engine."""
-        completed = self._completed
-        assert completed is not None
-        while not self._closed:
-            if completed.is_empty():
-                time.sleep(0.01)
-                continue
-            for future, result in completed:
-                self._report(future, result)
+    def _send(self) -> None:
+        """
+        The submitter thread: the tasks the engine handed over since the last pass go to the
+        scheduler together (one ``client.map`` per set of worker resources), so the engine's
+        thread never waits on the cluster.
+        """
+        client = self._client
+        assert client is not None and self._completed is not None
+        while True:
+            with self._lock:
+                while not self._queued and not self._closed:
+                    self._wake.wait()
                 if self._closed:
                     return
+                batch, self._queued = self._queued, []
+            groups: dict[tuple[tuple[str, float], ...], list[tuple[TaskRun, Emit, bytes]]] = {}
+            for item in batch:
+                wants = tuple(sorted((self._resources.get(item[0].step) or {}).items()))
+                groups.setdefault(wants, []).append(item)
+            for wants, items in groups.items():
+                # A key of its own on a shared cluster: other runs, retries and engines never
+                # collide. Dask groups tasks by the key's leading words ("eventor", or
+                # "eventor-extract" for a step named extract): one group per step, never one
+                # per task, which would swamp the scheduler.
+                keys = [f"eventor-{t.step}-{t.run_id}-{t.recovery}-{t.key}-{uuid.uuid4().hex[:12]}"
+                        for t, _, _ in items]
+                try:
+                    futures = client.map(_run, [p for _, _, p in items], [t.key for t, _, _ in items],
+                                         key=keys, pure=False, retries=0,
+                                         resources=dict(wants) or None)
+                except Exception as exc:  # the client closed under us, or refused the tasks
+                    for task, done, _ in items:
+                        done(Outcome(task.key, False, error_type="DaskClusterError",
+                                     error_message=f"step {task.step!r} could not be submitted "
+                                                   f"to the Dask cluster: {exc}"))
+                    continue
+                with self._lock:  # known before they can be reported
+                    for (task, done, _), future in zip(items, futures, strict=True):
+                        self._tasks[future.key] = (task, done, future)
+                self._completed.update(futures)
+                with self._lock:
+                    self._wake.notify_all()  # the collector may be waiting for work
+
+    def _collect(self) -> None:
+        """
+        The collector thread: take the futures that finished, fetch their results in one
+        gather, and hand each outcome (after its triggers) to the engine.
+        """
+        client, completed = self._client, self._completed
+        assert client is not None and completed is not None
+        while not self._closed:
+            try:
+                batch = completed.next_batch(block=True)
+            except StopIteration:  # nothing submitted right now
+                with self._lock:
+                    if not self._closed and not self._tasks and not self._queued:
+                        self._wake.wait(0.5)
+                continue
+            finished = [f for f in batch if f.status == "finished"]
+            try:
+                results = client.gather(finished, errors="skip", direct=True) if finished else []
+            except Exception:
+                results = None
+            if results is None or len(results) != len(finished):  # fetch them one by one
+                results = [self._result(f) for f in finished]
+            for future, result in zip(finished, results, strict=True):
+                self._report(future, result)
+            for future in batch:
+                if future.status != "finished":
+                    self._report(future, self._result(future))
+
+    @staticmethod
+    def _result(future: distributed.Future) -> Any:
+        try:
+            return future.result(timeout=30) if future.status == "finished" else future.exception(10)
+        except BaseException as exc:  # what went wrong is the result
+            return exc
 
     def _report(self, future: distributed.Future, result: Any) -> None:
         with self._lock:
@@ -239,7 +300,7 @@ class DaskExecutor(Executor):
         if entry is None:
             return  # already ended (stopped at its timeout)
         task, done, _ = entry
-        if future.status == "finished":
+        if future.status == "finished" and isinstance(result, tuple) and len(result) == 2:
             outcome, triggers = result
             for request in triggers:
                 done(request)
@@ -306,8 +367,10 @@ class DaskExecutor(Executor):
         """Cancel what is still queued or running, and close a cluster started for the run."""
         with self._lock:
             self._closed = True
+            self._wake.notify_all()
             futures = [entry[2] for entry in self._tasks.values()]
             self._tasks.clear()
+            self._queued.clear()
             client, cluster = self._client, self._cluster
         if client is None:
             return
@@ -320,5 +383,5 @@ class DaskExecutor(Executor):
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close(timeout=10)
-        if self._collector is not None:
-            self._collector.join(5)
+        for thread in self._threads:
+            thread.join(5)
