@@ -129,17 +129,30 @@ def test_fan_out_join_loads_each_file_in_its_sequence_and_summarizes_after_all(t
                     "summarize[0]": "success"}
 
 
-def test_distributed_runs_its_middle_step_on_the_host(tmp_path):
+def test_remote_hosts_runs_its_middle_step_on_the_host(tmp_path):
     import yaml
 
     from tests.conftest import host_config
 
     host = {**host_config(), "workdir": str(EXAMPLES)}
     (tmp_path / "hosts.yaml").write_text(yaml.safe_dump({"EVENTOR": {"HOSTS": {"worker": host}}}))
-    proc = run_example("distributed.py", "hosts.yaml", cwd=tmp_path)
+    proc = run_example("remote_hosts.py", "hosts.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert re.fullmatch(r"success \| sum 55 crunched by process \d+\n", proc.stdout)
     assert re.search(r"\]\[ worker \]\[ \d+ \]\[ WARNING \]\[ crunching 10 numbers \]", proc.stderr)
-    with sqlite3.connect(tmp_path / "distributed.run.db") as db:
+    with sqlite3.connect(tmp_path / "remote_hosts.run.db") as db:
         rows = db.execute("select step, host, status from eventor_tasks order by id").fetchall()
     assert rows[1] == ("crunch", "worker", "success")
+
+
+@pytest.mark.slow
+def test_on_dask_fans_a_week_out_over_a_local_cluster(tmp_path):
+    pytest.importorskip("distributed")
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "on_dask.py")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "success | week total: 210"
+    with sqlite3.connect(tmp_path / "on_dask.run.db") as db:
+        rows = db.execute("select sequence, host from eventor_tasks where step = 'count'").fetchall()
+    assert sorted(s for s, _ in rows) == sorted(["mon", "tue", "wed", "thu", "fri", "sat", "sun"])
+    assert all(host.startswith("tcp://127.0.0.1:") for _, host in rows)

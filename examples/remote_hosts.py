@@ -1,7 +1,7 @@
 """
 A flow with a step on another host over SSH: fetch here, crunch on "worker", report here.
 
-    python examples/distributed.py hosts.yaml
+    python examples/remote_hosts.py hosts.yaml
 
 hosts.yaml describes the host (see docs/distributed.md):
 
@@ -14,7 +14,7 @@ hosts.yaml describes the host (see docs/distributed.md):
           python: /opt/etl/venv/bin/python    # Eventor installed there
           workdir: /opt/etl                   # where this file is, on the host
 
-The engine runs here and records the run in ./distributed.run.db; the host needs this file
+The engine runs here and records the run in ./remote_hosts.run.db; the host needs this file
 and Eventor, not the database. What crunch logs and prints comes back into this run's log.
 """
 
