@@ -59,6 +59,7 @@ _UNGUARDED = (
     "again, which must not start the run again; start the run under "
     "'if __name__ == \"__main__\":', as multiprocessing requires")
 _log = logging.getLogger("eventor.dask")
+RESTART_WAIT = 30.0  # seconds to wait for the restart of a timed-out step's worker
 
 
 def _run(payload: bytes, key: int) -> tuple[Outcome, list[TriggerRequest]]:
@@ -119,6 +120,13 @@ def _cluster_class(path: str) -> Any:
                                  "provides it", key="DASK.cluster_class") from None
 
 
+def _processing_on(key: Any, dask_scheduler: Any = None) -> str | None:
+    """On the scheduler: the worker running ``key``, if any."""
+    task = dask_scheduler.tasks.get(key)
+    where = getattr(task, "processing_on", None)
+    return getattr(where, "address", None)
+
+
 def _allowed_failures(dask_scheduler: Any) -> int:
     return int(dask_scheduler.allowed_failures)
 
@@ -126,6 +134,13 @@ def _allowed_failures(dask_scheduler: Any) -> int:
 class DaskExecutor(Executor):
     """
     Submits each task to a Dask cluster, connected (or started) when the run first needs it.
+
+    Every task handed to `submit` is *open* until its one outcome is delivered (`_deliver`,
+    the only caller of ``done``): from its result, its failure, its timeout, the cluster
+    failing, or `close`. Two threads serve the cluster, so the engine's thread never waits
+    on it: a submitter sends the tasks handed over since its last pass (one ``client.map``
+    per set of worker resources), and a collector takes each result as the client fetches
+    it, so one slow worker holds back only its own tasks.
 
     Args:
         settings: the config's ``DASK`` section.
@@ -139,44 +154,55 @@ class DaskExecutor(Executor):
         self._settings = dict(settings or {})
         self._resources = dict(resources or {})
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
         self._client: distributed.Client | None = None
         self._cluster: Any = None
         self._unusable: str | None = None  # why the cluster cannot be used, once that is known
-        self._tasks: dict[Any, tuple[TaskRun, Emit, distributed.Future]] = {}  # by Dask key
-        self._queued: list[tuple[TaskRun, Emit, bytes]] = []  # for the submitter thread
-        self._wake = threading.Condition(self._lock)
+        self._open: dict[int, tuple[TaskRun, Emit]] = {}  # task key -> task, until its outcome
+        self._queued: list[tuple[TaskRun, bytes]] = []  # for the submitter
+        self._futures: dict[int, distributed.Future] = {}  # task key -> its future, once sent
+        self._task_of: dict[Any, int] = {}  # Dask key -> task key
+        self._timers: list[threading.Timer] = []
         self._completed: distributed.as_completed | None = None
         self._threads: list[threading.Thread] = []
         self._closed = False
 
     # -- the cluster ---------------------------------------------------------------------
 
-    def _connect(self) -> distributed.Client:
+    def _connect(self) -> None:
         with self._lock:
+            if self._closed:
+                raise RuntimeError("the run closed its Dask executor")
             if self._client is not None:
-                return self._client
+                return
             if self._unusable is not None:
                 raise RuntimeError(self._unusable)
             try:
-                client = self._open()
-                self._completed = distributed.as_completed([], loop=client.loop)
+                client = self._open_client()
+                self._completed = distributed.as_completed(
+                    [], loop=client.loop, with_results=True, raise_errors=False)
             except Exception as exc:
                 self._unusable = f"the Dask cluster cannot be used: {type(exc).__name__}: {exc}"
+                self._shut(None)
                 raise RuntimeError(self._unusable) from None
             self._client = client
             for target in (self._send, self._collect):
-                thread = threading.Thread(target=target, name="eventor-dask", daemon=True)
+                thread = threading.Thread(target=self._guarded, args=(target,),
+                                          name="eventor-dask", daemon=True)
                 self._threads.append(thread)
                 thread.start()
-            return self._client
 
-    def _open(self) -> distributed.Client:
+    def _open_client(self) -> distributed.Client:
         settings = self._settings
         timeout = settings.get("connect_timeout", 30)
         address = settings.get("address")
         if address:
             client = distributed.Client(address, timeout=timeout, set_as_default=False)
-            failures = client.run_on_scheduler(_allowed_failures)
+            try:
+                failures = client.run_on_scheduler(_allowed_failures)
+            except Exception:
+                client.close()
+                raise
             if failures:
                 _log.warning(
                     "The Dask scheduler at %s reruns a task whose worker died (allowed-failures "
@@ -200,38 +226,69 @@ class DaskExecutor(Executor):
     # -- tasks ---------------------------------------------------------------------------
 
     def submit(self, task: TaskRun, done: Emit) -> None:
+        with self._lock:
+            self._open[task.key] = (task, done)
         try:
             self._connect()
-        except RuntimeError as exc:
-            done(Outcome(task.key, False, error_type="DaskClusterError",
-                         error_message=f"step {task.step!r}: {exc}"))
-            return
-        try:
             payload = cloudpickle.dumps(task)
+        except RuntimeError as exc:
+            self._deliver(task.key, Outcome(task.key, False, error_type="DaskClusterError",
+                                            error_message=f"step {task.step!r}: {exc}"))
+            return
         except Exception as exc:
-            done(Outcome(task.key, False, error_type=type(exc).__qualname__,
-                         error_message=f"step {task.step!r} cannot be sent to the Dask cluster: {exc}"))
+            self._deliver(task.key, Outcome(
+                task.key, False, error_type=type(exc).__qualname__,
+                error_message=f"step {task.step!r} cannot be sent to the Dask cluster: {exc}"))
             return
         with self._lock:
-            self._queued.append((task, done, payload))
-            self._wake.notify_all()
+            if task.key in self._open:
+                self._queued.append((task, payload))
+                self._wake.notify_all()
+
+    def _deliver(self, key: int, *messages: Message) -> None:
+        """Hand a task's last messages (its triggers, then its outcome) to the engine, once."""
+        with self._lock:
+            entry = self._open.pop(key, None)
+            future = self._futures.pop(key, None)  # dropped: the client releases it
+            if future is not None:
+                self._task_of.pop(future.key, None)
+        if entry is None:
+            return  # it has had its outcome
+        for message in messages:
+            entry[1](message)
+
+    def _guarded(self, loop: Any) -> None:
+        """Run a background loop; if it dies, no open task may wait for ever."""
+        try:
+            loop()
+        except BaseException as exc:
+            with self._lock:
+                self._unusable = f"the Dask executor failed: {type(exc).__name__}: {exc}"
+                keys = list(self._open)
+            for key in keys:
+                self._fail(key, "DaskClusterError", self._unusable)
+
+    def _fail(self, key: int, error_type: str, message: str, **fields: Any) -> None:
+        with self._lock:
+            entry = self._open.get(key)
+        if entry is not None:
+            self._deliver(key, Outcome(key, False, error_type=error_type,
+                                       error_message=f"step {entry[0].step!r}: {message}",
+                                       **fields))
 
     def _send(self) -> None:
-        """
-        The submitter thread: the tasks the engine handed over since the last pass go to the
-        scheduler together (one ``client.map`` per set of worker resources), so the engine's
-        thread never waits on the cluster.
-        """
-        client = self._client
-        assert client is not None and self._completed is not None
+        """The submitter thread: the tasks handed over since the last pass go together."""
+        client, completed = self._client, self._completed
+        assert client is not None and completed is not None
         while True:
             with self._lock:
                 while not self._queued and not self._closed:
                     self._wake.wait()
                 if self._closed:
                     return
-                batch, self._queued = self._queued, []
-            groups: dict[tuple[tuple[str, float], ...], list[tuple[TaskRun, Emit, bytes]]] = {}
+                batch = [(t, p) for t, p in self._queued if t.key in self._open]
+                self._queued = []
+            groups: dict[tuple[tuple[str, float], ...], list[tuple[TaskRun, bytes]]] = {}
             for item in batch:
                 wants = tuple(sorted((self._resources.get(item[0].step) or {}).items()))
                 groups.setdefault(wants, []).append(item)
@@ -241,72 +298,59 @@ class DaskExecutor(Executor):
                 # "eventor-extract" for a step named extract): one group per step, never one
                 # per task, which would swamp the scheduler.
                 keys = [f"eventor-{t.step}-{t.run_id}-{t.recovery}-{t.key}-{uuid.uuid4().hex[:12]}"
-                        for t, _, _ in items]
+                        for t, _ in items]
                 try:
-                    futures = client.map(_run, [p for _, _, p in items], [t.key for t, _, _ in items],
+                    futures = client.map(_run, [p for _, p in items], [t.key for t, _ in items],
                                          key=keys, pure=False, retries=0,
                                          resources=dict(wants) or None)
                 except Exception as exc:  # the client closed under us, or refused the tasks
-                    for task, done, _ in items:
-                        done(Outcome(task.key, False, error_type="DaskClusterError",
-                                     error_message=f"step {task.step!r} could not be submitted "
-                                                   f"to the Dask cluster: {exc}"))
+                    for task, _ in items:
+                        self._fail(task.key, "DaskClusterError",
+                                   f"could not be submitted to the Dask cluster: {exc}")
                     continue
-                with self._lock:  # known before they can be reported
-                    for (task, done, _), future in zip(items, futures, strict=True):
-                        self._tasks[future.key] = (task, done, future)
-                self._completed.update(futures)
+                stale = []
+                with self._lock:
+                    for (task, _), future in zip(items, futures, strict=True):
+                        if task.key in self._open:
+                            self._futures[task.key] = future
+                            self._task_of[future.key] = task.key
+                        else:
+                            stale.append(future)  # stopped while being sent
+                for future in stale:
+                    with contextlib.suppress(Exception):
+                        future.cancel()
+                completed.update([f for f in futures if f not in stale])
                 with self._lock:
                     self._wake.notify_all()  # the collector may be waiting for work
 
     def _collect(self) -> None:
-        """
-        The collector thread: take the futures that finished, fetch their results in one
-        gather, and hand each outcome (after its triggers) to the engine.
-        """
-        client, completed = self._client, self._completed
-        assert client is not None and completed is not None
+        """The collector thread: each result, as the client fetches it, to the engine."""
+        completed = self._completed
+        assert completed is not None
         while not self._closed:
             try:
                 batch = completed.next_batch(block=True)
-            except StopIteration:  # nothing submitted right now
+            except StopIteration:  # nothing out on the cluster right now
                 with self._lock:
-                    if not self._closed and not self._tasks and not self._queued:
-                        self._wake.wait(0.5)
+                    if not self._closed and not self._futures:
+                        self._wake.wait(0.2)
                 continue
-            finished = [f for f in batch if f.status == "finished"]
-            try:
-                results = client.gather(finished, errors="skip", direct=True) if finished else []
-            except Exception:
-                results = None
-            if results is None or len(results) != len(finished):  # fetch them one by one
-                results = [self._result(f) for f in finished]
-            for future, result in zip(finished, results, strict=True):
+            for future, result in batch:
                 self._report(future, result)
-            for future in batch:
-                if future.status != "finished":
-                    self._report(future, self._result(future))
-
-    @staticmethod
-    def _result(future: distributed.Future) -> Any:
-        try:
-            return future.result(timeout=30) if future.status == "finished" else future.exception(10)
-        except BaseException as exc:  # what went wrong is the result
-            return exc
 
     def _report(self, future: distributed.Future, result: Any) -> None:
         with self._lock:
-            entry = self._tasks.pop(future.key, None)
-        if entry is None:
-            return  # already ended (stopped at its timeout)
-        task, done, _ = entry
+            key = self._task_of.get(future.key)
+        if key is None:
+            return  # it has had its outcome
         if future.status == "finished" and isinstance(result, tuple) and len(result) == 2:
             outcome, triggers = result
-            for request in triggers:
-                done(request)
-            done(outcome)
+            self._deliver(key, *triggers, outcome)
             return
-        done(self._failed(task, future, result))
+        with self._lock:
+            entry = self._open.get(key)
+        if entry is not None:
+            self._deliver(key, self._failed(entry[0], future, result))
 
     def _failed(self, task: TaskRun, future: distributed.Future, error: Any) -> Outcome:
         if isinstance(error, tuple) and len(error) == 3:  # (type, exception, traceback)
@@ -328,60 +372,86 @@ class DaskExecutor(Executor):
 
     def cancel(self, key: int, grace: float) -> bool:
         """
-        A step past its timeout: give it ``grace`` seconds, then restart the worker running
-        it (its thread cannot be stopped otherwise), which ends it.
+        A step past its timeout. Not sent yet: it never will be. Running: it has ``grace``
+        seconds, then the worker running it is restarted (a thread cannot be stopped
+        otherwise); it ends as a failure either way.
         """
         with self._lock:
-            entry = next((e for e in self._tasks.values() if e[0].key == key), None)
-        if entry is None:
-            return False
-        timer = threading.Timer(grace, self._stop, args=(entry,))
+            if key not in self._open:
+                return False
+            sent = key in self._futures
+            if not sent:
+                self._queued = [(t, p) for t, p in self._queued if t.key != key]
+        if not sent:  # queued, or being sent (the submitter drops it)
+            self._fail(key, "StepTimeout", "was stopped before it reached the Dask cluster")
+            return True
+        timer = threading.Timer(grace, self._stop, args=(key,))
         timer.daemon = True
+        with self._lock:
+            self._timers = [t for t in self._timers if t.is_alive()] + [timer]
         timer.start()
         return True
 
-    def _stop(self, entry: tuple[TaskRun, Emit, distributed.Future]) -> None:
-        task, done, future = entry
+    def _stop(self, key: int) -> None:
+        """The grace is over: restart the step's worker (bounded), then end the step."""
         with self._lock:
-            if self._tasks.get(future.key) is not entry or self._closed:
-                return  # it ended within the grace
-            del self._tasks[future.key]
-        client = self._client
-        assert client is not None
-        worker = next((w for w, keys in client.processing().items() if future.key in keys), None)
-        future.cancel()
-        restarted = ""
-        if worker is not None:
+            future = self._futures.get(key)
+            client = self._client
+        if future is None or client is None or self._closed:
+            return  # it ended within the grace (or the run closed)
+        said = {"note": ""}
+
+        def restart() -> None:
             try:
-                client.restart_workers([worker], raise_for_error=True)
-                restarted = f"; its worker {worker} was restarted to stop it"
+                where = client.run_on_scheduler(_processing_on, future.key)
+                future.cancel()  # not started yet: this is enough
+                if where:
+                    client.restart_workers([where], raise_for_error=True)
+                    said["note"] = f"; its worker {where} was restarted to stop it"
             except Exception as exc:
-                restarted = f"; its worker {worker} could not be restarted ({exc}), so it may run on"
-                _log.warning("The thread of step %r may still run on Dask worker %s: %s",
-                             task.step, worker, exc)
-        done(Outcome(task.key, False, error_type="StepTimeout", host=worker,
-                     error_message=f"step {task.step!r} overran its timeout on the Dask "
-                                   f"cluster{restarted}"))
+                said["note"] = f"; its worker could not be restarted ({exc}), so it may run on"
+                _log.warning("The thread of a timed-out step may still run on the Dask cluster: "
+                             "%s", exc)
+
+        helper = threading.Thread(target=restart, name="eventor-dask-restart", daemon=True)
+        helper.start()
+        helper.join(RESTART_WAIT)
+        if helper.is_alive():
+            said["note"] = (f"; its worker did not restart within {RESTART_WAIT:g} s, so it "
+                            "may run on")
+        self._fail(key, "StepTimeout", f"overran its timeout on the Dask cluster{said['note']}")
 
     def close(self) -> None:
-        """Cancel what is still queued or running, and close a cluster started for the run."""
+        """
+        End every open task (a `CancelledError` outcome, before anything else can be said of
+        it), cancel what is on the cluster, and close a cluster started for the run.
+        """
         with self._lock:
             self._closed = True
             self._wake.notify_all()
-            futures = [entry[2] for entry in self._tasks.values()]
-            self._tasks.clear()
-            self._queued.clear()
-            client, cluster = self._client, self._cluster
-        if client is None:
-            return
-        with contextlib.suppress(Exception):
-            client.cancel(futures)
-        if self._completed is not None:
-            self._completed.clear()
-        with contextlib.suppress(Exception):
-            client.close(timeout=10)
+            keys = list(self._open)
+            futures = list(self._futures.values())
+            timers, self._timers = self._timers, []
+        for timer in timers:
+            timer.cancel()
+        for key in keys:
+            self._fail(key, "CancelledError", "the run closed its Dask executor first")
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.cancel(futures)
+            if self._completed is not None:
+                self._completed.clear()
+        self._shut(client)
+        for thread in self._threads:
+            thread.join(5)
+
+    def _shut(self, client: distributed.Client | None) -> None:
+        """Close the client and a cluster started for the run, whatever state they are in."""
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close(timeout=10)
+        cluster, self._cluster = self._cluster, None
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close(timeout=10)
-        for thread in self._threads:
-            thread.join(5)

@@ -323,3 +323,44 @@ def test_a_script_that_runs_at_its_top_level_is_told_to_guard_it(tmp_path):
     assert "start the run under 'if __name__ == \"__main__\":'" in error
     assert runs == 1  # the worker processes did not record runs of their own
     assert "was started again by a worker process" in done.stderr
+
+
+def test_a_cluster_class_by_import_path_is_started_and_closed_for_the_run(tmp_path):
+    config = {**QUIET, "task_construct": "dask",
+              "DASK": {"cluster_class": "distributed.LocalCluster",
+                       "cluster_kwargs": {"n_workers": 1, "processes": False,
+                                          "dashboard_address": None}}}
+    with one_step(tmp_path, config, dask_steps.where, "x") as ev:
+        assert ev.run() is True
+        (task,) = ev.store.tasks(ev.run_id)
+    assert task["host"].startswith("inproc://") or task["host"].startswith("tcp://")
+    assert not [t for t in threading.enumerate() if t.name == "eventor-dask"]
+
+
+def test_a_cluster_class_that_cannot_be_imported_is_refused_when_the_run_is_made(tmp_path):
+    config = {**QUIET, "task_construct": "dask", "DASK": {"cluster_class": "dask_nowhere.Cluster"}}
+    ev = one_step(tmp_path, config, dask_steps.where, "x")
+    with ev, pytest.raises(evr.EventorConfigError, match=r"DASK.cluster_class: cannot import "
+                           r"'dask_nowhere.Cluster': No module named 'dask_nowhere'"):
+        ev.run()
+
+
+def test_close_ends_every_open_task_once_and_says_nothing_after(tmp_path, cluster):
+    from eventor.executors.base import Outcome, TaskRun
+    from eventor.executors.dask import DaskExecutor
+
+    said: list[Any] = []
+    pidfile = tmp_path / "pid"
+    executor = DaskExecutor({"address": cluster["address"]})
+    running = TaskRun(1, "r", "hang", "0", 0, dask_steps.hang, (str(pidfile), 30.0), {}, {})
+    executor.submit(running, said.append)
+    wait_until(lambda: pidfile.exists() and pidfile.read_text())
+    executor.submit(TaskRun(2, "r", "late", "0", 0, dask_steps.hang, (str(tmp_path / "p2"), 30.0),
+                            {}, {}), said.append)
+    executor.close()
+    assert sorted((m.key, m.error_type) for m in said) == [(1, "CancelledError"), (2, "CancelledError")]
+    assert all(isinstance(m, Outcome) and not m.ok for m in said)
+    executor.submit(TaskRun(3, "r", "after", "0", 0, dask_steps.where, ("x",), {}, {}), said.append)
+    assert said[-1].key == 3 and "closed its Dask executor" in said[-1].error_message
+    time.sleep(0.5)
+    assert len(said) == 3  # nothing more, ever
