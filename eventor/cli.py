@@ -43,6 +43,7 @@ from eventor.enums import RunMode
 from eventor.exceptions import EventorError, FlowDefinitionError, did_you_mean
 from eventor.joins import waiting_in
 from eventor.params import Param, checked, coerce
+from eventor.recovery import owner_alive
 from eventor.session import open_configured, purge
 from eventor.store import Store, sqlite_file
 
@@ -305,13 +306,16 @@ def _first_line(text: str | None, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 3] + "..."
 
 
-def _task_table(rows: list[dict[str, Any]], title: str) -> Table:
+def _task_table(rows: list[dict[str, Any]], title: str, interrupted: set[int] = frozenset()  # type: ignore[assignment]
+                ) -> Table:
     table = Table(title=title, title_justify="left")
     for column in ("step", "sequence", "attempt", "status", "host", "started", "took",
                    "result / error"):
         table.add_column(column)
     for r in rows:
         status = r["status"] + (" (skipped)" if r.get("executor") == "skip" else "")
+        if r["attempt"] in interrupted and r["status"] in ("active", "ready"):
+            status = f"interrupted ({r['status']})"
         outcome = (f"{r['error_type']}: {_first_line(r['error_message'])}" if r.get("error_type")
                    else _first_line(r.get("result")))
         table.add_row(r["step"], r["sequence"], str(r["attempt"]), status, r.get("host") or "",
@@ -321,24 +325,93 @@ def _task_table(rows: list[dict[str, Any]], title: str) -> Table:
 
 
 def _finish(store: Store, run_id: str, attempt: int, ok: bool, status: str) -> None:
-    _con.out.print(_task_table(store.tasks(run_id, attempt), f"run {run_id} attempt {attempt}: {status}"))
+    rows = store.tasks(run_id, attempt)
+    _con.out.print(_task_table(rows, f"run {run_id} attempt {attempt}: {status}"))
+    if not ok:
+        _print_failures(store, run_id, rows, full=False)
     raise typer.Exit(0 if ok else 1)
 
 
+def _store_candidates(store: str | None, cfg: Any) -> list[str]:
+    """
+    Where a reading command looks for runs, in order: ``--store``; ``$EVENTOR_STORE``; the
+    database ``$EVENTOR_DB_CONFIG_TAG`` names; else the ``*.run.db`` stores in the current
+    directory (every one of them).
+    """
+    if store:
+        return [store]
+    if os.environ.get("EVENTOR_STORE"):
+        return [os.environ["EVENTOR_STORE"]]
+    if os.environ.get("EVENTOR_DB_CONFIG_TAG"):
+        return [""]  # the store the config's default database tag names
+    found = sorted(str(p) for p in Path.cwd().glob("*.run.db"))
+    if not found:
+        raise CliError(f"no run store found: no --store, no $EVENTOR_STORE, no "
+                       f"$EVENTOR_DB_CONFIG_TAG, and no *.run.db file in {Path.cwd()}; give "
+                       "--store the store's path, URL or DATABASES tag")
+    return found
+
+
 @contextlib.contextmanager
-def _store(store: str | None, config: Path | None) -> Iterator[Store]:
-    """The store a reading command looks at; a sqlite file that is not there is a mistake."""
-    cfg = load_config(str(config) if config else None)
-    path = sqlite_file(store or "", program=default_program(), workdir=cfg.workdir,
+def _opened(address: str, cfg: Any) -> Iterator[Store]:
+    path = sqlite_file(address, program=default_program(), workdir=cfg.workdir,
                        databases=cfg.DATABASES)
     if path is not None and not Path(path).exists():
         raise CliError(f"no run store at {path}; give --store the store's path or URL")
-    opened, owned, _ = open_configured(store or "", cfg)
+    opened, owned, _ = open_configured(address, cfg)
     try:
         yield opened
     finally:
         if owned:
             opened.close()
+
+
+@contextlib.contextmanager
+def _store(store: str | None, config: Path | None, run_id: str | None = None) -> Iterator[Store]:
+    """
+    The store a reading command looks at (see `_store_candidates`); with ``run_id``, the
+    first of the candidates that holds that run.
+    """
+    cfg = load_config(str(config) if config else None)
+    candidates = _store_candidates(store, cfg)
+    if run_id is not None and len(candidates) > 1:
+        for address in candidates:
+            with _opened(address, cfg) as opened:
+                if opened.run(run_id) is not None:
+                    yield opened
+                    return
+        raise CliError(f"no run {run_id!r} in any store here ({', '.join(map(_short, candidates))}); "
+                       "give --store the store that holds it")
+    with _opened(candidates[0], cfg) as opened:
+        yield opened
+
+
+def _short(path: str) -> str:
+    return os.path.relpath(path) if os.path.isabs(path) else path
+
+
+def _interrupted(attempt: Mapping[str, Any], grace: float) -> bool:
+    """An attempt recorded as running whose engine is gone (dead pid here, or silent)."""
+    return attempt.get("status") == "running" and not owner_alive(attempt, grace=grace)
+
+
+def _print_failures(store: Store, run_id: str, rows: list[dict[str, Any]], full: bool) -> None:
+    """Each failed try and task: its error, and the end of its traceback (all with ``full``)."""
+    failed = [("try", t) for t in store.tries(run_id)]
+    failed += [("task", r) for r in rows if r["status"] == "failure" and r.get("error_type")]
+    for kind, r in sorted(failed, key=lambda f: (f[1]["attempt"], f[1].get("started_at") or 0)):
+        where = f"{r['step']}[{r['sequence']}] attempt {r['attempt']}"
+        if kind == "try":
+            where += f", try {r['try']} (retried)"
+        _con.out.print(f"\n{where}: {r['error_type']}: {r.get('error_message') or ''}",
+                       markup=False, highlight=False)
+        lines = (r.get("traceback") or "").rstrip().splitlines()
+        if lines:
+            shown = lines if full else lines[-6:]
+            if len(shown) < len(lines):
+                _con.out.print(f"  ... {len(lines) - len(shown)} more lines (--full)", markup=False)
+            for line in shown:
+                _con.out.print(f"  {line}", markup=False, highlight=False)
 
 
 def _print_graph(graph: Any, fmt: str) -> None:
@@ -367,10 +440,7 @@ def _run_target(target: Any, values: dict[str, Any], *, store: str | None, confi
             flow = target(run_id=run_id, progress=progress, **options, **values)
             with flow:
                 result = flow.run(sequence=sequence, max_loops=max_loops)
-                store_obj = flow.store
-                _con.out.print(_task_table(store_obj.tasks(result.run_id, result.attempt),
-                                       f"run {result.run_id} attempt {result.attempt}: {result.status}"))
-            raise typer.Exit(0 if result else 1)
+                _finish(flow.store, result.run_id, result.attempt, bool(result), result.status)
         if sequence is not None:
             raise CliError("--sequence is for Flow classes; a classic program triggers its own events")
     ev = _build(target, dict(values), store=options.get("store"), run_id=run_id)
@@ -450,30 +520,69 @@ def _name_of(target: Any) -> str:
 
 
 def cmd_runs(store: StoreOpt = None, config: ConfigOpt = None) -> None:
-    """List the runs in a store: id, flow, start, attempts, status, tasks and duration."""
-    with _errors(), _store(store, config) as opened:
-        table = Table(title=f"runs in {opened.address}", title_justify="left")
-        for column in ("run id", "flow", "started", "attempts", "status", "ok", "failed",
-                       "pending", "took"):
+    """
+    List the runs: id, flow, start, attempts, status, tasks and duration. Without --store,
+    the runs of every *.run.db store in the current directory.
+    """
+    with _errors():
+        cfg = load_config(str(config) if config else None)
+        candidates = _store_candidates(store, cfg)
+        several = len(candidates) > 1
+        table = Table(title=("runs" if several else None), title_justify="left")
+        columns = ["run id", "flow", "started", "attempts", "status", "ok", "failed", "pending",
+                   "took"]
+        for column in (["store"] if several else []) + columns:
             table.add_column(column)
-        for run in opened.runs():
-            attempts = opened.attempts(run["run_id"])
-            last = attempts[-1] if attempts else {}
-            tasks = opened.tasks(run["run_id"], last.get("attempt")) if attempts else []
-            ok = sum(t["status"] == "success" for t in tasks)
-            failed = sum(t["status"] == "failure" for t in tasks)
-            table.add_row(run["run_id"], str(run["info"].get("flow", run["program"])),
-                          _when(run["created_at"]), str(len(attempts)), last.get("status", ""),
-                          str(ok), str(failed), str(len(tasks) - ok - failed),
-                          _took(run["created_at"], last.get("ended_at")))
+        hints = []
+        for address in candidates:
+            with _opened(address, cfg) as opened:
+                if not several:
+                    table.title = f"runs in {opened.address}"
+                for run in opened.runs():
+                    row, hint = _run_row(opened, run, cfg.heartbeat_grace)
+                    table.add_row(*([_short(address)] if several else []), *row)
+                    if hint:
+                        hints.append(hint + (f" --store {_short(address)}" if several else ""))
         _con.out.print(table)
+        for hint in hints:
+            _con.out.print(hint, markup=False, highlight=False)
+
+
+def _flow_ref(program: str, flow: str) -> str:
+    """The flow reference to recover a run with: its program's file, when the run knows it."""
+    return f"{program}.py:{flow}" if program and program != "eventor" else f"MODULE:{flow}"
+
+
+def _run_row(store: Store, run: Mapping[str, Any], grace: float) -> tuple[list[str], str]:
+    """A run's row in `runs`, and the command that recovers it when it was interrupted."""
+    run_id = run["run_id"]
+    attempts = store.attempts(run_id)
+    last = attempts[-1] if attempts else {}
+    tasks = store.tasks(run_id, last.get("attempt")) if attempts else []
+    ok = sum(t["status"] == "success" for t in tasks)
+    failed = sum(t["status"] == "failure" for t in tasks)
+    status, hint = last.get("status", ""), ""
+    flow = str(run["info"].get("flow", run["program"]))
+    if last and _interrupted(last, grace):
+        status = "interrupted"
+        hint = (f"run {run_id} was interrupted (its engine is gone): "
+                f"eventor recover {_flow_ref(run['program'], flow)} --run-id {run_id}")
+    pending = [d for d in store.delays(run_id, last.get("attempt")) if d["fired_at"] is None] \
+        if status == "stopped" else []
+    if pending:
+        status = f"paused ({len(pending)} delay{'s' if len(pending) != 1 else ''}, next at " \
+                 f"{_when(min(d['due_at'] for d in pending))})"
+    return ([run_id, flow, _when(run["created_at"]), str(len(attempts)), status, str(ok),
+             str(failed), str(len(tasks) - ok - failed),
+             _took(run["created_at"], last.get("ended_at"))], hint)
 
 
 def cmd_show(run_id: Annotated[str, typer.Argument(help="The run's id.")],
              store: StoreOpt = None, config: ConfigOpt = None,
+             full: Annotated[bool, typer.Option("--full", help="Whole tracebacks.")] = False,
              as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Show every task of a run, in every attempt."""
-    with _errors(), _store(store, config) as opened:
+    """Show every task of a run, in every attempt, with the errors of failed tasks and tries."""
+    with _errors(), _store(store, config, run_id) as opened:
         if opened.run(run_id) is None:
             known = [r["run_id"] for r in opened.runs()][-5:]
             raise CliError(f"no run {run_id!r} in {opened.address}." + did_you_mean(run_id, known)
@@ -481,10 +590,19 @@ def cmd_show(run_id: Annotated[str, typer.Argument(help="The run's id.")],
         rows = opened.tasks(run_id)
         if as_json:
             _con.out.print_json(json.dumps(rows, default=str))
-        else:
-            _con.out.print(_task_table(rows, f"run {run_id}"))
-            for line in _joins_waiting(opened, run_id):
-                _con.out.print(line, markup=False)
+            return
+        grace = load_config(str(config) if config else None).heartbeat_grace
+        gone = {a["attempt"] for a in opened.attempts(run_id) if _interrupted(a, grace)}
+        _con.out.print(_task_table(rows, f"run {run_id}", interrupted=gone))
+        for line in _joins_waiting(opened, run_id):
+            _con.out.print(line, markup=False)
+        _print_failures(opened, run_id, rows, full)
+        if gone:
+            run = opened.run(run_id) or {}
+            ref = _flow_ref(run.get("program", ""), (run.get("info") or {}).get("flow", "FLOW"))
+            _con.out.print(f"\nattempt {max(gone)} was interrupted (its engine is gone): recover "
+                           f"it with eventor recover {ref} --run-id {run_id}",
+                           markup=False, highlight=False)
 
 
 def _joins_waiting(store: Store, run_id: str) -> list[str]:
@@ -505,7 +623,7 @@ def cmd_report(run_id: Annotated[str, typer.Argument(help="The run's id.")],
     """Write one self-contained HTML page: the flow graph, a timeline and the task table."""
     from eventor.report import render_report
 
-    with _errors(), _store(store, config) as opened:
+    with _errors(), _store(store, config, run_id) as opened:
         if opened.run(run_id) is None:
             raise CliError(f"no run {run_id!r} in {opened.address}")
         output.write_text(render_report(opened, run_id), encoding="utf-8")

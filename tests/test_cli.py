@@ -362,3 +362,64 @@ def test_a_run_id_that_looks_like_an_option_is_refused(cli):
 def test_purge_refuses_a_negative_age(cli):
     code, _, err = cli("purge", "--older-than", "-3", "--store", cli.store)
     assert code == 2 and "give an age >= 0" in err
+
+
+HELLO = """
+from eventor import Event, Flow, step
+
+class Hello(Flow):
+    start = Event()
+
+    @step(on=start, executor="thread")
+    def hello(self):
+        return "hello"
+"""
+
+
+def test_runs_show_and_report_find_the_stores_here_without_store(cli, tmp_path):
+    (tmp_path / "hello.py").write_text(HELLO)
+    assert cli("run", "hello.py:Hello", "--config", cli.config)[0] == 0
+    code, out, _ = cli("runs")
+    assert code == 0 and "runs in sqlite:///" in out and "hello.run.db" in out.replace("\n", "")
+    (run_id,) = run_ids(str(tmp_path / "hello.run.db"))
+    assert run_id in out
+    # A second store here: runs lists both, beside their stores; show finds the run's store.
+    assert cli("run", "tests.cli_flows:Numbers", "--store", cli.store, "--config", cli.config)[0] == 0
+    code, out, _ = cli("runs")
+    assert code == 0 and "store" in out and "cli.run.db" in out and "hello.run.db" in out
+    code, out, _ = cli("show", run_id)
+    assert code == 0 and f"run {run_id}" in out and "hello" in out
+    assert cli("report", run_id, "-o", "r.html")[0] == 0
+    code, _, err = cli("show", "nosuchrun")
+    assert code == 2 and "no run 'nosuchrun' in any store here (cli.run.db, hello.run.db)" in err
+
+
+def test_with_no_store_anywhere_the_error_says_where_it_looked(cli, tmp_path):
+    code, _, err = cli("runs")
+    assert code == 2
+    assert "no run store found: no --store, no $EVENTOR_STORE" in err and "*.run.db" in err
+
+
+def test_an_interrupted_run_is_shown_as_interrupted_with_the_command_that_recovers_it(cli, tmp_path):
+    import eventor as evr
+
+    store = str(tmp_path / "cut.run.db")
+    ev = evr.Eventor(name="cut", store=store, run_id="cut-1", config={"LOGGING": {"console": False}})
+    ev.store.begin_attempt("cut-1", "cutprog", "restart", now=1.0, host=os.uname().nodename,
+                           pid=2**22 + 12345, info={"flow": "Cut"})
+    ev.close()
+    code, out, _ = cli("runs", "--store", store)
+    assert code == 0 and "interrupted" in out
+    assert "eventor recover cutprog.py:Cut --run-id cut-1" in out.replace("\n", " ").replace("  ", " ")
+
+
+def test_show_prints_each_failure_and_each_retried_try_with_its_traceback(cli):
+    code, out, _ = cli("run", "tests.cli_flows:Numbers", "-p", "fail=yes", "--store", cli.store,
+                       "--config", cli.config)
+    assert code == 1 and "total[0] attempt 0: RuntimeError: asked to fail" in out
+    assert 'raise RuntimeError("asked to fail")' in out  # the traceback's end, at the run's end
+    (run_id,) = run_ids(cli.store)
+    code, out, _ = cli("show", run_id, "--store", cli.store)
+    assert "total[0] attempt 0: RuntimeError: asked to fail" in out
+    code, full, _ = cli("show", run_id, "--store", cli.store, "--full")
+    assert "Traceback (most recent call last)" in full
