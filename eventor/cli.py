@@ -424,11 +424,13 @@ def _print_graph(graph: Any, fmt: str) -> None:
 
 # -- the commands ----------------------------------------------------------------------------
 
-Params = Annotated[list[str], typer.Option("--param", "-p", help="A parameter, NAME=VALUE (repeat it).")]
+Params = Annotated[list[str], typer.Option("--param", "-p", help="A parameter, NAME=VALUE (repeat it).",
+    metavar="NAME=VALUE")]
 StoreOpt = Annotated[str | None, typer.Option(
-    "--store", help="The run store: a path, a URL or a DATABASES tag.")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="A YAML config file.")]
-LoopsOpt = Annotated[int, typer.Option("--max-loops", help="Stop after this many rounds (-1: no limit).")]
+    "--store", help="The run store: a path, a URL or a DATABASES tag.", metavar="STORE")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="A YAML config file.", metavar="FILE")]
+LoopsOpt = Annotated[int, typer.Option("--max-loops", help="Stop after this many rounds (-1: no limit).",
+    metavar="N")]
 
 
 def _run_target(target: Any, values: dict[str, Any], *, store: str | None, config: Path | None,
@@ -579,8 +581,9 @@ def _run_row(store: Store, run: Mapping[str, Any], grace: float) -> tuple[list[s
 
 def cmd_show(run_id: Annotated[str, typer.Argument(help="The run's id.")],
              store: StoreOpt = None, config: ConfigOpt = None,
-             full: Annotated[bool, typer.Option("--full", help="Whole tracebacks.")] = False,
-             as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+             full: Annotated[bool, typer.Option("--full", help="Whole tracebacks.", metavar=" ")] = False,
+             as_json: Annotated[bool, typer.Option("--json", help="Print JSON.",
+                 metavar=" ")] = False) -> None:
     """Show every task of a run, in every attempt, with the errors of failed tasks and tries."""
     with _errors(), _store(store, config, run_id) as opened:
         if opened.run(run_id) is None:
@@ -618,7 +621,8 @@ def _joins_waiting(store: Store, run_id: str) -> list[str]:
 
 
 def cmd_report(run_id: Annotated[str, typer.Argument(help="The run's id.")],
-               output: Annotated[Path, typer.Option("-o", "--output", help="The HTML file to write.")],
+               output: Annotated[Path, typer.Option("-o", "--output", help="The HTML file to write.",
+                   metavar="FILE")],
                store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """Write one self-contained HTML page: the flow graph, a timeline and the task table."""
     from eventor.report import render_report
@@ -631,29 +635,59 @@ def cmd_report(run_id: Annotated[str, typer.Argument(help="The run's id.")],
 
 
 def cmd_purge(older_than: Annotated[float | None, typer.Option(
-                  "--older-than", help="Days; default: the config's day_to_keep_db.")] = None,
+                  "--older-than", help="Days; default: the config's day_to_keep_db.", metavar="DAYS")] = None,
               store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """Delete runs older than some days (runs whose attempt never ended are kept)."""
     with _errors():
-        gone = purge(store or "", days=older_than, config=str(config) if config else None)
+        cfg = load_config(str(config) if config else None)
+        candidates = _store_candidates(store, cfg)
+        if len(candidates) > 1:
+            raise CliError(f"several stores here ({', '.join(map(_short, candidates))}); give "
+                           "--store the one to purge")
+        gone = purge(candidates[0], days=older_than, config=str(config) if config else None)
         _con.out.print(f"purged {len(gone)} run(s)" + (f": {', '.join(gone)}" if gone else ""),
                    markup=False)
 
 
-def _debug_callback(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False
-                    ) -> None:
+def _debug_callback(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.", metavar=" ")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
+                                          metavar=" ", is_eager=True)] = False,
+) -> None:
+    if version:
+        _con.out.print(f"eventor {_version()}", markup=False, highlight=False)
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        _con.out.print(ctx.get_help())
+        raise typer.Exit(0)
     _state["debug"] = debug
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("eventor")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def _new_app(help_text: str) -> typer.Typer:
     new = typer.Typer(help=help_text, no_args_is_help=True, add_completion=False,
-                      pretty_exceptions_enable=False)
-    new.callback()(_debug_callback)
+                      pretty_exceptions_enable=False,
+                      context_settings={"help_option_names": ["--help", "-h"]})
+    new.callback(invoke_without_command=True)(_debug_callback)
+    return new
+
+
+def _add_reading_commands(new: typer.Typer) -> None:
+    """The commands that read runs, listed after those that run flows."""
     new.command("runs")(cmd_runs)
     new.command("show")(cmd_show)
     new.command("report")(cmd_report)
     new.command("purge")(cmd_purge)
-    return new
 
 
 app = _new_app("Run, recover and inspect Eventor flows.")
@@ -664,9 +698,11 @@ FlowArg = Annotated[str, typer.Argument(help="path/to/file.py:Name or package.mo
 @app.command("run")
 def cmd_run(flow: FlowArg, param: Params = [],  # noqa: B006 - typer reads the default
             store: StoreOpt = None,
-            sequence: Annotated[str | None, typer.Option("--sequence", help="The sequence to start.")] = None,
+            sequence: Annotated[str | None, typer.Option("--sequence", help="The sequence to start.",
+                metavar="SEQUENCE")] = None,
             config: ConfigOpt = None, max_loops: LoopsOpt = -1,
-            run_id: Annotated[str | None, typer.Option("--run-id", help="Give the run this id.")] = None,
+            run_id: Annotated[str | None, typer.Option("--run-id", help="Give the run this id.",
+                metavar="RUN_ID")] = None,
             ) -> None:
     """Run a flow: its entry events fire in one sequence; exit 0 on success, 1 on failure."""
     with _errors():
@@ -676,22 +712,27 @@ def cmd_run(flow: FlowArg, param: Params = [],  # noqa: B006 - typer reads the d
                     max_loops=max_loops, run_id=run_id)
 
 
-RunIdOpt = Annotated[str, typer.Option("--run-id", help="The run to pick up.")]
+RunIdOpt = Annotated[str, typer.Option("--run-id", help="The run to pick up.", metavar="RUN_ID")]
+LatestOpt = Annotated[str | None, typer.Option(
+    "--run-id", help="The run to pick up (default: the flow's latest run, named when picked).",
+    metavar="RUN_ID")]
 
 
 @app.command("recover")
-def cmd_recover(flow: FlowArg, run_id: RunIdOpt,
+def cmd_recover(flow: FlowArg, run_id: LatestOpt = None,
                 recovery_run: Annotated[int | None, typer.Option(
-                    "--recovery-run", help="The attempt to recover from (default: the latest).")] = None,
+                    "--recovery-run", help="The attempt to recover from (default: the latest).",
+                        metavar="N")] = None,
                 dry_run: Annotated[bool, typer.Option(
-                    "--dry-run", help="Print what would be skipped and rerun; run nothing.")] = False,
+                    "--dry-run", help="Print what would be skipped and rerun; run nothing.",
+                        metavar=" ")] = False,
                 param: Params = [],  # noqa: B006
                 store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """Recover a failed or crashed run: skip what succeeded, rerun the rest."""
     with _errors():
         target = load_target(flow)
         values = _parse_params(param, _params_of(target), _name_of(target))
-        _recover_target(target, values, run_id=run_id, recovery_run=recovery_run,
+        _recover_target(target, values, run_id=run_id or "", recovery_run=recovery_run,
                         dry_run=dry_run, store=store, config=config)
 
 
@@ -706,11 +747,15 @@ def cmd_continue(flow: FlowArg, run_id: RunIdOpt, max_loops: LoopsOpt = -1,
 
 @app.command("graph")
 def cmd_graph(flow: FlowArg,
-              fmt: Annotated[str, typer.Option("--format", help="mermaid, dot or text")] = "mermaid",
+              fmt: Annotated[str, typer.Option("--format", help="mermaid, dot or text",
+                  metavar="FORMAT")] = "mermaid",
               ) -> None:
     """Print a flow's graph as Mermaid, Graphviz DOT, or text."""
     with _errors():
         _print_graph(_graph_of(load_target(flow)), fmt)
+
+
+_add_reading_commands(app)
 
 
 def flow_app(flow: FlowMeta) -> typer.Typer:
@@ -732,7 +777,8 @@ def flow_app(flow: FlowMeta) -> typer.Typer:
             default=typer.Option(
                 ... if p.required else (p.default if p.type in (str, int, float, bool)
                                         else str(p.default)),
-                f"--{name.replace('_', '-')}", help=p.doc or None),
+                f"--{name.replace('_', '-')}", help=p.doc or None,
+                metavar=" " if p.type is bool else name.upper()),
         )
         for name, p in params.items()
     ]
@@ -743,15 +789,15 @@ def flow_app(flow: FlowMeta) -> typer.Typer:
     run.__doc__ = f"Run {flow.__name__}: its entry events fire in one sequence."
     new.command("run")(run)
 
-    def recover(run_id: RunIdOpt,
-                recovery_run: Annotated[int | None, typer.Option("--recovery-run")] = None,
-                dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+    def recover(run_id: LatestOpt = None,
+                recovery_run: Annotated[int | None, typer.Option("--recovery-run", metavar="N")] = None,
+                dry_run: Annotated[bool, typer.Option("--dry-run", metavar=" ")] = False,
                 param: Params = [],  # noqa: B006
                 store: StoreOpt = None, config: ConfigOpt = None) -> None:
         """Recover a failed or crashed run: skip what succeeded, rerun the rest."""
         with _errors():
             values = _parse_params(param, params, flow.__name__)
-            _recover_target(flow, values, run_id=run_id, recovery_run=recovery_run,
+            _recover_target(flow, values, run_id=run_id or "", recovery_run=recovery_run,
                             dry_run=dry_run, store=store, config=config)
 
     def resume(run_id: RunIdOpt, max_loops: LoopsOpt = -1, store: StoreOpt = None,
@@ -760,7 +806,8 @@ def flow_app(flow: FlowMeta) -> typer.Typer:
         with _errors():
             _continue_target(flow, run_id=run_id, max_loops=max_loops, store=store, config=config)
 
-    def graph(fmt: Annotated[str, typer.Option("--format", help="mermaid, dot or text")] = "mermaid"
+    def graph(fmt: Annotated[str, typer.Option("--format", help="mermaid, dot or text",
+        metavar="FORMAT")] = "mermaid"
               ) -> None:
         """Print the flow's graph."""
         with _errors():
@@ -769,14 +816,17 @@ def flow_app(flow: FlowMeta) -> typer.Typer:
     new.command("recover")(recover)
     new.command("continue")(resume)
     new.command("graph")(graph)
+    _add_reading_commands(new)
     return new
 
 
 def _common_run_options(
     *, store: StoreOpt = None,
-    sequence: Annotated[str | None, typer.Option("--sequence", help="The sequence to start.")] = None,
+    sequence: Annotated[str | None, typer.Option("--sequence", help="The sequence to start.",
+        metavar="SEQUENCE")] = None,
     config: ConfigOpt = None, max_loops: LoopsOpt = -1,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Give the run this id.")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Give the run this id.",
+        metavar="RUN_ID")] = None,
 ) -> None:
     """The options every ``run`` takes besides the flow's parameters (their signature only)."""
 

@@ -423,3 +423,27 @@ def test_show_prints_each_failure_and_each_retried_try_with_its_traceback(cli):
     assert "total[0] attempt 0: RuntimeError: asked to fail" in out
     code, full, _ = cli("show", run_id, "--store", cli.store, "--full")
     assert "Traceback (most recent call last)" in full
+
+
+def test_version_and_a_help_that_starts_with_run_and_shows_no_type_noise(cli):
+    code, out, _ = cli("--version")
+    assert code == 0 and out.startswith("eventor 6.")
+    code, out, _ = cli("--help")
+    assert code == 0
+    commands = [line.split()[1] for line in out.splitlines()
+                if line.startswith("│ ") and line.split()[1] in
+                ("run", "recover", "continue", "graph", "runs", "show", "report", "purge")]
+    assert commands[:2] == ["run", "recover"] and "runs" in commands
+    code, out, _ = cli("run", "--help")
+    assert "<bool>" not in out.replace("-h      <bool>", "") and "<list[str]>" not in out
+    assert "NAME=VALUE" in out and "STORE" in out
+
+
+def test_recover_without_a_run_id_picks_the_flows_latest_run_and_names_it(cli):
+    for _ in range(2):
+        cli("run", "tests.cli_flows:Numbers", "-p", "fail=yes", "--store", cli.store,
+            "--config", cli.config)
+    latest = run_ids(cli.store)[-1]
+    code, out, _ = cli("recover", "tests.cli_flows:Numbers", "--store", cli.store,
+                       "--config", cli.config)
+    assert f"run {latest} attempt 1" in out
