@@ -46,7 +46,7 @@ from typing import Any, ClassVar
 
 from eventor.exceptions import ProcessDied
 from eventor.executors.base import Outcome, TaskRun, failure, qualified_names, run_task
-from eventor.executors.process import die_with_parent, flush_std
+from eventor.executors.process import FdCapture, die_with_parent, flush_std
 
 __all__ = ["PROTOCOL", "main"]
 
@@ -78,7 +78,7 @@ def outcome_message(outcome: Outcome) -> dict[str, Any]:
             "result_kind": outcome.result_kind, "result": outcome.result,
             "error_type": outcome.error_type, "error_message": outcome.error_message,
             "traceback": outcome.traceback, "exit_code": outcome.exit_code, "pid": outcome.pid,
-            "error_mro": list(outcome.error_mro)}
+            "error_mro": list(outcome.error_mro), "output": outcome.output}
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -462,11 +462,13 @@ def _child_main(task: TaskRun, level: int, fd: int, parent: int, close: list[int
         root.handlers[:] = [_Relay(send, task.key)]
         root.setLevel(level)
         os.environ.update(task.env)
+        capture = FdCapture()  # what it prints: kept with its outcome, and still logged
+        capture.start()
         try:
             outcome = run_task(task, pid, emit)
         except KeyboardInterrupt as exc:
             outcome = failure(task.key, exc, pid)
-        flush_std()
+        outcome.output = capture.stop()
         send(outcome_message(outcome))
     except BaseException:
         code = 70

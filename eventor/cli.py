@@ -608,6 +608,30 @@ def cmd_show(run_id: Annotated[str, typer.Argument(help="The run's id.")],
                            markup=False, highlight=False)
 
 
+def cmd_logs(run_id: Annotated[str, typer.Argument(help="The run's id.")],
+             task: Annotated[str | None, typer.Argument(
+                 help="One step, or one task as STEP[SEQUENCE]; default: every task.",
+                 metavar="[STEP[SEQ]]")] = None,
+             store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Print what a run's tasks printed (the end of their stdout and stderr), task by task."""
+    with _errors(), _store(store, config, run_id) as opened:
+        if opened.run(run_id) is None:
+            raise CliError(f"no run {run_id!r} in {opened.address}")
+        step, _, sequence = (task or "").partition("[")
+        sequence = sequence.rstrip("]")
+        rows = [r for r in opened.tasks(run_id)
+                if (not step or r["step"] == step) and (not sequence or r["sequence"] == sequence)]
+        if task and not rows:
+            steps = sorted({r["step"] for r in opened.tasks(run_id)})
+            raise CliError(f"run {run_id} has no task {task!r}." + did_you_mean(step, steps)
+                           + f" Its steps: {', '.join(steps)}")
+        for r in rows:
+            _con.out.print(f"── {r['step']}[{r['sequence']}] attempt {r['attempt']} "
+                           f"({r['status']}) ──", markup=False, highlight=False)
+            if r.get("output"):
+                _con.out.print(r["output"].rstrip("\n"), markup=False, highlight=False)
+
+
 def _joins_waiting(store: Store, run_id: str) -> list[str]:
     """A line per join of the run's last attempt still waiting for children, naming them."""
     attempts = store.attempts(run_id)
@@ -686,6 +710,7 @@ def _add_reading_commands(new: typer.Typer) -> None:
     """The commands that read runs, listed after those that run flows."""
     new.command("runs")(cmd_runs)
     new.command("show")(cmd_show)
+    new.command("logs")(cmd_logs)
     new.command("report")(cmd_report)
     new.command("purge")(cmd_purge)
 

@@ -156,6 +156,7 @@ class Task:
     error_message: str | None = None
     traceback: str | None = None
     exit_code: int | None = None
+    output: str | None = None  # the end of what it printed
     tries: int = 0  # executions started (a retried task runs more than once)
     persisted: bool = False  # inserted in the store
     dirty: bool = False  # changed since, waiting in the round's update list
@@ -595,6 +596,7 @@ class Engine:
         task.result_kind, task.result = outcome.result_kind, outcome.result
         task.error_type, task.error_message = outcome.error_type, outcome.error_message
         task.traceback, task.exit_code = outcome.traceback, outcome.exit_code
+        task.output = outcome.output
         self._touch(task)
         if name in self._pooled:
             self._batch.releases.extend(self._pools.released(
@@ -901,7 +903,7 @@ class Engine:
         return TaskRecord(
             self.run_id, self._attempt_no, t.step.name, t.sequence, t.status.value, t.executor,
             t.created_at, t.started_at, t.ended_at, t.host, t.pid, t.result_kind, t.result,
-            t.error_type, t.error_message, t.traceback, t.exit_code)
+            t.error_type, t.error_message, t.traceback, t.exit_code, t.output)
 
     # -- running tasks -----------------------------------------------------------------
 

@@ -446,4 +446,41 @@ def test_recover_without_a_run_id_picks_the_flows_latest_run_and_names_it(cli):
     latest = run_ids(cli.store)[-1]
     code, out, _ = cli("recover", "tests.cli_flows:Numbers", "--store", cli.store,
                        "--config", cli.config)
-    assert f"run {latest} attempt 1" in out
+    assert code == 1 and f"run {latest} attempt 1" in out  # still asked to fail
+
+
+PRINTING = """
+import sys
+import eventor as evr
+
+def shout(word):
+    print("said", word)
+    print("complained", word, file=sys.stderr)
+    return word
+
+def build(run_mode=evr.RUN_RESTART, run_id=None):
+    ev = evr.Eventor(name="printing", run_mode=run_mode, run_id=run_id,
+                     config={"LOGGING": {"console": False}})
+    go = ev.add_event("go")
+    ev.add_assoc(go, ev.add_step("loud", func=shout, args=("process",)),
+                 ev.add_step("soft", func=shout, args=("thread",), config={"task_construct": "thread"}))
+    ev.trigger_event(go, 1)
+    return ev
+"""
+
+
+def test_what_steps_print_is_kept_and_logs_prints_it(cli, tmp_path):
+    (tmp_path / "printing.py").write_text(PRINTING)
+    code, out, _ = cli("run", "printing.py:build")
+    assert code == 0
+    (run_id,) = run_ids(str(tmp_path / "printing.run.db"))
+    with sqlite3.connect(tmp_path / "printing.run.db") as db:
+        kept = dict(db.execute("select step, output from eventor_tasks").fetchall())
+    assert kept["loud"] == "said process\ncomplained process\n"  # the process step's fds
+    assert "said thread" in kept["soft"] and "complained thread" in kept["soft"]
+    code, out, _ = cli("logs", run_id)
+    assert code == 0 and "── loud[1] attempt 0 (success) ──" in out and "said process" in out
+    code, out, _ = cli("logs", run_id, "soft[1]")
+    assert "said thread" in out and "loud" not in out
+    code, _, err = cli("logs", run_id, "lod")
+    assert code == 2 and "has no task 'lod'. Did you mean 'loud'?" in err

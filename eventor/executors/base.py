@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -30,6 +31,8 @@ __all__ = [
     "current_task",
     "failure",
     "install_task_environ",
+    "install_task_streams",
+    "output_tail",
     "qualified_names",
     "encode_result",
     "run_task",
@@ -39,6 +42,7 @@ __all__ = [
 ]
 
 REPR_LIMIT = 2000
+OUTPUT_LIMIT = 64 * 1024  # bytes of a task's output kept: its end, where the errors are
 E = TypeVar("E", bound="Executor")
 
 
@@ -76,6 +80,7 @@ class Outcome:
     pid: int | None = None
     error_mro: tuple[str, ...] = ()  # "module.Class" of the exception and its bases
     host: str | None = None  # where it ran, when only the executor knows (a Dask worker)
+    output: str | None = None  # what it printed (stdout and stderr), the last OUTPUT_LIMIT bytes
 
 
 @dataclass(slots=True)
@@ -213,6 +218,51 @@ def install_task_environ() -> None:
 
 
 _install_lock = threading.Lock()
+_output: ContextVar[list[str] | None] = ContextVar("eventor_output", default=None)
+
+
+def output_tail(data: bytes | str, total: int | None = None) -> str | None:
+    """A task's output as stored: its last `OUTPUT_LIMIT` bytes, saying what was cut."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    if not text:
+        return None
+    size = len(text.encode("utf-8", "replace")) if total is None else total
+    if size > OUTPUT_LIMIT:
+        text = text[-OUTPUT_LIMIT:]
+        return f"[... {size - len(text)} bytes cut ...]\n{text}"
+    return text
+
+
+class _TaskStream:
+    """
+    ``sys.stdout`` or ``sys.stderr`` as a thread running a task sees it: what the task prints
+    goes through to the real stream, and is kept for the task's `Outcome` as well.
+    """
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def write(self, text: str) -> int:
+        kept = _output.get()
+        if kept is not None:
+            kept.append(text)
+            if len(kept) > 4096:  # keep the tail, not every line of a chatty step
+                joined = "".join(kept)[-2 * OUTPUT_LIMIT:]
+                kept[:] = [joined]
+        return int(self._real.write(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def install_task_streams() -> None:
+    """Keep what each thread's task prints (Python's ``print`` and ``sys.stdout``/``stderr``
+    writes; not what a subprocess or C code writes to the file descriptors)."""
+    with _install_lock:
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if stream is not None and not isinstance(stream, _TaskStream):
+                setattr(sys, name, _TaskStream(stream))
 
 
 def encode_result(value: Any) -> tuple[str | None, str | None]:
@@ -274,25 +324,34 @@ def qualified_names(cls: type) -> tuple[str, ...]:
     return tuple(f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__)
 
 
-def run_task(task: TaskRun, pid: int | None = None, emit: Emit | None = None) -> Outcome:
+def run_task(task: TaskRun, pid: int | None = None, emit: Emit | None = None, *,
+             keep_output: bool = False) -> Outcome:
     """
     Call the task's function here and now, and describe how it ended.
 
     ``emit`` carries the task's `TriggerRequest`s to the engine while it runs. Whatever the
     step returns or raises, an `Outcome` comes back: describing it never raises (only a
-    `KeyboardInterrupt` passes through, for the engine's thread to stop on).
+    `KeyboardInterrupt` passes through, for the engine's thread to stop on). With
+    ``keep_output``, what the task prints through `install_task_streams` comes back too.
     """
     if task.func is None:
         return Outcome(task.key, True, pid=pid)
     token = _current.set((task, emit))
+    kept: list[str] | None = [] if keep_output else None
+    output_token = _output.set(kept)
     kwargs = {**task.kwargs, **task.extra} if task.extra else task.kwargs
     try:
         value = task.func(*task.args, **kwargs)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # a step's SystemExit is its failure, not the engine's exit
-        return failure(task.key, exc, pid)
+        outcome = failure(task.key, exc, pid)
+    else:
+        kind, text = encode_result(value)
+        outcome = Outcome(task.key, True, kind, text, pid=pid)
     finally:
         _current.reset(token)
-    kind, text = encode_result(value)
-    return Outcome(task.key, True, kind, text, pid=pid)
+        _output.reset(output_token)
+    if kept:
+        outcome.output = output_tail("".join(kept))
+    return outcome

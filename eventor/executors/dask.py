@@ -47,6 +47,7 @@ from eventor.executors.base import (
     TriggerRequest,
     failure,
     install_task_environ,
+    install_task_streams,
     qualified_names,
     run_task,
 )
@@ -77,6 +78,7 @@ def _run(payload: bytes, key: int) -> tuple[Outcome, list[TriggerRequest]]:
         outcome.host = where
         return outcome, []
     install_task_environ()  # each thread's task sees its own EVENTOR_* variables
+    install_task_streams()  # and keeps what it prints
     triggers: list[TriggerRequest] = []
 
     def emit(message: Message) -> None:  # ctx.trigger(...): sent back with the outcome
@@ -84,7 +86,7 @@ def _run(payload: bytes, key: int) -> tuple[Outcome, list[TriggerRequest]]:
             triggers.append(message)
 
     try:
-        outcome = run_task(task, os.getpid(), emit)
+        outcome = run_task(task, os.getpid(), emit, keep_output=True)
     except BaseException as exc:  # KeyboardInterrupt raised by the step: its failure
         outcome = failure(key, exc, os.getpid())
     outcome.host = where

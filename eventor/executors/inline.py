@@ -17,6 +17,7 @@ from eventor.executors.base import (
     encode_result,
     failure,
     install_task_environ,
+    install_task_streams,
     run_task,
 )
 
@@ -28,9 +29,10 @@ class InvokeExecutor(Executor):
 
     def __init__(self) -> None:
         install_task_environ()  # the step sees its own variables in os.environ
+        install_task_streams()  # and keeps what it prints
 
     def submit(self, task: TaskRun, done: Emit) -> None:
-        done(run_task(task, os.getpid(), done))
+        done(run_task(task, os.getpid(), done, keep_output=True))
 
 
 

@@ -35,12 +35,14 @@ from typing import Any, ClassVar
 
 from eventor.exceptions import ProcessDied
 from eventor.executors.base import (
+    OUTPUT_LIMIT,
     Emit,
     Executor,
     Outcome,
     Requeue,
     TaskRun,
     failure,
+    output_tail,
     qualified_names,
     run_task,
 )
@@ -59,6 +61,62 @@ def flush_std() -> None:
         if handler is not None:
             with contextlib.suppress(Exception):
                 handler.flush()
+
+
+class FdCapture:
+    """
+    A process's file descriptors 1 and 2, pointed at memory files while a task runs: what the
+    task (its prints, its logging, a subprocess it starts) writes there is kept, then written
+    on to where it was going, so the console shows it as before, once the task ends.
+    """
+
+    def __init__(self) -> None:
+        self._files = (os.memfd_create("eventor-stdout", os.MFD_CLOEXEC),
+                       os.memfd_create("eventor-stderr", os.MFD_CLOEXEC))
+        self._saved = (os.dup(1), os.dup(2))
+
+    def start(self) -> None:
+        flush_std()
+        for target, file in zip((1, 2), self._files, strict=True):
+            os.ftruncate(file, 0)
+            os.lseek(file, 0, os.SEEK_SET)
+            os.dup2(file, target)
+
+    def stop(self) -> str | None:
+        """Put the descriptors back, pass on what was written, and return its tail."""
+        flush_std()
+        parts = []
+        for target, file, saved in zip((1, 2), self._files, self._saved, strict=True):
+            os.dup2(saved, target)
+            size = os.fstat(file).st_size
+            if not size:
+                continue
+            with contextlib.suppress(OSError):  # the console may be gone; the store is not
+                offset = 0
+                while offset < size:
+                    offset += os.sendfile(target, file, offset, size - offset) or size
+            start = max(0, size - OUTPUT_LIMIT)
+            parts.append(output_tail(os.pread(file, size - start, start), total=size) or "")
+        if len(parts) == 2:
+            return f"{parts[0].rstrip(chr(10))}\n{parts[1]}"
+        return parts[0] if parts else None
+
+
+def _streams_on_descriptors() -> None:  # pragma: no cover - runs in the worker
+    """
+    ``sys.stdout``/``sys.stderr`` of a worker write to descriptors 1 and 2, where `FdCapture`
+    keeps them: a parent that had replaced them (a test runner capturing output) does not
+    hide a step's prints from the store.
+    """
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        stream = getattr(sys, name)
+        try:
+            ok = stream is not None and stream.fileno() == fd
+        except (AttributeError, OSError, ValueError):
+            ok = False
+        if not ok:
+            setattr(sys, name, open(fd, "w", buffering=1, encoding="utf-8",  # noqa: SIM115
+                                    errors="backslashreplace", closefd=False))
 
 
 def _write_frame(fd: int, data: bytes) -> None:
@@ -327,6 +385,8 @@ def _worker_main(task_fd: int, result_fd: int, steps: Mapping[str, Any]) -> None
         def emit(message: Any) -> None:
             _write_frame(result_fd, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
+        _streams_on_descriptors()
+        capture = FdCapture()
         while (frame := _read_frame(task_fd)) is not None:
             by_name, task = pickle.loads(frame)
             if by_name:
@@ -334,6 +394,7 @@ def _worker_main(task_fd: int, result_fd: int, steps: Mapping[str, Any]) -> None
                 task = replace(task, func=spec.func, args=spec.args, kwargs=spec.kwargs)
             saved = {k: os.environ.get(k) for k in task.env}
             os.environ.update(task.env)
+            capture.start()
             try:
                 outcome = run_task(task, pid, emit)
             except KeyboardInterrupt as exc:  # raised by the step itself: its failure
@@ -344,7 +405,8 @@ def _worker_main(task_fd: int, result_fd: int, steps: Mapping[str, Any]) -> None
                         os.environ.pop(key, None)
                     else:
                         os.environ[key] = value
-                flush_std()
+                output = capture.stop()
+            outcome.output = output
             _write_frame(result_fd, pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
     except BaseException:
         code = 70

@@ -13,6 +13,7 @@ from eventor.executors.base import (
     TaskRun,
     failure,
     install_task_environ,
+    install_task_streams,
     run_task,
 )
 
@@ -33,6 +34,7 @@ class ThreadExecutor(Executor):
 
     def __init__(self, workers: int = 32) -> None:
         install_task_environ()  # each thread step sees its own variables in os.environ
+        install_task_streams()  # and keeps what it prints
         self._max = max(1, workers)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -62,7 +64,7 @@ class ThreadExecutor(Executor):
                 return
             task, done = item
             try:
-                outcome = run_task(task, pid, done)
+                outcome = run_task(task, pid, done, keep_output=True)
             except BaseException as exc:  # a KeyboardInterrupt raised by the step itself
                 outcome = failure(task.key, exc, pid)
             # Idle before reporting: the engine may submit the next task as soon as it has

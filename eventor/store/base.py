@@ -26,7 +26,7 @@ __all__ = [
     "TryRecord",
 ]
 
-SCHEMA_VERSION = 4  # 2: leases and tries; 3: the origin of triggers; 4: attempt heartbeats
+SCHEMA_VERSION = 5  # 2: leases and tries; 3: the origin of triggers; 4: attempt heartbeats; 5: output
 
 Row = dict[str, Any]  # a row as read back: column name -> value
 
@@ -70,6 +70,7 @@ class TaskRecord(NamedTuple):
     error_message: str | None = None
     traceback: str | None = None
     exit_code: int | None = None
+    output: str | None = None  # what the task printed: the end of its stdout and stderr
 
 
 class DelayRecord(NamedTuple):

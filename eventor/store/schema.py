@@ -96,6 +96,7 @@ tasks = Table(
     Column("error_message", Text),
     Column("traceback", Text),
     Column("exit_code", Integer),
+    Column("output", Text),  # schema 5: the end of what the task printed
     UniqueConstraint("run_id", "attempt", "step", "sequence", name="uq_task_once"),
 )
 
@@ -159,6 +160,7 @@ UPGRADES: dict[int, tuple[tuple[Table, ...], tuple[Column[Any], ...]]] = {
     2: ((leases, tries), ()),
     3: ((), (triggers.c.origin, triggers.c.origin_step, triggers.c.origin_sequence)),
     4: ((), (attempts.c.heartbeat_at,)),
+    5: ((), (tasks.c.output,)),
 }
 
 TABLES = tuple(t.name for t in metadata.sorted_tables)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -108,6 +109,9 @@ def test_the_steps_log_and_output_reach_the_run_log_tagged_with_the_host(tmp_pat
     printed = next(line for line in lines if "s2 printed this" in line)
     assert "[ loop ]" in said and "[ loop ]" in printed
     assert "[ WARNING ]" in said
+    with sqlite3.connect(tmp_path / "seed.run.db") as db:
+        (kept,) = db.execute("select output from eventor_tasks where step = 's2'").fetchone()
+    assert kept == "s2 printed this\n"  # kept with the task too
 
 
 def test_classic_steps_with_arguments_and_several_tasks_share_one_connection(tmp_path, loop_host):
