@@ -60,11 +60,12 @@ class _Consoles:
 
     @property
     def out(self) -> Console:
-        return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+        return Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 160)
 
     @property
     def err(self) -> Console:
-        return Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+        return Console(stderr=True, highlight=False, emoji=False,
+                       width=None if sys.stderr.isatty() else 160)
 
 
 _con = _Consoles()
@@ -137,8 +138,13 @@ def load_target(ref: str) -> Any:
     if not name:
         if len(flows) == 1:
             return getattr(module, flows[0])
+        builders = [n for n, v in vars(module).items() if inspect.isfunction(v)
+                    and v.__module__ == module.__name__ and not n.startswith("_")]
         listed = ", ".join(flows) or "none"
-        raise CliError(f"{ref}: say which flow, as {module_part}:Name (flows in {where}: {listed})")
+        hint = (f"; functions there, one of which may build its Eventor: {', '.join(builders)}"
+                if builders and not flows else "")
+        raise CliError(f"{ref}: say which flow, as {module_part}:Name (flows in {where}: "
+                       f"{listed}{hint})")
     target = getattr(module, name, None)
     if target is None:
         raise CliError(f"{ref}: {where} has no {name!r}." + did_you_mean(name, vars(module))
@@ -223,9 +229,16 @@ def _build(builder: Callable[..., Any], values: dict[str, Any], **wanted: Any) -
             raise CliError(f"{builder.__name__}() takes no {key}=; add it to its parameters "
                            f"(and pass it to Eventor) to use this command")
         values[key] = value
+    name = getattr(builder, "__qualname__", repr(builder))
+    try:
+        inspect.signature(builder).bind(**values)
+    except TypeError as exc:
+        raise CliError(f"{name} is not a Flow class or a function that builds an Eventor: "
+                       f"calling it with {sorted(values) or 'no arguments'} fails ({exc})") from None
     ev = builder(**values)
     if not isinstance(ev, Eventor):
-        raise CliError(f"{builder.__name__}() returned {type(ev).__name__}, not an Eventor")
+        raise CliError(f"{name}() returned {type(ev).__name__}, not an Eventor: give a Flow "
+                       "class or a function that builds and returns an Eventor")
     return ev
 
 

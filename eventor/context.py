@@ -173,14 +173,16 @@ class StepContext:
         return f"<StepContext {self.step}[{self.sequence}] run={self.run_id} attempt={self.recovery}>"
 
 
-def _render(_logger: Any, _method: str, event_dict: Any) -> str:
+def _render(_logger: Any, _method: str, event_dict: Any) -> Any:
+    """The event as one line, logged as if from the step's own function (its call site)."""
     event = event_dict.pop("event", "")
     context = " ".join(f"{k}={event_dict.pop(k)}" for k in ("step", "sequence")
                        if k in event_dict)
     event_dict.pop("flow", None)
     event_dict.pop("run_id", None)
     extra = " ".join(f"{k}={v!r}" for k, v in event_dict.items())
-    return " ".join(part for part in (event, extra, f"({context})" if context else "") if part)
+    text = " ".join(part for part in (event, extra, f"({context})" if context else "") if part)
+    return (text,), {"stacklevel": 3}  # past structlog's two frames, to the step
 
 
 class StepCall:

@@ -484,3 +484,45 @@ def test_what_steps_print_is_kept_and_logs_prints_it(cli, tmp_path):
     assert "said thread" in out and "loud" not in out
     code, _, err = cli("logs", run_id, "lod")
     assert code == 2 and "has no task 'lod'. Did you mean 'loud'?" in err
+
+
+def test_a_function_that_builds_no_eventor_is_one_line_and_a_classic_file_names_its_functions(
+        cli, tmp_path):
+    code, _, err = cli("run", "json:dumps")
+    assert code == 2 and err.count("\n") == 1
+    assert "dumps is not a Flow class or a function that builds an Eventor" in err
+    (tmp_path / "prog.py").write_text("import eventor as evr\n\ndef build_it():\n"
+                                      "    return evr.Eventor(name='p')\n")
+    code, _, err = cli("run", "prog.py")
+    assert code == 2 and "functions there, one of which may build its Eventor: build_it" in err
+    cli("run", "tests.cli_flows:Numbers", "--store", cli.store, "--config", cli.config)
+    code, _, err = cli("show", ":smile:", "--store", cli.store)
+    assert code == 2 and "no run ':smile:'" in err  # not an emoji
+
+
+def test_ctx_log_lines_name_the_step_function_as_their_call_site(tmp_path):
+    import logging
+
+    import eventor as evr
+
+    seen: list[tuple[str, str]] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.funcName, record.getMessage()))
+
+    class Talk(evr.Flow):
+        start = evr.Event()
+
+        @evr.step(on=start, executor="thread")
+        def talk(self, ctx):
+            ctx.log.warning("hello", n=1)
+
+    handler = Keep()
+    logging.getLogger("eventor").addHandler(handler)
+    try:
+        with Talk(store=str(tmp_path / "t.run.db"), config={"LOGGING": {"console": False}}) as flow:
+            flow.run()
+    finally:
+        logging.getLogger("eventor").removeHandler(handler)
+    assert ("talk", "hello n=1 (step=talk sequence=0)") in seen
