@@ -23,6 +23,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import logging
 import os
 import sys
 import time
@@ -42,6 +43,7 @@ from eventor.dsl import FlowMeta
 from eventor.enums import RunMode
 from eventor.exceptions import EventorError, FlowDefinitionError, did_you_mean
 from eventor.joins import waiting_in
+from eventor.log import set_console_level
 from eventor.params import Param, checked, coerce
 from eventor.recovery import owner_alive
 from eventor.session import open_configured, purge
@@ -54,7 +56,7 @@ class CliError(Exception):
     """A command line mistake: printed as one line, exit code 2."""
 
 
-_state = {"debug": False}
+_state = {"debug": False, "quiet": False}
 class _Consoles:
     """Rich consoles made when first printed to: wide tables when the output is not a terminal."""
 
@@ -269,6 +271,24 @@ def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
 # -- progress and summaries ----------------------------------------------------------------
 
 
+def _verbosity(quiet: bool, verbose: bool, log_level: str | None) -> None:
+    """
+    What a run prints besides its final table: by default the live progress line, what the
+    steps log, and the engine's warnings and errors; ``--verbose`` adds the engine's line per
+    step event; ``--quiet`` keeps only errors, and no progress line. ``--log-level`` sets
+    the least level shown (the engine's step lines included).
+    """
+    level: Any = None
+    if log_level is not None:
+        level = logging.getLevelName(log_level.upper())
+        if not isinstance(level, int):
+            raise CliError(f"--log-level {log_level}: use DEBUG, INFO, WARNING or ERROR")
+    elif quiet:
+        level = logging.ERROR
+    _state["quiet"] = quiet
+    set_console_level(level, engine_lines=verbose or log_level is not None)
+
+
 class _Progress:
     """Task counts while a run goes on: a live line on a terminal, plain lines otherwise."""
 
@@ -279,7 +299,7 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         console = _con.out
-        if console.is_terminal:
+        if console.is_terminal and not _state.get("quiet"):
             self.live = Live(console=console, refresh_per_second=8, transient=True)
             self.live.__enter__()
         return self
@@ -299,7 +319,7 @@ class _Progress:
             self.live.update(self._line(counts))
             return
         now = time.monotonic()
-        if now - self.last >= 1.0:
+        if now - self.last >= 1.0 and not _state.get("quiet"):
             self.last = now
             _con.out.print(f"progress: {self._line(counts)}", markup=False)
 
@@ -731,6 +751,19 @@ def _add_reading_commands(new: typer.Typer) -> None:
 app = _new_app("Run, recover and inspect Eventor flows.")
 
 FlowArg = Annotated[str, typer.Argument(help="path/to/file.py:Name or package.module:Name")]
+RunIdOpt = Annotated[str, typer.Option("--run-id", help="The run to pick up.", metavar="RUN_ID")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only the final table (and errors).",
+                                        metavar=" ")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Also a line per step event.",
+                                          metavar=" ")]
+LevelOpt = Annotated[str | None, typer.Option(
+    "--log-level", help="The least level of log lines shown: DEBUG, INFO, WARNING, ERROR.",
+    metavar="LEVEL")]
+LatestOpt = Annotated[str | None, typer.Option(
+    "--run-id", help="The run to pick up (default: the flow's latest run, named when picked).",
+    metavar="RUN_ID")]
+
+
 
 
 @app.command("run")
@@ -741,19 +774,15 @@ def cmd_run(flow: FlowArg, param: Params = [],  # noqa: B006 - typer reads the d
             config: ConfigOpt = None, max_loops: LoopsOpt = -1,
             run_id: Annotated[str | None, typer.Option("--run-id", help="Give the run this id.",
                 metavar="RUN_ID")] = None,
+            quiet: QuietOpt = False, verbose: VerboseOpt = False, log_level: LevelOpt = None,
             ) -> None:
     """Run a flow: its entry events fire in one sequence; exit 0 on success, 1 on failure."""
     with _errors():
+        _verbosity(quiet, verbose, log_level)
         target = load_target(flow)
         values = _parse_params(param, _params_of(target), _name_of(target))
         _run_target(target, values, store=store, config=config, sequence=sequence,
                     max_loops=max_loops, run_id=run_id)
-
-
-RunIdOpt = Annotated[str, typer.Option("--run-id", help="The run to pick up.", metavar="RUN_ID")]
-LatestOpt = Annotated[str | None, typer.Option(
-    "--run-id", help="The run to pick up (default: the flow's latest run, named when picked).",
-    metavar="RUN_ID")]
 
 
 @app.command("recover")
@@ -765,9 +794,12 @@ def cmd_recover(flow: FlowArg, run_id: LatestOpt = None,
                     "--dry-run", help="Print what would be skipped and rerun; run nothing.",
                         metavar=" ")] = False,
                 param: Params = [],  # noqa: B006
-                store: StoreOpt = None, config: ConfigOpt = None) -> None:
+                store: StoreOpt = None, config: ConfigOpt = None,
+                quiet: QuietOpt = False, verbose: VerboseOpt = False, log_level: LevelOpt = None,
+                ) -> None:
     """Recover a failed or crashed run: skip what succeeded, rerun the rest."""
     with _errors():
+        _verbosity(quiet, verbose, log_level)
         target = load_target(flow)
         values = _parse_params(param, _params_of(target), _name_of(target))
         _recover_target(target, values, run_id=run_id or "", recovery_run=recovery_run,
@@ -776,9 +808,12 @@ def cmd_recover(flow: FlowArg, run_id: LatestOpt = None,
 
 @app.command("continue")
 def cmd_continue(flow: FlowArg, run_id: RunIdOpt, max_loops: LoopsOpt = -1,
-                 store: StoreOpt = None, config: ConfigOpt = None) -> None:
+                 store: StoreOpt = None, config: ConfigOpt = None,
+                 quiet: QuietOpt = False, verbose: VerboseOpt = False, log_level: LevelOpt = None,
+                 ) -> None:
     """Continue a paused run where it stopped (pending delays, a bounded run, a crash)."""
     with _errors():
+        _verbosity(quiet, verbose, log_level)
         _continue_target(load_target(flow), run_id=run_id, max_loops=max_loops, store=store,
                          config=config)
 
@@ -804,6 +839,7 @@ def flow_app(flow: FlowMeta) -> typer.Typer:
 
     def run(**kwargs: Any) -> None:
         with _errors():
+            _verbosity(kwargs.pop("quiet"), kwargs.pop("verbose"), kwargs.pop("log_level"))
             values = {name: coerce(params[name], kwargs.pop(name)) for name in list(params)
                       if kwargs.get(name) is not None}
             _run_target(flow, values, **kwargs)
@@ -865,6 +901,7 @@ def _common_run_options(
     config: ConfigOpt = None, max_loops: LoopsOpt = -1,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Give the run this id.",
         metavar="RUN_ID")] = None,
+    quiet: QuietOpt = False, verbose: VerboseOpt = False, log_level: LevelOpt = None,
 ) -> None:
     """The options every ``run`` takes besides the flow's parameters (their signature only)."""
 

@@ -205,6 +205,36 @@ def null_logger() -> BoundLogger:
     )
 
 
+class _ConsoleChoice(logging.Filter):
+    """
+    What the command line asked the console to show: its least level, and whether the
+    engine's own step lines (``Running step ...``, ``Step completed ...``) are shown below
+    WARNING. Steps' own log lines are not the engine's: they follow the level alone.
+    """
+
+    level: int = logging.NOTSET
+    engine_lines: bool = True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self.level:
+            return False
+        return (self.engine_lines or record.levelno >= logging.WARNING
+                or not hasattr(record, "eventor_event"))
+
+
+_console_choice = _ConsoleChoice()
+
+
+def set_console_level(level: int | None, *, engine_lines: bool = True) -> None:
+    """
+    The least level the console shows, whatever the config's ``logging_level`` (None: the
+    config decides), and whether it shows the engine's own step lines below WARNING. Run
+    log files are not affected.
+    """
+    _console_choice.level = level or logging.NOTSET
+    _console_choice.engine_lines = engine_lines
+
+
 def make_logger(name: str, settings: Mapping[str, Any] | None = None) -> BoundLogger:
     """
     A structlog logger for one flow, writing to the stdlib logger ``eventor.{name}``.
@@ -222,6 +252,7 @@ def make_logger(name: str, settings: Mapping[str, Any] | None = None) -> BoundLo
     ):
         console = AtomicStreamHandler(sys.stderr)
         console.addFilter(_HostFilter())
+        console.addFilter(_console_choice)
         console._eventor_console = True  # type: ignore[attr-defined]
         root.addHandler(console)
     for handler in root.handlers:

@@ -526,3 +526,20 @@ def test_ctx_log_lines_name_the_step_function_as_their_call_site(tmp_path):
     finally:
         logging.getLogger("eventor").removeHandler(handler)
     assert ("talk", "hello n=1 (step=talk sequence=0)") in seen
+
+
+def test_quiet_default_and_verbose_decide_what_a_run_prints(tmp_path):
+    (tmp_path / "hello.py").write_text(HELLO)
+    eventor = str(Path(sys.executable).with_name("eventor"))
+
+    def run(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([eventor, "run", "hello.py:Hello", *flags], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+
+    default, verbose, quiet = run(), run("--verbose"), run("-q")
+    assert all(p.returncode == 0 for p in (default, verbose, quiet))
+    assert "Running step hello" not in default.stderr and "attempt 0: success" in default.stdout
+    assert "Running step hello[0]" in verbose.stderr
+    assert quiet.stderr == "" and "progress:" not in quiet.stdout and "success" in quiet.stdout
+    bad = run("--log-level", "LOUD")
+    assert bad.returncode == 2 and "--log-level LOUD: use DEBUG, INFO, WARNING or ERROR" in bad.stderr
