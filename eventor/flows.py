@@ -222,10 +222,12 @@ class Flow(metaclass=FlowMeta):
         Run the ``eventor`` commands for this flow: ``python etl.py run --day 2026-11-01``.
 
         ``run`` has one option per flow parameter; ``recover``, ``continue``, ``graph``,
-        ``runs``, ``show``, ``report`` and ``purge`` work as in ``eventor``.
+        ``runs``, ``show``, ``logs``, ``report`` and ``purge`` work as in ``eventor``. With
+        no arguments at all (``python etl.py``), the flow runs with its defaults.
         """
         from eventor.cli import flow_app, run_app  # typer is loaded only for command lines
 
+        args = list(sys.argv[1:] if args is None else args) or ["run"]
         run_app(flow_app(cls), args, Path(sys.argv[0]).name or cls.__name__)
 
     @classmethod

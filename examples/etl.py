@@ -8,7 +8,6 @@ The flow of the design: extract and check in parallel, then load; alert when the
 The run is recorded in ./etl.run.db; the tasks are printed as a table.
 """
 
-import sys
 from typing import Annotated
 
 import eventor as evr
@@ -53,4 +52,4 @@ class Etl(Flow):
 
 if __name__ == "__main__":
     # python examples/etl.py [run --day 2026-11-01 | recover --run-id ID | graph | runs | ...]
-    Etl.cli(sys.argv[1:] or ["run"])
+    Etl.cli()  # no arguments: run with the defaults

@@ -397,3 +397,17 @@ def test_emits_draws_the_edge_and_must_name_events(make_eventor):
     ev.add_step("scan", emits=[found])
     ev.add_assoc(go, "scan")
     assert ev.graph.entry_events() == ("go",)
+
+
+def test_a_flow_cli_with_no_arguments_runs_the_flow(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "solo.py").write_text(
+        "from eventor import Event, Flow, step\n\nclass Solo(Flow):\n    start = Event()\n\n"
+        "    @step(on=start, executor='thread')\n    def only(self):\n        return 'ran'\n\n"
+        "if __name__ == '__main__':\n    Solo.cli()\n")
+    done = subprocess.run([sys.executable, "solo.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "attempt 0: success" in done.stdout and '"ran"' in done.stdout
