@@ -920,8 +920,10 @@ def run_app(command: typer.Typer, args: list[str] | None = None, prog_name: str 
             exc.show()  # type: ignore[attr-defined]
             raise SystemExit(2) from None
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        ctx = getattr(exc, "ctx", None)  # the command the mistake is in: its own --help
+        where = getattr(ctx, "command_path", None) or prog_name
         sys.stderr.write(f"error: {message.splitlines()[0] if message else type(exc).__name__}"
-                         f" (see {prog_name} --help)\n")
+                         f" (see {where} --help)\n")
         sys.stderr.flush()
         raise SystemExit(getattr(exc, "exit_code", 2)) from None
     except typer.Abort:

@@ -543,3 +543,11 @@ def test_quiet_default_and_verbose_decide_what_a_run_prints(tmp_path):
     assert quiet.stderr == "" and "progress:" not in quiet.stdout and "success" in quiet.stdout
     bad = run("--log-level", "LOUD")
     assert bad.returncode == 2 and "--log-level LOUD: use DEBUG, INFO, WARNING or ERROR" in bad.stderr
+
+
+def test_a_mistake_in_a_commands_options_points_at_that_commands_help(tmp_path):
+    eventor = str(Path(sys.executable).with_name("eventor"))
+    done = subprocess.run([eventor, "purge", "--days", "3"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == "error: No such option: --days (see eventor purge --help)\n"
