@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from eventor.joins import waiting_in
+from eventor.recovery import owner_alive
 
 __all__ = ["render_report"]
 
-_COLORS = {"success": "#3a9a5b", "failure": "#c8453c", "active": "#d9a43a", "ready": "#8a8f98"}
+_COLORS = {"success": "#3a9a5b", "failure": "#c8453c", "active": "#d9a43a", "ready": "#8a8f98",
+           "interrupted": "#7a5ec8"}
 _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
 h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 28px; }
@@ -24,6 +26,9 @@ table { border-collapse: collapse; } th, td { border: 1px solid #ddd; padding: 3
 th { background: #f3f3f3; cursor: pointer; text-align: left; }
 .failure { color: #c8453c; } .success { color: #3a9a5b; }
 svg text { font: 12px system-ui, sans-serif; }
+details pre { max-height: 24em; overflow: auto; background: #f7f7f7; padding: 6px; margin: 4px 0; }
+.legend span { display: inline-block; margin-right: 14px; }
+.legend i { display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: -1px; }
 """
 _SCRIPT = """
 document.querySelectorAll("table.tasks th").forEach(function (th, column) {
@@ -129,15 +134,21 @@ def _timeline_svg(tasks: list[dict[str, Any]]) -> str:
         row = rows[_lane(t)]
         x = left + (t["started_at"] - start) / span * width
         w = max(((t.get("ended_at") or end) - t["started_at"]) / span * width, 2)
-        color = _COLORS.get(t["status"], "#8a8f98")
+        color = _COLORS.get(t.get("shown_status") or t["status"], "#8a8f98")
         took = (t.get("ended_at") or end) - t["started_at"]
         parts.append(
             f'<rect x="{x:.1f}" y="{30 + row * line}" width="{w:.1f}" height="16" fill="{color}">'
             f'<title>{_e(t["step"])}[{_e(t["sequence"])}] attempt {t["attempt"]}: '
             f'{_e(t["status"])}, {took:.3f}s</title></rect>')
-    parts.append(f'<text x="{left}" y="16">0 s</text>'
-                 f'<text x="{left + width}" y="16" text-anchor="end">{span:.3f} s</text></svg>')
-    return "".join(parts)
+    for tick in range(6):  # a time axis: 0, a fifth, ..., the whole span
+        x = left + tick * width / 5
+        anchor = "start" if tick == 0 else "end" if tick == 5 else "middle"
+        parts.append(f'<line x1="{x:.1f}" y1="20" x2="{x:.1f}" y2="{height}" stroke="#eee"/>'
+                     f'<text x="{x:.1f}" y="16" text-anchor="{anchor}">{span * tick / 5:.3g} s</text>')
+    parts.append("</svg>")
+    legend = "".join(f'<span><i style="background:{color}"></i>{_e(status)}</span>'
+                     for status, color in _COLORS.items())
+    return f'<p class="legend">{legend}</p>' + "".join(parts)
 
 
 def _lane(task: Mapping[str, Any]) -> str:
@@ -155,11 +166,15 @@ def _task_rows(tasks: list[dict[str, Any]]) -> str:
         started = ("" if t.get("started_at") is None
                    else time.strftime("%H:%M:%S", time.localtime(t["started_at"])))
         skipped = " (skipped)" if t.get("executor") == "skip" else ""
+        status = t.get("shown_status") or t["status"]
+        more = "".join(
+            f'<details><summary>{label}</summary><pre>{_e(t[key])}</pre></details>'
+            for key, label in (("traceback", "traceback"), ("output", "output")) if t.get(key))
         out.append(
             f'<tr><td>{_e(t["step"])}</td><td>{_e(t["sequence"])}</td><td>{t["attempt"]}</td>'
-            f'<td class="{_e(t["status"])}">{_e(t["status"])}{skipped}</td>'
+            f'<td class="{_e(status)}">{_e(status)}{skipped}</td>'
             f'<td>{_e(t.get("host"))}</td><td>{started}</td><td>{took}</td>'
-            f'<td>{_e(str(outcome)[:300])}</td></tr>')
+            f'<td>{_e(str(outcome)[:300])}{more}</td></tr>')
     return "".join(out)
 
 
@@ -169,6 +184,19 @@ def render_report(store: Any, run_id: str) -> str:
     info = run.get("info") or {}
     attempts = store.attempts(run_id)
     tasks = store.tasks(run_id)
+    gone = {a["attempt"] for a in attempts if a.get("status") == "running" and not owner_alive(a)}
+    for a in attempts:
+        if a["attempt"] in gone:
+            a["status"] = "interrupted"
+    for t in tasks:
+        if t["attempt"] in gone and t["status"] in ("active", "ready"):
+            t["shown_status"] = "interrupted"
+    tries = store.tries(run_id)
+    tries_html = "".join(
+        f'<li>{_e(t["step"])}[{_e(t["sequence"])}] attempt {t["attempt"]}, try {t["try"]}: '
+        f'<span class="failure">{_e(t["error_type"])}</span>: {_e(t["error_message"])}'
+        + (f'<details><summary>traceback</summary><pre>{_e(t["traceback"])}</pre></details>'
+           if t.get("traceback") else "") + "</li>" for t in tries)
     last = attempts[-1] if attempts else {}
     graph = info.get("graph")
     waiting = waiting_in(graph, store.triggers(run_id, last["attempt"])) if graph and last else []
@@ -194,6 +222,7 @@ parameters {_e(info.get("params", {}))}</p>
 {graph_html}
 <h2>Timeline</h2>
 {_timeline_svg(tasks)}
+{f"<h2>Retried tries</h2><ul>{tries_html}</ul>" if tries_html else ""}
 <h2>Tasks</h2>
 <table class="tasks"><thead><tr><th>step</th><th>sequence</th><th>attempt</th><th>status</th>
 <th>host</th><th>started</th><th>took</th><th>result / error</th></tr></thead>

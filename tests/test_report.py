@@ -56,3 +56,31 @@ def test_the_report_draws_what_a_step_emits(tmp_path):
     page = render_report(store, result.run_id)
     store.close()
     assert ">emits</text>" in page
+
+
+def noisy_then_boom():
+    print("about to fail")
+    raise ValueError("boom")
+
+
+def test_the_report_shows_tracebacks_output_retried_tries_and_a_legend(make_eventor):
+    ev = make_eventor(config={"retries": 1})
+    go = ev.add_event("go")
+    ev.add_assoc(go, ev.add_step("bad", func=noisy_then_boom))
+    ev.trigger_event(go)
+    assert not ev.run()
+    page = render_report(ev.store, ev.run_id)
+    assert "<h2>Retried tries</h2>" in page and "bad[0] attempt 0, try 1" in page
+    assert page.count("<details><summary>traceback</summary>") == 2  # the try and the task
+    assert "<details><summary>output</summary><pre>about to fail" in page
+    assert 'class="legend"' in page and "0.2" not in page.split('class="legend"')[0][-5:]
+
+
+def test_an_interrupted_attempt_shows_as_interrupted(make_eventor):
+    ev = make_eventor()
+    import socket
+
+    ev.store.begin_attempt("cut", "prog", "restart", now=1.0, host=socket.gethostname(),
+                           pid=2**22 + 12345)  # a pid no process has here: its engine is gone
+    page = render_report(ev.store, "cut")
+    assert 'class="interrupted">interrupted</span>' in page
