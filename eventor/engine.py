@@ -777,6 +777,7 @@ class Engine:
         prior = recovered.tasks[(task.step.name, task.sequence)]
         task.executor = "skip"
         task.started_at = task.ended_at = now
+        task.host, task.pid = prior["host"], prior["pid"]  # where its outcome was made
         task.result_kind, task.result = prior["result_kind"], prior["result"]
         task.error_type, task.error_message = prior["error_type"], prior["error_message"]
         self.log.info("step_skipped", step=task.step.name, sequence=task.sequence,

@@ -18,7 +18,7 @@ from eventor.recovery import owner_alive
 __all__ = ["render_report"]
 
 _COLORS = {"success": "#3a9a5b", "failure": "#c8453c", "active": "#d9a43a", "ready": "#8a8f98",
-           "interrupted": "#7a5ec8"}
+           "interrupted": "#7a5ec8", "crashed": "#5a5a5a"}
 _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
 h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 28px; }
@@ -188,9 +188,17 @@ def render_report(store: Any, run_id: str) -> str:
     for a in attempts:
         if a["attempt"] in gone:
             a["status"] = "interrupted"
+    ended = {a["attempt"]: a for a in attempts if a["attempt"] not in gone}
     for t in tasks:
         if t["attempt"] in gone and t["status"] in ("active", "ready"):
             t["shown_status"] = "interrupted"
+        crashed = ended.get(t["attempt"])
+        if (crashed is not None and crashed.get("status") == "crashed"
+                and t.get("started_at") is not None and t.get("ended_at") is None):
+            # it ran until its engine's last sign of life, not until the recovery noticed
+            last_seen = crashed.get("heartbeat_at") or crashed.get("ended_at")
+            t["ended_at"] = max(t["started_at"], last_seen or t["started_at"])
+            t["shown_status"] = "crashed"
     tries = store.tries(run_id)
     tries_html = "".join(
         f'<li>{_e(t["step"])}[{_e(t["sequence"])}] attempt {t["attempt"]}, try {t["try"]}: '

@@ -67,6 +67,8 @@ def test_recovery_skips_successes_reruns_the_failure_and_finishes(backend):
         assert tasks(ev, 1) == {("a", True): "success", ("b", False): "success",
                                 ("c", False): "success"}
         assert ev.store.tasks(run_id, 1)[0]["result"] == '"a"'  # the skipped result stays
+        first, skipped = ev.store.tasks(run_id, 0)[0], ev.store.tasks(run_id, 1)[0]
+        assert (skipped["host"], skipped["pid"]) == (first["host"], first["pid"])  # where it ran
         assert [(a["attempt"], a["mode"], a["status"]) for a in ev.store.attempts(run_id)] == [
             (0, "restart", "failure"), (1, "recover", "success")]
     assert CALLS == ["b", "c"]

@@ -84,3 +84,20 @@ def test_an_interrupted_attempt_shows_as_interrupted(make_eventor):
                            pid=2**22 + 12345)  # a pid no process has here: its engine is gone
     page = render_report(ev.store, "cut")
     assert 'class="interrupted">interrupted</span>' in page
+
+
+def test_a_crashed_attempts_task_ends_at_its_engines_last_sign_of_life(make_eventor):
+    ev = make_eventor()
+    store = ev.store
+    store.begin_attempt("died", "prog", "restart", now=100.0, host="h", pid=1)
+    from eventor.store.base import Batch, TaskRecord
+
+    batch = Batch()
+    batch.new_tasks = [TaskRecord("died", 0, "s", "0", "active", "process", 100.0, 100.5, None, "h")]
+    store.write(batch)
+    store.end_attempt("died", 0, "crashed", now=5000.0)
+    attempt = store.attempts("died")[0]
+    page = render_report(store, "died")
+    assert "crashed" in page
+    last = attempt["heartbeat_at"] or 5000.0
+    assert f"{max(last, 100.5) - 100.5:.3f}s" in page  # its bar ends there, not at the recovery
