@@ -383,7 +383,9 @@ class FlowGraph:
                        for e in self.events.values()],
             "steps": [{"name": s.name,
                        "triggers": {str(k): [str(n) for n in v] for k, v in s.triggers.items()},
-                       "emits": [str(n) for n in s.emits]}
+                       "emits": [str(n) for n in s.emits],
+                       **({"acquires": [[str(getattr(pool, "name", pool)), amount]
+                                        for pool, amount in s.acquires]} if s.acquires else {})}
                       for s in self.steps.values()],
             "assocs": [{"event": a.event, "target": a.target, "delay": a.delay}
                        for a in self.assocs],

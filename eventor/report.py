@@ -95,7 +95,12 @@ def _graph_svg(graph: Mapping[str, Any]) -> str:
             if label:
                 parts.append(f'<text x="{(x1 + 150 + x2) / 2:.0f}" y="{(y1 + y2) / 2 + 12:.0f}" '
                              f'fill="#666">{_e(label)}</text>')
+    pools = {s["name"]: s.get("acquires") or [] for s in graph.get("steps", [])}
     for name, (x, y) in pos.items():
+        if pools.get(name):
+            held = ", ".join(f"{pool}\u00d7{amount}" for pool, amount in pools[name])
+            parts.append(f'<text x="{x + 75}" y="{y + 46}" text-anchor="middle" fill="#7a5ec8">'
+                         f'pool {_e(held)}</text>')
         is_step = name in steps
         radius = 4 if is_step else 16
         fill = "#e8f0fb" if is_step else "#f6f1e4"

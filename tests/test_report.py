@@ -101,3 +101,12 @@ def test_a_crashed_attempts_task_ends_at_its_engines_last_sign_of_life(make_even
     assert "crashed" in page
     last = attempt["heartbeat_at"] or 5000.0
     assert f"{max(last, 100.5) - 100.5:.3f}s" in page  # its bar ends there, not at the recovery
+
+
+def test_the_report_names_the_pools_a_step_acquires(make_eventor):
+    ev = make_eventor(config={"POOLS": {"db": 2}})
+    go = ev.add_event("go")
+    ev.add_assoc(go, ev.add_step("load", func=lambda: 1, acquires=[("db", 1)]))
+    ev.trigger_event(go)
+    assert ev.run()
+    assert "pool db\u00d71" in render_report(ev.store, ev.run_id)
