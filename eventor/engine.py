@@ -412,7 +412,7 @@ class Engine:
             self._recovered = load_recovered(store, run_id, prior)
             note_code_changes(store, run_id, self.graph, self.log)
             self.attempt = store.begin_attempt(run_id, self.program, self.mode.value, now=now,
-                                               host=self.host, pid=os.getpid())
+                                               host=self.host, pid=os.getpid(), info=self.info)
         else:
             current = claim_attempt(store, run_id, pick_attempt(store, run_id, self._from_attempt),
                                     now=now, log=self.log, grace=self.options.heartbeat_grace)

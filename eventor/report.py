@@ -220,7 +220,9 @@ def render_report(store: Any, run_id: str) -> str:
     graph_html = _graph_svg(graph) if graph else "<p>The run recorded no graph.</p>"
     attempts_html = "".join(
         f'<li>attempt {a["attempt"]} ({_e(a["mode"])}): <span class="{_e(a["status"])}">'
-        f'{_e(a["status"])}</span>, on {_e(a["host"])}, pid {_e(a["pid"])}</li>' for a in attempts)
+        f'{_e(a["status"])}</span>, on {_e(a["host"])}, pid {_e(a["pid"])}'
+        + (f'; parameters {_e(a["params"])}' if a.get("params") else "") + "</li>"
+        for a in attempts)
     title = f"Eventor run {run_id}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>

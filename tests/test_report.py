@@ -110,3 +110,29 @@ def test_the_report_names_the_pools_a_step_acquires(make_eventor):
     ev.trigger_event(go)
     assert ev.run()
     assert "pool db\u00d71" in render_report(ev.store, ev.run_id)
+
+
+class Daily(Flow):
+    day: str = "mon"
+    fail: bool = True
+    start = Event()
+
+    @step(on=start, executor="thread")
+    def work(self):
+        if self.fail:
+            raise ValueError("asked to")
+        return self.day
+
+
+def test_the_report_shows_the_parameters_of_each_attempt(tmp_path):
+    store, config = str(tmp_path / "d.run.db"), {"LOGGING": {"console": False}}
+    with Daily(store=store, config=config, run_id="d1") as flow:
+        flow.run()
+    assert Daily.recover("d1", store=store, config=config, fail=False).status == "success"
+    opened = open_store(store)
+    try:
+        page = render_report(opened, "d1")
+    finally:
+        opened.close()
+    first, second = page.split("attempt 1 (recover)")
+    assert "&quot;fail&quot;: true" in first and "&quot;fail&quot;: false" in second

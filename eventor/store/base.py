@@ -26,7 +26,7 @@ __all__ = [
     "TryRecord",
 ]
 
-SCHEMA_VERSION = 5  # 2: leases and tries; 3: the origin of triggers; 4: attempt heartbeats; 5: output
+SCHEMA_VERSION = 5  # 2: leases, tries; 3: trigger origins; 4: heartbeats; 5: task output, attempt params
 
 Row = dict[str, Any]  # a row as read back: column name -> value
 
@@ -170,7 +170,10 @@ class Store(Protocol):
 
     def begin_attempt(self, run_id: str, program: str, mode: str, *, now: float, host: str,
                       pid: int, info: Mapping[str, Any] | None = None) -> int:
-        """Record a new attempt of ``run_id`` (creating the run when new); return its number."""
+        """
+        Record a new attempt of ``run_id`` (creating the run, with ``info``, when new) and
+        its parameters (``info["params"]``); return its number.
+        """
         ...
 
     def write(self, batch: Batch) -> None:

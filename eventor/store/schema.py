@@ -54,6 +54,7 @@ attempts = Table(
     # Schema version 4: when its engine last said it was alive (real time, whatever clock
     # the engine runs on); an attempt not ended and silent for longer than a grace is dead.
     Column("heartbeat_at", Float),
+    Column("params", Text),  # schema 5: the parameters this attempt ran with (JSON)
 )
 
 triggers = Table(
@@ -160,7 +161,7 @@ UPGRADES: dict[int, tuple[tuple[Table, ...], tuple[Column[Any], ...]]] = {
     2: ((leases, tries), ()),
     3: ((), (triggers.c.origin, triggers.c.origin_step, triggers.c.origin_sequence)),
     4: ((), (attempts.c.heartbeat_at,)),
-    5: ((), (tasks.c.output,)),
+    5: ((), (tasks.c.output, attempts.c.params)),
 }
 
 TABLES = tuple(t.name for t in metadata.sorted_tables)

@@ -407,9 +407,11 @@ class SqlStore:
                 select(func.max(attempts.c.attempt)).where(attempts.c.run_id == run_id)
             ).scalar()
             attempt = 0 if last is None else last + 1
+            params = (info or {}).get("params")
             conn.execute(insert(attempts), [{
                 "run_id": run_id, "attempt": attempt, "mode": mode, "status": "running",
                 "started_at": now, "host": host, "pid": pid, "heartbeat_at": time.time(),
+                "params": None if params is None else json.dumps(params, default=str),
             }])
         return attempt
 
