@@ -84,6 +84,7 @@ def _graph_svg(graph: Mapping[str, Any]) -> str:
     width = 20 + (max(columns, default=0) + 1) * 230
     height = 20 + max((len(v) for v in columns.values()), default=1) * 56
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" style="max-width:100%;height:auto" '
              f'role="img" aria-label="flow graph">',
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" '
              'markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#666"/></marker></defs>']
@@ -94,7 +95,8 @@ def _graph_svg(graph: Mapping[str, Any]) -> str:
                          'stroke="#999" marker-end="url(#arrow)"/>')
             if label:
                 parts.append(f'<text x="{(x1 + 150 + x2) / 2:.0f}" y="{(y1 + y2) / 2 + 12:.0f}" '
-                             f'fill="#666">{_e(label)}</text>')
+                             'text-anchor="middle" fill="#666" stroke="#fff" stroke-width="3" '
+                             f'paint-order="stroke">{_e(label)}</text>')
     pools = {s["name"]: s.get("acquires") or [] for s in graph.get("steps", [])}
     for name, (x, y) in pos.items():
         if pools.get(name):
