@@ -67,7 +67,7 @@ def _check_dask(steps: Sequence[StepSpec], options: EngineOptions) -> None:
     except ImportError as exc:
         raise EventorConfigError(
             f"the dask executor needs Dask's distributed package ({exc}); install it with "
-            "pip install 'eventor[dask]'", key="task_construct") from None
+            "pip install -e '.[dask]'", key="task_construct") from None
 
     check_steps(steps, options.dask)
 
