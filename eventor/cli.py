@@ -34,7 +34,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 
 from eventor.classic import Eventor
@@ -290,23 +289,22 @@ def _verbosity(quiet: bool, verbose: bool, log_level: str | None) -> None:
 
 
 class _Progress:
-    """Task counts while a run goes on: a live line on a terminal, plain lines otherwise."""
+    """
+    Task counts while a run goes on: a plain line at most once a second, on a terminal too.
+    A line redrawn in place would be overwritten by the log lines that steps and worker
+    processes write to the same screen (rich cannot see those), and would leave stale text
+    in redirected output.
+    """
 
     def __init__(self) -> None:
-        self.live: Live | None = None
-        self.last = 0.0
+        self.last = time.monotonic()  # the first line after a second: short runs print none
         self.counts: Mapping[str, int] = {}
 
     def __enter__(self) -> _Progress:
-        console = _con.out
-        if console.is_terminal and not _state.get("quiet"):
-            self.live = Live(console=console, refresh_per_second=8, transient=True)
-            self.live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.live is not None:
-            self.live.__exit__(None, None, None)
+        pass
 
     @staticmethod
     def _line(counts: Mapping[str, int]) -> str:
@@ -315,9 +313,6 @@ class _Progress:
 
     def __call__(self, counts: Mapping[str, int]) -> None:
         self.counts = dict(counts)
-        if self.live is not None:
-            self.live.update(self._line(counts))
-            return
         now = time.monotonic()
         if now - self.last >= 1.0 and not _state.get("quiet"):
             self.last = now

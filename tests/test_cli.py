@@ -551,3 +551,16 @@ def test_a_mistake_in_a_commands_options_points_at_that_commands_help(tmp_path):
                           text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr == "error: No such option: --days (see eventor purge --help)\n"
+
+
+def test_progress_is_plain_lines_never_redrawn_and_short_runs_print_none(cli, tmp_path):
+    (tmp_path / "slowish.py").write_text(
+        "import time\nfrom eventor import Event, Flow, step\n\nclass Slowish(Flow):\n"
+        "    start = Event()\n\n    @step(on=start, executor='thread')\n    def nap(self):\n"
+        "        time.sleep(1.5)\n")
+    code, out, _ = cli("run", "slowish.py:Slowish", "--config", cli.config)
+    assert code == 0 and "progress: done 1 (failed 0), running 0, waiting 0\n" in out
+    assert "\r" not in out and "\x1b[" not in out
+    (tmp_path / "hello.py").write_text(HELLO)
+    code, out, _ = cli("run", "hello.py:Hello", "--config", cli.config)
+    assert code == 0 and "progress:" not in out
