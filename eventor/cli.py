@@ -580,7 +580,8 @@ def cmd_runs(store: StoreOpt = None, config: ConfigOpt = None) -> None:
 
 def _flow_ref(program: str, flow: str) -> str:
     """The flow reference to recover a run with: its program's file, when the run knows it."""
-    return f"{program}.py:{flow}" if program and program != "eventor" else f"MODULE:{flow}"
+    file = Path(f"{program}.py")
+    return f"{file}:{flow}" if program and file.is_file() else f"MODULE:{flow}"
 
 
 def _run_row(store: Store, run: Mapping[str, Any], grace: float) -> tuple[list[str], str]:
@@ -598,10 +599,12 @@ def _run_row(store: Store, run: Mapping[str, Any], grace: float) -> tuple[list[s
         hint = (f"run {run_id} was interrupted (its engine is gone): "
                 f"eventor recover {_flow_ref(run['program'], flow)} --run-id {run_id}")
     pending = [d for d in store.delays(run_id, last.get("attempt")) if d["fired_at"] is None] \
-        if status == "stopped" else []
+        if status in ("stopped", "paused") else []
     if pending:
         status = f"paused ({len(pending)} delay{'s' if len(pending) != 1 else ''}, next at " \
                  f"{_when(min(d['due_at'] for d in pending))})"
+        hint = (f"run {run_id} is paused with delays pending: finish it with "
+                f"eventor continue {_flow_ref(run['program'], flow)} --run-id {run_id}")
     return ([run_id, flow, _when(run["created_at"]), str(len(attempts)), status, str(ok),
              str(failed), str(len(tasks) - ok - failed),
              _took(run["created_at"], last.get("ended_at"))], hint)

@@ -129,6 +129,10 @@ def test_recover_and_continue_a_flow_class(cli):
                        "--config", cli.config)
     assert code == 0 and "paused" in out
     later = run_ids(cli.store)[-1]
+    code, out, _ = cli("runs", "--store", cli.store)
+    flat = " ".join(out.split())
+    assert "paused (1 delay, next at" in flat
+    assert f"eventor continue MODULE:Later --run-id {later}" in flat
     code, out, _ = cli("continue", "tests.cli_flows:Later", "--run-id", later, "--store",
                        cli.store, "--config", cli.config)
     assert code == 0 and "│ later" in out
@@ -404,6 +408,7 @@ def test_an_interrupted_run_is_shown_as_interrupted_with_the_command_that_recove
     import eventor as evr
 
     store = str(tmp_path / "cut.run.db")
+    (tmp_path / "cutprog.py").write_text("")  # the program the run names, here
     ev = evr.Eventor(name="cut", store=store, run_id="cut-1", config={"LOGGING": {"console": False}})
     ev.store.begin_attempt("cut-1", "cutprog", "restart", now=1.0, host=os.uname().nodename,
                            pid=2**22 + 12345, info={"flow": "Cut"})
