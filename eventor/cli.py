@@ -334,16 +334,18 @@ def _first_line(text: str | None, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 3] + "..."
 
 
-def _task_table(rows: list[dict[str, Any]], title: str, interrupted: set[int] = frozenset()  # type: ignore[assignment]
-                ) -> Table:
+def _task_table(rows: list[dict[str, Any]], title: str,
+                ended_by: Mapping[int, str] | None = None) -> Table:
+    """The tasks as a table; ``ended_by`` names what ended an attempt whose engine died
+    (``interrupted``, ``crashed``), shown beside the status its unfinished tasks were left in."""
     table = Table(title=title, title_justify="left")
     for column in ("step", "sequence", "attempt", "status", "host", "started", "took",
                    "result / error"):
         table.add_column(column)
     for r in rows:
         status = r["status"] + (" (skipped)" if r.get("executor") == "skip" else "")
-        if r["attempt"] in interrupted and r["status"] in ("active", "ready"):
-            status = f"interrupted ({r['status']})"
+        if ended_by and r["attempt"] in ended_by and r["status"] in ("active", "ready"):
+            status = f"{ended_by[r['attempt']]} ({r['status']})"
         outcome = (f"{r['error_type']}: {_first_line(r['error_message'])}" if r.get("error_type")
                    else _first_line(r.get("result")))
         table.add_row(r["step"], r["sequence"], str(r["attempt"]), status, r.get("host") or "",
@@ -491,6 +493,14 @@ def _recover_target(target: Any, values: dict[str, Any], *, run_id: str,
     _check_run_id(run_id)
     options = _options(store, config)
     if _is_flow(target):
+        if run_id:
+            with target._session(options) as session:
+                if session.store.run(run_id) is None:
+                    known = [r["run_id"] for r in session.store.runs()][-5:]
+                    raise CliError(f"no run {run_id!r} in {session.store.address}."
+                                   + did_you_mean(run_id, known)
+                                   + (f" Latest runs: {', '.join(known)}" if known
+                                      else " It holds no run."))
         if dry_run:
             _con.out.print(str(target.recovery_plan(run_id, recovery_run=recovery_run, **options)),
                        markup=False)
@@ -498,8 +508,8 @@ def _recover_target(target: Any, values: dict[str, Any], *, run_id: str,
         with _Progress() as progress:
             result = target.recover(run_id, recovery_run=recovery_run, progress=progress,
                                     **options, **values)
-        with _store(store, config) as opened:
-            _finish(opened, result.run_id, result.attempt, bool(result), result.status)
+        with target._session(options) as session:  # the store the flow itself used
+            _finish(session.store, result.run_id, result.attempt, bool(result), result.status)
     ev = _build_again(target, values, run_mode=RunMode.recover, run_id=run_id,
                       recovery_run=recovery_run, store=options.get("store"))
     if dry_run:
@@ -516,8 +526,8 @@ def _continue_target(target: Any, *, run_id: str, max_loops: int, store: str | N
     if _is_flow(target):
         with _Progress() as progress:
             result = target.resume(run_id, max_loops=max_loops, progress=progress, **options)
-        with _store(store, config) as opened:
-            _finish(opened, result.run_id, result.attempt, bool(result), result.status)
+        with target._session(options) as session:  # the store the flow itself used
+            _finish(session.store, result.run_id, result.attempt, bool(result), result.status)
     _run_eventor(_build_again(target, {}, run_mode=RunMode.continue_, run_id=run_id,
                               store=options.get("store")), max_loops)
 
@@ -550,10 +560,7 @@ def _name_of(target: Any) -> str:
 
 
 def cmd_runs(store: StoreOpt = None, config: ConfigOpt = None) -> None:
-    """
-    List the runs: id, flow, start, attempts, status, tasks and duration. Without --store,
-    the runs of every *.run.db store in the current directory.
-    """
+    """List the runs (without --store: of every *.run.db store here), with their status."""
     with _errors():
         cfg = load_config(str(config) if config else None)
         candidates = _store_candidates(store, cfg)
@@ -626,8 +633,11 @@ def cmd_show(run_id: Annotated[str, typer.Argument(help="The run's id.")],
             _con.out.print_json(json.dumps(rows, default=str))
             return
         grace = load_config(str(config) if config else None).heartbeat_grace
-        gone = {a["attempt"] for a in opened.attempts(run_id) if _interrupted(a, grace)}
-        _con.out.print(_task_table(rows, f"run {run_id}", interrupted=gone))
+        attempts = opened.attempts(run_id)
+        gone = {a["attempt"] for a in attempts if _interrupted(a, grace)}
+        ended_by = {a["attempt"]: "crashed" for a in attempts if a["status"] == "crashed"}
+        ended_by.update(dict.fromkeys(gone, "interrupted"))
+        _con.out.print(_task_table(rows, f"run {run_id}", ended_by=ended_by))
         for line in _joins_waiting(opened, run_id):
             _con.out.print(line, markup=False)
         _print_failures(opened, run_id, rows, full)
@@ -648,19 +658,26 @@ def cmd_logs(run_id: Annotated[str, typer.Argument(help="The run's id.")],
     with _errors(), _store(store, config, run_id) as opened:
         if opened.run(run_id) is None:
             raise CliError(f"no run {run_id!r} in {opened.address}")
-        step, _, sequence = (task or "").partition("[")
-        sequence = sequence.rstrip("]")
+        step, bracket, sequence = (task or "").partition("[")
+        if bracket and not sequence.endswith("]"):
+            raise CliError(f"{task!r}: write STEP or STEP[SEQUENCE], e.g. {step}[0]")
+        sequence = sequence[:-1] if bracket else ""
         rows = [r for r in opened.tasks(run_id)
                 if (not step or r["step"] == step) and (not sequence or r["sequence"] == sequence)]
         if task and not rows:
-            steps = sorted({r["step"] for r in opened.tasks(run_id)})
+            ran = opened.tasks(run_id)
+            steps = sorted({r["step"] for r in ran})
+            if step in steps:
+                sequences = sorted({r["sequence"] for r in ran if r["step"] == step})
+                raise CliError(f"run {run_id} has no task {task!r}; {step} ran in sequences "
+                               f"{', '.join(sequences)}")
             raise CliError(f"run {run_id} has no task {task!r}." + did_you_mean(step, steps)
-                           + f" Its steps: {', '.join(steps)}")
+                           + f" Steps that ran: {', '.join(steps)}")
         for r in rows:
             _con.out.print(f"── {r['step']}[{r['sequence']}] attempt {r['attempt']} "
                            f"({r['status']}) ──", markup=False, highlight=False)
-            if r.get("output"):
-                _con.out.print(r["output"].rstrip("\n"), markup=False, highlight=False)
+            _con.out.print(r["output"].rstrip("\n") if r.get("output") else "(no output)",
+                           markup=False, highlight=False)
 
 
 def _joins_waiting(store: Store, run_id: str) -> list[str]:
@@ -748,7 +765,8 @@ def _add_reading_commands(new: typer.Typer) -> None:
 
 app = _new_app("Run, recover and inspect Eventor flows.")
 
-FlowArg = Annotated[str, typer.Argument(help="path/to/file.py:Name or package.module:Name")]
+FlowArg = Annotated[str, typer.Argument(help="path/to/file.py:Name or package.module:Name",
+                                         metavar="FLOW")]
 RunIdOpt = Annotated[str, typer.Option("--run-id", help="The run to pick up.", metavar="RUN_ID")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only the final table (and errors).",
                                         metavar=" ")]

@@ -348,7 +348,7 @@ def test_a_flow_file_importing_a_missing_package_is_one_line_naming_it(cli, tmp_
 def test_a_usage_mistake_the_parser_finds_is_one_line_and_exit_2_too(tmp_path):
     script = shutil.which("eventor", path=str(Path(sys.executable).parent))
     for args, message in ((["run", "tests.cli_flows:build_flow", "--bogus"], "No such option: --bogus"),
-                          (["run"], "Missing argument 'flow'"),
+                          (["run"], "Missing argument 'FLOW'"),
                           (["run", "x.py:F", "--max-loops", "abc"], "Invalid value for '--max-loops'")):
         proc = subprocess.run([script, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, proc.stderr
@@ -569,3 +569,32 @@ def test_progress_is_plain_lines_never_redrawn_and_short_runs_print_none(cli, tm
     (tmp_path / "hello.py").write_text(HELLO)
     code, out, _ = cli("run", "hello.py:Hello", "--config", cli.config)
     assert code == 0 and "progress:" not in out
+
+
+def test_recover_of_a_run_id_the_store_does_not_hold_is_a_mistake_not_a_new_run(cli):
+    cli("run", "tests.cli_flows:Numbers", "--store", cli.store, "--config", cli.config)
+    (known,) = run_ids(cli.store)
+    code, _, err = cli("recover", "tests.cli_flows:Numbers", "--run-id", "nosuch", "--store",
+                       cli.store, "--config", cli.config)
+    assert code == 2 and f"no run 'nosuch' in sqlite:///{cli.store}" in err and known in err
+    assert run_ids(cli.store) == [known]
+
+
+def test_logs_says_which_sequences_ran_and_when_a_task_printed_nothing(cli):
+    cli("run", "tests.cli_flows:Numbers", "--store", cli.store, "--config", cli.config)
+    (run_id,) = run_ids(cli.store)
+    code, out, _ = cli("logs", run_id, "count[0]", "--store", cli.store)
+    assert code == 0 and "(no output)" in out
+    code, _, err = cli("logs", run_id, "count[7]", "--store", cli.store)
+    assert code == 2 and "count ran in sequences 0" in err
+    code, _, err = cli("logs", run_id, "count[0", "--store", cli.store)
+    assert code == 2 and "write STEP or STEP[SEQUENCE]" in err
+
+
+def test_recover_shows_its_tasks_whatever_other_stores_are_here(cli, tmp_path):
+    (tmp_path / "hello.py").write_text(HELLO)
+    (tmp_path / "zcount.py").write_text("from tests.cli_flows import Numbers  # noqa: F401\n")
+    assert cli("run", "hello.py:Hello", "--config", cli.config)[0] == 0  # hello.run.db
+    assert cli("run", "zcount.py:Numbers", "-p", "fail=yes", "--config", cli.config)[0] == 1
+    code, out, _ = cli("recover", "zcount.py:Numbers", "-p", "fail=no", "--config", cli.config)
+    assert code == 0 and "│ total" in out and "attempt 1: success" in out
