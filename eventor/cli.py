@@ -195,7 +195,10 @@ def _parse_params(pairs: list[str], known: Mapping[str, Param], flow: str) -> di
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep or not name:
-            raise CliError(f"--param {pair!r}: write NAME=VALUE, e.g. --param day=2026-11-01")
+            example = next(iter(known), "name")
+            hint = f"{flow}'s parameters: {', '.join(known)}" if known else f"{flow} has none"
+            raise CliError(f"--param {pair!r}: write NAME=VALUE, e.g. --param {example}=... "
+                           f"({hint})")
         if name not in known:
             raise CliError(f"--param {name}: {flow} has no parameter {name!r}."
                            + did_you_mean(name, known)

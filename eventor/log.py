@@ -245,6 +245,8 @@ def make_logger(name: str, settings: Mapping[str, Any] | None = None) -> BoundLo
     """
     settings = settings or {}
     level = _level(settings.get("logging_level", logging.INFO))
+    if _console_choice.level and _console_choice.level < level:
+        level = _console_choice.level  # --log-level DEBUG asks for more than the config
     root = logging.getLogger("eventor")
     root.setLevel(level)
     if settings.get("console", True) and not any(

@@ -598,3 +598,16 @@ def test_recover_shows_its_tasks_whatever_other_stores_are_here(cli, tmp_path):
     assert cli("run", "zcount.py:Numbers", "-p", "fail=yes", "--config", cli.config)[0] == 1
     code, out, _ = cli("recover", "zcount.py:Numbers", "-p", "fail=no", "--config", cli.config)
     assert code == 0 and "│ total" in out and "attempt 1: success" in out
+
+
+def test_log_level_debug_shows_a_steps_debug_lines_and_the_param_hint_names_real_ones(cli, tmp_path):
+    (tmp_path / "deep.py").write_text(
+        "from eventor import Event, Flow, step\n\nclass Deep(Flow):\n    day: str = 'mon'\n"
+        "    start = Event()\n\n    @step(on=start, executor='thread')\n    def s(self, ctx):\n"
+        "        ctx.log.debug('deep detail')\n")
+    eventor = str(Path(sys.executable).with_name("eventor"))
+    done = subprocess.run([eventor, "run", "deep.py:Deep", "--log-level", "DEBUG"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "deep detail" in done.stderr
+    code, _, err = cli("run", "deep.py:Deep", "-p", "day")
+    assert code == 2 and "e.g. --param day=... (Deep's parameters: day)" in err
