@@ -46,7 +46,7 @@ from typing import Any, ClassVar
 
 from eventor.exceptions import ProcessDied
 from eventor.executors.base import Outcome, TaskRun, failure, qualified_names, run_task
-from eventor.executors.process import FdCapture, die_with_parent, flush_std
+from eventor.executors.process import FdCapture, die_with_parent, died, flush_std, send_signal
 
 __all__ = ["PROTOCOL", "main"]
 
@@ -234,7 +234,7 @@ class Agent:
         now = time.monotonic()
         for child in self.children.values():
             if child.kill_at is not None and now >= child.kill_at:
-                _kill(-child.pid, signal.SIGKILL)
+                send_signal(-child.pid, signal.SIGKILL)
                 child.kill_at = None
         if not heard and now - self.heard > self.give_up:
             return False  # the link is down, or the engine's host is gone: stop the tasks
@@ -338,7 +338,7 @@ class Agent:
     def _cancel(self, key: int, grace: float) -> None:
         for child in self.children.values():
             if child.key == key:
-                _kill(-child.pid, signal.SIGTERM)  # the child and what it started
+                send_signal(-child.pid, signal.SIGTERM)  # the child and what it started
                 child.kill_at = time.monotonic() + grace
                 return
         self.cancelled.add(key)  # not forked yet: it will not be
@@ -388,26 +388,15 @@ class Agent:
                 self._read_child(child)  # what it wrote before it ended
                 self._close_pipe(child)
             if not child.reported:
-                self.send(outcome_message(self._death(child, os.waitstatus_to_exitcode(status))))
-
-    def _death(self, child: _Child, code: int) -> Outcome:
-        where = f"process {child.pid} of step {child.step!r} on host {self.host!r}"
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            message = f"{where} was killed by {name}"
-        else:
-            message = f"{where} exited with code {code} before returning"
-        return Outcome(child.key, False, error_type=ProcessDied.__name__, error_message=message,
-                       exit_code=code, pid=child.pid, error_mro=_DIED_MRO)
+                self.send(outcome_message(died(child.key, child.step, child.pid,
+                                               os.waitstatus_to_exitcode(status),
+                                               f" on host {self.host!r}")))
 
     def _stop_all(self) -> None:
         """Kill every task and what it started (its process group); reap them, briefly."""
         for child in self.children.values():
-            _kill(-child.pid, signal.SIGKILL)
-            _kill(child.pid, signal.SIGKILL)
+            send_signal(-child.pid, signal.SIGKILL)
+            send_signal(child.pid, signal.SIGKILL)
         deadline = time.monotonic() + 2.0
         while self.children and time.monotonic() < deadline:
             for pid in list(self.children):
@@ -417,12 +406,6 @@ class Agent:
                 del self.children[pid]
             time.sleep(0.01)
         self.to_load.put(None)
-
-
-def _kill(pid: int, sig: int) -> None:
-    """Signal a process (or, for a negative pid, a process group); gone already is fine."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
 
 
 def _child_main(task: TaskRun, level: int, fd: int, parent: int, close: list[int],

@@ -419,6 +419,14 @@ def _store(store: str | None, config: Path | None, run_id: str | None = None) ->
         yield opened
 
 
+def _require_run(store: Store, run_id: str) -> None:
+    """A run id the store does not hold is a mistake: say so, with the runs it does hold."""
+    if store.run(run_id) is None:
+        known = [r["run_id"] for r in store.runs()][-5:]
+        raise CliError(f"no run {run_id!r} in {store.address}." + did_you_mean(run_id, known)
+                       + (f" Latest runs: {', '.join(known)}" if known else " It holds no run."))
+
+
 def _short(path: str) -> str:
     return os.path.relpath(path) if os.path.isabs(path) else path
 
@@ -498,12 +506,7 @@ def _recover_target(target: Any, values: dict[str, Any], *, run_id: str,
     if _is_flow(target):
         if run_id:
             with target._session(options) as session:
-                if session.store.run(run_id) is None:
-                    known = [r["run_id"] for r in session.store.runs()][-5:]
-                    raise CliError(f"no run {run_id!r} in {session.store.address}."
-                                   + did_you_mean(run_id, known)
-                                   + (f" Latest runs: {', '.join(known)}" if known
-                                      else " It holds no run."))
+                _require_run(session.store, run_id)
         if dry_run:
             _con.out.print(str(target.recovery_plan(run_id, recovery_run=recovery_run, **options)),
                        markup=False)
@@ -627,10 +630,7 @@ def cmd_show(run_id: Annotated[str, typer.Argument(help="The run's id.")],
                  metavar=" ")] = False) -> None:
     """Show every task of a run, in every attempt, with the errors of failed tasks and tries."""
     with _errors(), _store(store, config, run_id) as opened:
-        if opened.run(run_id) is None:
-            known = [r["run_id"] for r in opened.runs()][-5:]
-            raise CliError(f"no run {run_id!r} in {opened.address}." + did_you_mean(run_id, known)
-                           + (f" Latest runs: {', '.join(known)}" if known else " It holds no run."))
+        _require_run(opened, run_id)
         rows = opened.tasks(run_id)
         if as_json:
             _con.out.print_json(json.dumps(rows, default=str))
@@ -659,8 +659,7 @@ def cmd_logs(run_id: Annotated[str, typer.Argument(help="The run's id.")],
              store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """Print what a run's tasks printed (the end of their stdout and stderr), task by task."""
     with _errors(), _store(store, config, run_id) as opened:
-        if opened.run(run_id) is None:
-            raise CliError(f"no run {run_id!r} in {opened.address}")
+        _require_run(opened, run_id)
         step, bracket, sequence = (task or "").partition("[")
         if bracket and not sequence.endswith("]"):
             raise CliError(f"{task!r}: write STEP or STEP[SEQUENCE], e.g. {step}[0]")
@@ -703,8 +702,7 @@ def cmd_report(run_id: Annotated[str, typer.Argument(help="The run's id.")],
     from eventor.report import render_report
 
     with _errors(), _store(store, config, run_id) as opened:
-        if opened.run(run_id) is None:
-            raise CliError(f"no run {run_id!r} in {opened.address}")
+        _require_run(opened, run_id)
         output.write_text(render_report(opened, run_id), encoding="utf-8")
         _con.out.print(f"wrote {output}", markup=False)
 

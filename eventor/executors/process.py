@@ -293,7 +293,7 @@ class ProcessExecutor(Executor):
                 # forked from this short-lived thread would die with it: see _worker_main).
                 done(Requeue(task))
             else:
-                done(_death(task, worker.pid, os.waitstatus_to_exitcode(status)))
+                done(died(task.key, task.step, worker.pid, os.waitstatus_to_exitcode(status)))
 
     def cancel(self, key: int, grace: float) -> bool:
         """Stop the worker running task ``key``: SIGTERM, then SIGKILL after ``grace`` s."""
@@ -302,11 +302,11 @@ class ProcessExecutor(Executor):
                            if w.current is not None and w.current[0].key == key), None)
         if worker is None:
             return False
-        _signal(worker.pid, signal.SIGTERM)
+        send_signal(worker.pid, signal.SIGTERM)
 
         def kill_if_still_running() -> None:
             if not worker.dead:
-                _signal(worker.pid, signal.SIGKILL)
+                send_signal(worker.pid, signal.SIGKILL)
 
         timer = threading.Timer(grace, kill_if_still_running)
         timer.daemon = True
@@ -322,31 +322,34 @@ class ProcessExecutor(Executor):
         for worker in workers:
             worker.close_tasks()
             if worker.current is not None:
-                _signal(worker.pid, signal.SIGTERM)
+                send_signal(worker.pid, signal.SIGTERM)
         deadline = time.monotonic() + TERM_GRACE
         for worker in workers:
             assert worker.reader is not None
             worker.reader.join(max(0.0, deadline - time.monotonic()))
             if worker.reader.is_alive():
-                _signal(worker.pid, signal.SIGKILL)
+                send_signal(worker.pid, signal.SIGKILL)
                 worker.reader.join()
 
 
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
+def send_signal(pid: int, sig: int) -> None:
+    """Signal a process (a process group, for a negative pid); one already gone is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
 
 
-def _death(task: TaskRun, pid: int, exit_code: int) -> Outcome:
+def died(key: int, step: str, pid: int, exit_code: int, where: str = "") -> Outcome:
+    """The outcome of a task whose process ended (``exit_code``) before reporting one."""
     if exit_code < 0:
         try:
             name = signal.Signals(-exit_code).name
         except ValueError:
             name = f"signal {-exit_code}"
-        message = f"process {pid} of step {task.step!r} was killed by {name}"
+        how = f"was killed by {name}"
     else:
-        message = f"process {pid} of step {task.step!r} exited with code {exit_code} before returning"
-    return Outcome(task.key, False, error_type=ProcessDied.__name__, error_message=message,
+        how = f"exited with code {exit_code} before returning"
+    return Outcome(key, False, error_type=ProcessDied.__name__,
+                   error_message=f"process {pid} of step {step!r}{where} {how}",
                    exit_code=exit_code, pid=pid, error_mro=_DIED_MRO)
 
 

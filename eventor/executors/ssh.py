@@ -343,12 +343,9 @@ class _Connection:
             except TimeoutError:
                 continue
             if not data:
-                channel.status_event.wait(2.0)
-                status = channel.exit_status if channel.exit_status_ready() else "unknown"
-                time.sleep(0.05)  # the last stderr lines may still be on their way
-                said = " | ".join(list(self._stderr)[-5:]) or "nothing on stderr"
+                status, said = self._why_closed(channel, 2.0)
                 raise _Refused(f"the agent did not start on host {self.spec.name!r}: `{command}` "
-                               f"exited with status {status}: {said}")
+                               f"exited with status {status}: {said or 'nothing on stderr'}")
             buffer += data
             frames = split_frames(buffer)
             if frames:
@@ -358,6 +355,13 @@ class _Connection:
                 return message
         raise _Refused(f"the agent on host {self.spec.name!r} did not answer within "
                        f"{self.spec.connect_timeout:g} s (`{command}`)")
+
+    def _why_closed(self, channel: paramiko.Channel, wait: float) -> tuple[Any, str]:
+        """The agent's exit status (when it comes within ``wait`` s) and its last stderr lines."""
+        channel.status_event.wait(wait)
+        status = channel.exit_status if channel.exit_status_ready() else "unknown"
+        time.sleep(0.05)  # the last stderr lines may still be on their way
+        return status, " | ".join(list(self._stderr)[-5:])
 
     def _read(self) -> None:
         """Read the agent's frames until the connection ends, closes, or falls silent."""
@@ -372,11 +376,9 @@ class _Connection:
             now = time.monotonic()
             if data == b"":
                 if not self._closing:
-                    channel.status_event.wait(1.0)
-                    status = channel.exit_status if channel.exit_status_ready() else "unknown"
-                    said = f": {' | '.join(list(self._stderr)[-5:])}" if self._stderr else ""
+                    status, said = self._why_closed(channel, 1.0)
                     self._end(f"the connection to host {spec.name!r} closed mid-step "
-                              f"(agent exit status {status}){said}")
+                              f"(agent exit status {status}){': ' + said if said else ''}")
                 return
             if data:
                 heard = now
