@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from eventor.exceptions import EventorConfigError
-from eventor.options import EngineOptions, StepOptions
+from eventor.options import EngineOptions, StepOptions, default_workers
 
 __all__ = ["DEFAULT_TAG", "Config", "default_program", "load_config"]
 
@@ -97,6 +97,8 @@ class Config:
     pass_logger_to_task: bool = False
     sequence_arg_name: str | None = None
     max_tasks_per_child: int = 0  # process workers are reused; 1 forks a fresh one per task
+    process_workers: int | None = None  # worker processes at once (default: see default_workers)
+    thread_workers: int | None = None  # threads of the thread executor (the same default)
     strict_triggers: bool = False  # a ctx.trigger of an event its step does not emit fails it
     heartbeat_interval: float = 10.0  # seconds between an engine's heartbeats in the store
     heartbeat_grace: float = 60.0  # an attempt silent for longer is dead, on any host
@@ -130,7 +132,8 @@ class Config:
         return EngineOptions(
             max_concurrent=cap,
             envvar_prefix=self.envvar_prefix,
-            thread_workers=cap if cap > 0 else 32,
+            process_workers=self.workers("process_workers", cap),
+            thread_workers=self.workers("thread_workers", cap),
             max_tasks_per_child=self.max_tasks_per_child,
             sequence_arg_name=self.sequence_arg_name,
             pass_logger_to_task=self.pass_logger_to_task,
@@ -143,6 +146,15 @@ class Config:
             ssh_config=self.ssh_config,
             steps=self.step_defaults().with_values(**overrides).over(EngineOptions().steps),
         )
+
+    def workers(self, key: str, cap: int) -> int:
+        """
+        How many tasks the process (or thread) executor runs at once: the config's
+        ``process_workers`` (or ``thread_workers``); else ``max_concurrent`` when it is set;
+        else `default_workers`. Ready tasks beyond it wait in the engine, still ``ready``.
+        """
+        value = getattr(self, key)
+        return value if value is not None else cap if cap > 0 else default_workers()
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -161,6 +173,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "pass_logger_to_task": (bool,),
     "sequence_arg_name": (str,),
     "max_tasks_per_child": (int,),
+    "process_workers": (int,),
+    "thread_workers": (int,),
     "strict_triggers": (bool,),
     "heartbeat_interval": (int, float),
     "heartbeat_grace": (int, float),
@@ -342,6 +356,10 @@ def _validate(values: dict[str, Any], prefix: str, source: str) -> Config:
     if limit == 0 or limit < -1:
         raise EventorConfigError(f"expected a positive int or -1 (no limit), got {limit!r}",
                                  key=f"{prefix}max_concurrent", source=source)
+    for key in ("process_workers", "thread_workers"):
+        if values.get(key) is not None and values[key] < 1:
+            raise EventorConfigError(f"expected a positive int (tasks at once), got {values[key]!r}",
+                                     key=f"{prefix}{key}", source=source)
     if "LOGGING" in values:
         values["LOGGING"] = MappingProxyType(dict(values["LOGGING"]))
     for section in ("DATABASES", "HOSTS", "DASK"):

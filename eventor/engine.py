@@ -51,6 +51,7 @@ from eventor.graph import FlowGraph, StepSpec, holds
 from eventor.joins import Joins
 from eventor.log import BoundLogger, null_logger
 from eventor.options import UNSET, EngineOptions, StepOptions
+from eventor.ready import ReadyTasks
 from eventor.recovery import (
     Continued,
     Recovered,
@@ -253,7 +254,9 @@ class Engine:
         self._tasks: dict[tuple[str, str], Task] = {}
         self._running: dict[int, Task] = {}
         self._running_by_step: dict[str, int] = {}
-        self._ready: deque[Task] = deque()
+        self._running_by_executor: dict[str, int] = {}
+        self._capacity = self.options.capacity()  # tasks a bounded executor runs at once
+        self._ready: ReadyTasks[Task] = ReadyTasks()
         self._fired: dict[str, set[str]] = {}
         self._pending: deque[tuple[str, str, Origin]] = deque()  # (event, sequence, origin)
         self._timers: Timers[_DelayDue | _RetryDue | _TimeoutDue] = Timers()
@@ -585,6 +588,7 @@ class Engine:
             return  # a thread step given up on at its timeout, ending after all
         name = task.step.name
         self._running_by_step[name] -= 1
+        self._running_by_executor[task.executor] -= 1
         why = self._timed_out.pop(outcome.key, None)
         if why is not None:  # stopped at its timeout, however it ended
             outcome = Outcome(outcome.key, False, error_type="StepTimeout", error_message=why,
@@ -806,7 +810,9 @@ class Engine:
         slots = cap - len(self._running) if cap > 0 else len(ready)
         kept: list[Task] = []  # stay ready, in their order
         planned: dict[str, int] = {}  # tasks chosen per step, for per-step limits
-        chosen = self._pick(slots, kept, planned, with_resources=True)
+        running = self._running_by_executor
+        room = {name: limit - running.get(name, 0) for name, limit in self._capacity.items()}
+        chosen = self._pick(slots, kept, planned, room, with_resources=True)
         wants = pools.wants
         asking = [t for t in chosen if t.step.name in wants] if wants else []
         if asking:
@@ -824,12 +830,14 @@ class Engine:
                 chosen = [t for t in chosen if t.key in granted or t.step.name not in wants]
                 for task in refused:
                     planned[task.step.name] -= 1
-                chosen += self._pick(len(refused), kept, planned, with_resources=False)
+                    if task.executor in room:
+                        room[task.executor] += 1
+                chosen += self._pick(len(refused), kept, planned, room, with_resources=False)
         if kept:
-            kept.sort(key=lambda t: t.key)
-            ready.extendleft(reversed(kept))
+            ready.put_back(kept)
         for task in chosen:
             name = task.step.name
+            running[task.executor] = running.get(task.executor, 0) + 1
             task.status = StepStatus.active
             task.started_at = now
             task.host = task.step.host if task.executor == "ssh" else self.host
@@ -846,12 +854,17 @@ class Engine:
                 self._activated = True
         return chosen
 
-    def _pick(self, slots: int, kept: list[Task], planned: dict[str, int], *,
-              with_resources: bool) -> list[Task]:
-        """Take up to ``slots`` ready tasks that per-step limits allow; the rest go to ``kept``."""
-        ready, chosen, wants, options_of = self._ready, [], self._pools.wants, self._options_of
-        while ready and slots > 0:
-            task = ready.popleft()
+    def _pick(self, slots: int, kept: list[Task], planned: dict[str, int], room: dict[str, int],
+              *, with_resources: bool) -> list[Task]:
+        """
+        Take up to ``slots`` ready tasks that executors' ``room`` and per-step limits allow;
+        the ones per-step limits hold back go to ``kept``.
+        """
+        chosen: list[Task] = []
+        if slots <= 0:
+            return chosen
+        wants, options_of = self._pools.wants, self._options_of
+        for task in self._ready.take(room):
             name = task.step.name
             limit = options_of[name].max_concurrent or -1
             if (0 < limit <= self._running_by_step.get(name, 0) + planned.get(name, 0)
@@ -860,7 +873,11 @@ class Engine:
                 continue
             chosen.append(task)
             planned[name] = planned.get(name, 0) + 1
+            if task.executor in room:
+                room[task.executor] -= 1
             slots -= 1
+            if not slots:
+                break
         return chosen
 
     def _check_deadlock(self, now: float) -> None:

@@ -13,6 +13,7 @@ the same name (``retries: 2`` under ``EVENTOR:`` retries every step twice).
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -21,7 +22,7 @@ from typing import Any
 from eventor.enums import EXECUTORS, executor_alias
 from eventor.exceptions import did_you_mean
 
-__all__ = ["DEFAULTS", "OFF", "UNSET", "EngineOptions", "OptionProblem", "StepOptions"]
+__all__ = ["DEFAULTS", "OFF", "UNSET", "EngineOptions", "OptionProblem", "StepOptions", "default_workers"]
 
 
 def _is_int(value: Any, low: int) -> bool:
@@ -216,6 +217,15 @@ def _has_off(options: StepOptions) -> bool:
 UNSET = _UNSET
 
 
+def default_workers() -> int:
+    """
+    Tasks an executor runs at once when nothing says otherwise: the CPUs this process may
+    use, plus 4 for steps that wait on I/O, and at most 32 (the rule of Python's
+    ThreadPoolExecutor; Airflow's default parallelism is 32 too).
+    """
+    return min(32, len(os.sched_getaffinity(0)) + 4)
+
+
 # Every step option's default: a config's top-level keys and EngineOptions start from these.
 DEFAULTS = StepOptions(executor="process", max_concurrent=-1, stop_on_exception=True, retries=0,
                        retry_delay=0.0, backoff=1.0, timeout_grace=3.0)
@@ -227,7 +237,8 @@ class EngineOptions:
 
     max_concurrent: int = -1  # running tasks at once; -1 for no limit
     envvar_prefix: str = "EVENTOR_"
-    thread_workers: int = 32  # threads of the thread executor (more tasks wait in its queue)
+    process_workers: int = field(default_factory=default_workers)  # processes at once
+    thread_workers: int = field(default_factory=default_workers)  # threads at once
     max_tasks_per_child: int = 0  # tasks a process worker runs before it is replaced; 0: no limit
     sequence_arg_name: str | None = None  # pass the sequence to steps as this keyword
     pass_logger_to_task: bool = False  # pass the step's logger as ``logger=``
@@ -240,6 +251,11 @@ class EngineOptions:
     dask: Mapping[str, Any] = field(default_factory=dict)  # DASK: the cluster the dask executor uses
     steps: StepOptions = DEFAULTS  # what a step's options left at None become
 
+    def capacity(self) -> dict[str, int]:
+        """Tasks each bounded executor runs at once (ready tasks beyond wait in the engine)."""
+        return {"process": self.process_workers, "thread": self.thread_workers}
+
     def for_step(self, options: StepOptions) -> StepOptions:
         """A step's options with every one it left unset taken from the engine's defaults."""
         return options.over(self.steps)
+
