@@ -350,8 +350,7 @@ class Engine:
         """
         if self._closed:
             raise EventorUsageError(f"run {self.run_id!r} is closed; create a new Eventor to run again")
-        if self.attempt is None:
-            self._open_attempt()
+        self.open()
         heartbeat = _Heartbeat(self.store, self.run_id, self._attempt_no,
                                self.options.heartbeat_interval, self.log)
         try:
@@ -402,6 +401,24 @@ class Engine:
 
     # -- attempts: restart, recover, continue ---------------------------------------------
 
+    def open(self) -> int:
+        """
+        Begin this run's attempt in the store now, if not yet done (`run` does it first).
+
+        A recovery's attempt is begun only while the attempt it recovers is still the run's
+        latest, and a continue only takes an attempt no live engine runs.
+
+        Returns:
+            The attempt's number.
+
+        Raises:
+            RunClaimedError: another program runs the run, or began recovering it first.
+        """
+        if self.attempt is None:
+            self._open_attempt()
+        assert self.attempt is not None
+        return self.attempt
+
     def _open_attempt(self) -> None:
         now, store, run_id = self.clock.now(), self.store, self.run_id
         if self.mode is RunMode.restart:
@@ -410,12 +427,16 @@ class Engine:
             self.attempt = store.begin_attempt(run_id, self.program, self.mode.value, now=now,
                                                host=self.host, pid=os.getpid(), info=self.info)
         elif self.mode is RunMode.recover:
-            prior = claim_attempt(store, run_id, pick_attempt(store, run_id, self._from_attempt),
-                                  now=now, log=self.log, grace=self.options.heartbeat_grace)
+            # The latest attempt is claimed (none may be running it), whichever one is recovered
+            latest = claim_attempt(store, run_id, pick_attempt(store, run_id, None), now=now,
+                                   log=self.log, grace=self.options.heartbeat_grace)
+            prior = (latest if self._from_attempt in (None, latest["attempt"])
+                     else pick_attempt(store, run_id, self._from_attempt))
+            self.attempt = store.begin_attempt(run_id, self.program, self.mode.value, now=now,
+                                               host=self.host, pid=os.getpid(), info=self.info,
+                                               after=int(latest["attempt"]))
             self._recovered = load_recovered(store, run_id, prior)
             note_code_changes(store, run_id, self.graph, self.log)
-            self.attempt = store.begin_attempt(run_id, self.program, self.mode.value, now=now,
-                                               host=self.host, pid=os.getpid(), info=self.info)
         else:
             current = claim_attempt(store, run_id, pick_attempt(store, run_id, self._from_attempt),
                                     now=now, log=self.log, grace=self.options.heartbeat_grace)

@@ -108,6 +108,17 @@ class EventorUsageError(EventorError, RuntimeError):
     """An API was called out of order, e.g. adding a step after the run started."""
 
 
+class RunClaimedError(EventorUsageError):
+    """
+    Another program runs the run (or attempt) this one meant to recover or continue, or
+    began recovering it first.
+    """
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(message)
+
+
 class NotSupportedError(EventorError, NotImplementedError):
     """A feature that this version of Eventor does not provide yet."""
 

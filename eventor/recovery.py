@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventor.enums import StepReplay, StepStatus
-from eventor.exceptions import EventorUsageError, RunNotFoundError
+from eventor.exceptions import EventorUsageError, RunClaimedError, RunNotFoundError
 from eventor.graph import FlowGraph, StepSpec
 from eventor.log import BoundLogger
 from eventor.store.base import Row, Store
@@ -131,6 +131,21 @@ def pick_run(store: Store, run_id: str, *, program: str, shared_db: bool,
     return chosen
 
 
+def interrupted(store: Store, *, grace: float = HEARTBEAT_GRACE, program: str | None = None,
+                flow: str | None = None, now: float | None = None) -> list[Row]:
+    """
+    The runs in ``store`` that were interrupted: the engine of their latest attempt died
+    without ending it (its pid is gone from this host, or it sent no heartbeat for ``grace``
+    seconds), or a recovery ended it and died before beginning its own. Oldest first; each
+    row is the latest attempt's, with its run's ``program`` and ``info``. ``program`` and
+    ``flow`` keep only the runs of that program and flow.
+    """
+    return [row for row in store.unfinished()
+            if (program is None or row["program"] == program)
+            and (flow is None or row["info"].get("flow") == flow)
+            and not owner_alive(row, grace=grace, now=now)]
+
+
 def pick_attempt(store: Store, run_id: str, attempt: int | None) -> Row:
     """
     The attempt row to recover from or continue: ``attempt``, or the latest.
@@ -160,13 +175,13 @@ def claim_attempt(store: Store, run_id: str, attempt: Row, *, now: float,
     ending it (a zombie), it is ended as ``crashed`` and the leases it held are released.
 
     Raises:
-        EventorUsageError: a live engine still runs it.
+        RunClaimedError: a live engine still runs it.
     """
     if owner_alive(attempt, grace=grace):
-        raise EventorUsageError(
+        raise RunClaimedError(
             f"run {run_id!r} attempt {attempt['attempt']} is still running (pid "
             f"{attempt['pid']} on {attempt['host']}, alive within the last {grace:g} s); "
-            "wait for it to end, or stop it first")
+            "wait for it to end, or stop it first", run_id=run_id)
     if attempt["ended_at"] is None:  # its engine died (killed, power lost)
         store.release_attempt(run_id, attempt["attempt"], now=now)
         store.end_attempt(run_id, attempt["attempt"], "crashed", now=now)

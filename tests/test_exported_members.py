@@ -15,7 +15,7 @@ def test_public_names_are_pinned():
         "EventorUsageError", "Flow", "FlowDefinitionError", "FlowGraph", "HostError", "MockClock",
         "NotAStoreError", "NotSupportedError", "ParameterError", "ProcessDied", "RUN_CONTINUE",
         "RUN_RECOVER", "RUN_RESTART", "RecoveryPlan", "Resource", "ResourceDeadlock",
-        "ResourcePool", "ResultNotStoredError", "RunMode", "RunNotFoundError", "RunResult",
+        "ResourcePool", "ResultNotStoredError", "RunClaimedError", "RunMode", "RunNotFoundError", "RunResult",
         "RunSummary", "STEP_ACTIVE", "STEP_COMPLETE", "STEP_FAILURE", "STEP_READY", "STEP_RERUN",
         "STEP_SKIP", "STEP_SUCCESS", "SchemaVersionError", "StepContext", "StepFailure",
         "StepReplay", "StepStatus", "StepTimeout", "StoreError", "StoreIntegrityError",

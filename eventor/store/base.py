@@ -169,10 +169,24 @@ class Store(Protocol):
     address: str  # printable: the password of a URL is masked
 
     def begin_attempt(self, run_id: str, program: str, mode: str, *, now: float, host: str,
-                      pid: int, info: Mapping[str, Any] | None = None) -> int:
+                      pid: int, info: Mapping[str, Any] | None = None,
+                      after: int | None = None) -> int:
         """
         Record a new attempt of ``run_id`` (creating the run, with ``info``, when new) and
         its parameters (``info["params"]``); return its number.
+
+        With ``after`` (the attempt a recovery starts from), the new attempt is recorded only
+        if ``after`` is still the run's latest: of several programs recovering one attempt at
+        once, exactly one succeeds, and the others get `RunClaimedError`.
+        """
+        ...
+
+    def unfinished(self) -> list[Row]:
+        """
+        The latest attempt of each run whose latest attempt did not finish: it never ended
+        (its engine runs, or died) or it ended ``crashed`` (ended by a recovery that did not
+        begin its own). Each row has the attempt's columns and the run's ``program`` and
+        ``info``; whether its engine is alive is for `eventor.recovery.owner_alive` to say.
         """
         ...
 

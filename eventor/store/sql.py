@@ -34,6 +34,7 @@ from sqlalchemy.pool import StaticPool
 from eventor.exceptions import (
     EventorConfigError,
     NotAStoreError,
+    RunClaimedError,
     SchemaVersionError,
     StoreError,
     StoreIntegrityError,
@@ -388,32 +389,53 @@ class SqlStore:
     # -- writing -------------------------------------------------------------------------
 
     def begin_attempt(self, run_id: str, program: str, mode: str, *, now: float, host: str,
-                      pid: int, info: Mapping[str, Any] | None = None) -> int:
-        with self._lock, self._guard("begin attempt"), self._conn.begin():
-            conn = self._conn
-            exists = conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first()
-            if exists and mode == "restart":
-                raise StoreIntegrityError(
-                    f"run {run_id!r} already exists in {self.address}; give a new run_id, or "
-                    "recover or continue that run",
-                    store=self.address,
-                )
-            if not exists:
-                conn.execute(insert(runs), [{
-                    "run_id": run_id, "program": program, "created_at": now,
-                    "info": json.dumps(dict(info or {}), default=str),
+                      pid: int, info: Mapping[str, Any] | None = None,
+                      after: int | None = None) -> int:
+        try:
+            with self._lock, self._guard("begin attempt"), self._conn.begin():
+                conn = self._conn
+                exists = conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first()
+                if exists and mode == "restart":
+                    raise StoreIntegrityError(
+                        f"run {run_id!r} already exists in {self.address}; give a new run_id, or "
+                        "recover or continue that run",
+                        store=self.address,
+                    )
+                if not exists:
+                    conn.execute(insert(runs), [{
+                        "run_id": run_id, "program": program, "created_at": now,
+                        "info": json.dumps(dict(info or {}), default=str),
+                    }])
+                last = conn.execute(
+                    select(func.max(attempts.c.attempt)).where(attempts.c.run_id == run_id)
+                ).scalar()
+                if after is not None and last != after:
+                    raise _claimed(run_id, after, last)
+                attempt = 0 if last is None else last + 1
+                params = (info or {}).get("params")
+                conn.execute(insert(attempts), [{
+                    "run_id": run_id, "attempt": attempt, "mode": mode, "status": "running",
+                    "started_at": now, "host": host, "pid": pid, "heartbeat_at": time.time(),
+                    "params": None if params is None else json.dumps(params, default=str),
                 }])
-            last = conn.execute(
-                select(func.max(attempts.c.attempt)).where(attempts.c.run_id == run_id)
-            ).scalar()
-            attempt = 0 if last is None else last + 1
-            params = (info or {}).get("params")
-            conn.execute(insert(attempts), [{
-                "run_id": run_id, "attempt": attempt, "mode": mode, "status": "running",
-                "started_at": now, "host": host, "pid": pid, "heartbeat_at": time.time(),
-                "params": None if params is None else json.dumps(params, default=str),
-            }])
+        except StoreIntegrityError:
+            if after is None:
+                raise
+            # PostgreSQL: two recoveries read the same latest attempt, and the second
+            # insert of the next one broke the primary key.
+            raise _claimed(run_id, after, after + 1) from None
         return attempt
+
+    def unfinished(self) -> list[Row]:
+        a = attempts
+        latest = (select(a.c.run_id, func.max(a.c.attempt).label("attempt"))
+                  .group_by(a.c.run_id).subquery())
+        stmt = (select(a, runs.c.program, runs.c.info, runs.c.created_at.label("run_created_at"))
+                .join(latest, (a.c.run_id == latest.c.run_id) & (a.c.attempt == latest.c.attempt))
+                .join(runs, runs.c.run_id == a.c.run_id)
+                .where(a.c.ended_at.is_(None) | (a.c.status == "crashed"))
+                .order_by(runs.c.created_at, a.c.run_id))
+        return [_with_info(r) for r in self._rows(stmt)]
 
     def write(self, batch: Batch) -> None:
         """
@@ -640,6 +662,12 @@ class SqlStore:
 
     def __repr__(self) -> str:
         return f"SqlStore({self.address!r})"
+
+
+def _claimed(run_id: str, after: int, last: int | None) -> RunClaimedError:
+    return RunClaimedError(
+        f"run {run_id!r} attempt {after} was taken up by another program first (attempt "
+        f"{last} began after it); see `eventor show {run_id}`", run_id=run_id)
 
 
 def _with_info(row: Row) -> Row:
