@@ -80,6 +80,11 @@ class Eventor:
         clock: a time source (tests pass a `MockClock`).
         config_tag: the config's root tag (default ``$EVENTOR_CONFIG_TAG`` or ``EVENTOR``).
         progress: called after every scheduling round with task counts (see `Engine`).
+        resume_interrupted: when the store holds an interrupted run of this program and flow
+            name (its engine was killed, or its host lost), recover that run (the latest)
+            instead of starting a new one. The choice is made when the run starts (the first
+            `run`); ``run_id`` and ``run_mode`` then say which. Of several programs started
+            at once, one takes it.
 
     Raises:
         RunNotFoundError: RUN_RECOVER or RUN_CONTINUE found no such run in the store.
@@ -99,6 +104,7 @@ class Eventor:
         clock: Clock | None = None,
         config_tag: str | None = None,
         progress: Callable[[Mapping[str, int]], None] | None = None,
+        resume_interrupted: bool = False,
     ) -> None:
         try:
             self.run_mode = RunMode(getattr(run_mode, "value", run_mode))
@@ -106,6 +112,11 @@ class Eventor:
             raise EventorConfigError(
                 f"run_mode={run_mode!r} is not a run mode: give RUN_RESTART, RUN_RECOVER or "
                 "RUN_CONTINUE", key="run_mode") from None
+        if resume_interrupted and (self.run_mode is not RunMode.restart or run_id):
+            raise EventorUsageError(
+                "resume_interrupted=True chooses the run itself: give it without run_mode= "
+                f"({self.run_mode.name}) and run_id=, or recover a run with RUN_RECOVER")
+        self._resume = resume_interrupted
         self.recovery_run = recovery_run
         self.name = name or default_program()
         self._session = session = Session(self.name, store, config, config_tag=config_tag)
@@ -278,10 +289,14 @@ class Eventor:
         if self._engine is None:
             if self._closed:
                 raise EventorUsageError("this Eventor is closed")
+            graph = self._builder.build()
+            if self._resume:
+                self._resume = False
+                self._take_interrupted(graph)
             if self._params and self._session.mode is not RunMode.restart:
                 self._note_changed_params()
             engine = self._session.start(
-                self._builder.build(), clock=self._clock, progress=self.progress,
+                graph, clock=self._clock, progress=self.progress,
                 attempt=self.recovery_run if self.run_mode is RunMode.recover else None,
                 info={"params": self._params} if self._params else None)
             for name, sequence in self._early_triggers:
@@ -289,6 +304,15 @@ class Eventor:
             self._early_triggers.clear()
             self._engine = engine
         return self._engine
+
+    def _take_interrupted(self, graph: FlowGraph) -> None:
+        def start() -> Engine:
+            return self._session.start(graph, clock=self._clock, progress=self.progress,
+                                       info={"params": self._params} if self._params else None)
+
+        row = self._session.resume_interrupted(self.name, None, start)
+        if row is not None:
+            self.run_id, self.run_mode = row["run_id"], RunMode.recover
 
     def _note_changed_params(self) -> None:
         recorded = (self.store.run(self.run_id) or {}).get("info", {}).get("params") or {}

@@ -139,7 +139,8 @@ class Flow(metaclass=FlowMeta):
         engine.trigger(self._event_name(event), sequence)
         self._triggered = True
 
-    def run(self, sequence: Any = None, *, max_loops: int = -1) -> RunResult:
+    def run(self, sequence: Any = None, *, max_loops: int = -1,
+            resume_interrupted: bool = False) -> RunResult:
         """
         Run the flow until nothing is left to do (or for ``max_loops`` rounds).
 
@@ -147,9 +148,19 @@ class Flow(metaclass=FlowMeta):
         `trigger` was called first; later runs continue the same run, and trigger the entry
         events again only for a given ``sequence``.
 
+        Args:
+            sequence: the sequence the entry events fire in.
+            max_loops: return after this many scheduling rounds (-1: none).
+            resume_interrupted: when the store holds an interrupted run of this program and
+                flow with the same parameters (its engine was killed, or its host lost), recover
+                that run (the latest) instead of starting a new one, as `recover` would;
+                ``run_id`` then names it. Of several programs started at once, one takes it.
+
         Returns:
             The `RunResult`: truthy when no failure went unhandled.
         """
+        if resume_interrupted and self._engine is None and not (self._started or self._triggered):
+            self._resume_interrupted()
         engine = self._ensure_engine()
         if sequence is not None or not (self._started or self._triggered):
             compiled = type(self)._compiled()
@@ -164,6 +175,29 @@ class Flow(metaclass=FlowMeta):
         finally:
             engine.stop_executors()  # no worker outlives run(); the next run starts new ones
         return self._result(summary, engine)
+
+    def _resume_interrupted(self) -> None:
+        """Make this flow's run the latest interrupted one of its kind, if there is one."""
+        if not self._held:
+            self._held.append(Session(self.graph.name, self.options.get("store", ""),
+                                      self.options.get("config")))
+        session = self._held[0]
+
+        def start() -> Engine:
+            self._engine = None
+            self.run_id = session.run_id
+            return self._ensure_engine()
+
+        params = json.loads(json.dumps(dict(self.param_values), default=str))
+        own_id = self.run_id
+        row = session.resume_interrupted(self.graph.name, params, start)
+        if row is None:
+            self._engine, self.run_id = None, own_id
+            session.choose_run(own_id)
+            return
+        self._mode = RunMode.recover
+        for event, sequence in user_triggers(session.store, self.run_id, row["attempt"]):
+            self.trigger(event, sequence)
 
     @classmethod
     def recover(cls, run_id: str = "", *, recovery_run: int | None = None,

@@ -19,10 +19,10 @@ from eventor.clock import Clock
 from eventor.config import Config, default_program, load_config
 from eventor.engine import Engine
 from eventor.enums import RunMode
-from eventor.exceptions import EventorConfigError, EventorUsageError
+from eventor.exceptions import EventorConfigError, EventorUsageError, RunClaimedError
 from eventor.graph import FlowGraph
 from eventor.log import BoundLogger, close_run_log, make_logger, open_run_log
-from eventor.recovery import pick_run
+from eventor.recovery import interrupted, pick_run
 from eventor.store import Store, open_store
 
 __all__ = ["Session", "new_run_id", "note_changed_params", "open_configured", "purge"]
@@ -160,6 +160,52 @@ class Session:
             self.run_id = pick_run(self.store, run_id, program=self.program,
                                    shared_db=self.config.shared_db, log=self.log)
         return self.run_id
+
+    def resume_interrupted(self, flow: str, params: Mapping[str, Any] | None,
+                           start: Callable[[], Engine]) -> Mapping[str, Any] | None:
+        """
+        Take up the latest interrupted run of this program and ``flow`` (with these
+        ``params``, when given) as this session's run, in recover mode: the engine ``start``
+        makes claims it in the store. When another program takes a run first, the next one
+        is tried.
+
+        Returns:
+            The interrupted attempt's row; or None when there was none to take, and the
+            session's run and mode are as they were.
+        """
+        grace = self.config.heartbeat_grace
+        found = interrupted(self.store, grace=grace, program=self.program, flow=flow)
+        mine = [r for r in found if params is None or (r["info"].get("params") or {}) == params]
+        if len(mine) < len(found):
+            self.log.info("interrupted_runs_left", program=self.program, runs=len(found) - len(mine),
+                          why="other parameters", fix="eventor recover FLOW --interrupted")
+        run_id, mode = self.run_id, self.mode
+        for row in reversed(mine):  # the latest first
+            self.choose_run(row["run_id"], RunMode.recover)
+            engine = start()
+            try:
+                engine.open()
+            except RunClaimedError as exc:
+                self.log.info("run_taken", run_id=row["run_id"], why=str(exc))
+                self.drop_engine()
+                continue
+            self.log.warning("run_resumed", run_id=row["run_id"], interrupted_attempt=row["attempt"],
+                             attempt=engine.attempt, pid=row["pid"], host=row["host"])
+            return row
+        self.run_id, self.mode = run_id, mode
+        if not mine:
+            self.log.info("no_interrupted_run", program=self.program, flow=flow)
+        return None
+
+    def drop_engine(self) -> None:
+        """Close the engine `start` made, and its log file, so that `start` makes a new one."""
+        engine, self.engine = self.engine, None
+        try:
+            if engine is not None:
+                engine.close()
+        finally:
+            close_run_log(self.name, self._run_log)
+            self._run_log = None
 
     def start(self, graph: FlowGraph, *, attempt: int | None = None, clock: Clock | None = None,
               progress: Callable[[Mapping[str, int]], None] | None = None,

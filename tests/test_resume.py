@@ -1,0 +1,194 @@
+"""Interrupted runs picked up: ``run(resume_interrupted=True)`` recovers a run whose engine died."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import eventor as evr
+from eventor.config import default_program
+from eventor.recovery import interrupted
+from tests.conftest import ROOT
+from tests.resume_flows import Nightly
+
+QUIET = {"LOGGING": {"console": False}}
+
+
+def program(kind: str, store: str, log: Path, *args: str, hang: bool = False,
+            databases: dict | None = None, go: Path | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("HANG", None)
+    if hang:
+        env["HANG"] = "1"
+    if databases:
+        env["DATABASES"] = repr(databases)
+    if go is not None:
+        env["GO"] = str(go)
+    return subprocess.Popen([sys.executable, "-m", "tests.resume_flows", kind, store, str(log), *args],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finished(proc: subprocess.Popen) -> tuple[str, str, str]:
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    run_id, mode, ok = out.split()
+    return run_id, mode, ok
+
+
+def kill_in_load(kind: str, store: str, log: Path, *args: str, databases: dict | None = None) -> None:
+    """Run the program until its ``load`` step starts, then SIGKILL it."""
+    proc = program(kind, store, log, *args, hang=True, databases=databases)
+    deadline = time.monotonic() + 30
+    while "load start" not in (log.read_text() if log.exists() else ""):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the program never reached its load step"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def lines(log: Path) -> list[str]:
+    return log.read_text().splitlines()
+
+
+def runs_of(backend, **kw):
+    store = backend.open()
+    try:
+        return [(r["run_id"], [a["mode"] for a in store.attempts(r["run_id"])]) for r in store.runs()]
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_the_next_start_recovers_a_killed_run_instead_of_starting_one(backend, tmp_path):
+    log = tmp_path / "log"
+    kill_in_load("flow", backend.store, log, databases=backend.config.get("DATABASES"))
+    [(killed, modes)] = runs_of(backend)
+    assert modes == ["restart"]
+    run_id, mode, ok = finished(program("flow", backend.store, log,
+                                        databases=backend.config.get("DATABASES")))
+    assert (run_id, mode, ok) == (killed, "recover", "True")
+    # extract succeeded before the kill: skipped, not run again; load ran again, to the end
+    assert lines(log) == ["extract", "load start", "load start", "load"]
+    assert runs_of(backend) == [(killed, ["restart", "recover"])]
+    # nothing is interrupted any more: the next start is a new run
+    run_id, mode, ok = finished(program("flow", backend.store, log,
+                                        databases=backend.config.get("DATABASES")))
+    assert run_id != killed and mode == "restart" and ok == "True"
+
+
+@pytest.mark.slow
+def test_a_run_of_other_parameters_is_left_for_recover_interrupted(tmp_path):
+    log, store = tmp_path / "log", str(tmp_path / "n.run.db")
+    kill_in_load("flow", store, log, "2026-11-27")
+    run_id, mode, _ = finished(program("flow", store, log, "2026-11-28"))
+    assert mode == "restart"
+    with Nightly(store=store, config=QUIET) as flow:  # the killed run is left to recover
+        left = interrupted(flow.store, program="resume_flows", flow="Nightly")
+    assert len(left) == 1 and left[0]["run_id"] != run_id
+
+
+@pytest.mark.slow
+def test_of_two_programs_started_at_once_one_recovers_and_the_other_starts_anew(backend, tmp_path):
+    log = tmp_path / "log"
+    databases = backend.config.get("DATABASES")
+    kill_in_load("flow", backend.store, log, databases=databases)
+    [(killed, _)] = runs_of(backend)
+    go = tmp_path / "go"
+    procs = [program("flow", backend.store, log, databases=databases, go=go) for _ in range(3)]
+    time.sleep(0.5)  # all three imported and waiting
+    go.touch()
+    results = sorted(finished(p) for p in procs)
+    recovered = [r for r in results if r[0] == killed]
+    assert len(recovered) == 1 and recovered[0][1] == "recover"
+    assert all(r[1] == "restart" and r[0] != killed for r in results if r[0] != killed)
+    runs = dict(runs_of(backend))
+    assert runs[killed] == ["restart", "recover"]
+    assert len(runs) == 3
+
+
+@pytest.mark.slow
+def test_a_classic_program_started_again_recovers_its_killed_run(tmp_path):
+    log, store = tmp_path / "log", str(tmp_path / "c.run.db")
+    kill_in_load("classic", store, log)
+    run_id, mode, ok = finished(program("classic", store, log))
+    assert mode == "recover" and ok == "True"
+    assert lines(log) == ["extract", "load start", "load start", "load"]
+    run_id2, mode2, _ = finished(program("classic", store, log))
+    assert run_id2 != run_id and mode2 == "restart"
+
+
+def test_a_run_whose_heartbeat_stopped_on_another_host_is_taken_up(tmp_path):
+    store_path = str(tmp_path / "h.run.db")
+    log = tmp_path / "log"
+    with Nightly(log=str(log), store=store_path, config=QUIET, executor="thread") as first:
+        first.run()
+        store = first.store
+        # an attempt of another host whose engine went silent 10 minutes ago
+        now = time.time()
+        attempt = store.begin_attempt(first.run_id, "pytest", "recover", now=now - 600,
+                                      host="elsewhere", pid=1, after=0)
+        store.heartbeat(first.run_id, attempt, at=now - 600)
+        run_id = first.run_id
+    flow = Nightly(log=str(log), store=store_path, config=QUIET, executor="thread")
+    with flow:
+        assert flow.run(resume_interrupted=True)
+        assert flow.run_id == run_id
+        assert [a["mode"] for a in flow.store.attempts(run_id)] == ["restart", "recover", "recover"]
+        assert [a["status"] for a in flow.store.attempts(run_id)][1] == "crashed"
+
+
+def test_a_live_run_is_not_taken_up(tmp_path):
+    store_path = str(tmp_path / "l.run.db")
+    log = str(tmp_path / "log")
+    with Nightly(log=log, store=store_path, config=QUIET, executor="thread") as live:
+        # a run of this program on another host, whose engine sent a heartbeat just now
+        live.store.begin_attempt("live-run", default_program(), "restart", now=time.time(),
+                                 host="elsewhere", pid=1,
+                                 info={"flow": "Nightly", "params": dict(live.param_values)})
+    flow = Nightly(log=log, store=store_path, config=QUIET, executor="thread")
+    with flow:
+        assert flow.run(resume_interrupted=True)
+        assert flow.run_id != "live-run"
+
+
+def test_recoveries_of_one_attempt_at_once_begin_exactly_one(backend):
+    store = backend.open()
+    try:
+        store.begin_attempt("r", "p", "restart", now=time.time(), host="h", pid=1)
+        wins, refused, barrier = [], [], threading.Barrier(8)
+
+        def recover() -> None:
+            mine = backend.open()
+            try:
+                barrier.wait()
+                wins.append(mine.begin_attempt("r", "p", "recover", now=time.time(), host="h",
+                                               pid=2, after=0))
+            except evr.RunClaimedError as exc:
+                refused.append(exc)
+            finally:
+                mine.close()
+
+        threads = [threading.Thread(target=recover) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert wins == [1] and len(refused) == 7
+        assert "taken up by another program" in str(refused[0])
+        assert [a["attempt"] for a in store.attempts("r")] == [0, 1]
+    finally:
+        store.close()
+
+
+def test_resume_interrupted_with_a_run_mode_is_a_usage_error(tmp_path):
+    with pytest.raises(evr.EventorUsageError, match="resume_interrupted"):
+        evr.Eventor(name="x", store=str(tmp_path / "x.run.db"), run_mode=evr.RUN_RECOVER,
+                    resume_interrupted=True)
