@@ -116,7 +116,7 @@ class Eventor:
             raise EventorUsageError(
                 "resume_interrupted=True chooses the run itself: give it without run_mode= "
                 f"({self.run_mode.name}) and run_id=, or recover a run with RUN_RECOVER")
-        self._resume = resume_interrupted
+        self.resume_interrupted = resume_interrupted  # may be set until the run starts
         self.recovery_run = recovery_run
         self.name = name or default_program()
         self._session = session = Session(self.name, store, config, config_tag=config_tag)
@@ -290,8 +290,7 @@ class Eventor:
             if self._closed:
                 raise EventorUsageError("this Eventor is closed")
             graph = self._builder.build()
-            if self._resume:
-                self._resume = False
+            if self.resume_interrupted and self.run_mode is RunMode.restart:
                 self._take_interrupted(graph)
             if self._params and self._session.mode is not RunMode.restart:
                 self._note_changed_params()

@@ -40,11 +40,11 @@ from eventor.classic import Eventor
 from eventor.config import default_program, load_config
 from eventor.dsl import FlowMeta
 from eventor.enums import RunMode
-from eventor.exceptions import EventorError, FlowDefinitionError, did_you_mean
+from eventor.exceptions import EventorError, FlowDefinitionError, RunClaimedError, did_you_mean
 from eventor.joins import waiting_in
 from eventor.log import set_console_level
 from eventor.params import Param, checked, coerce
-from eventor.recovery import owner_alive
+from eventor.recovery import interrupted, owner_alive
 from eventor.session import open_configured, purge
 from eventor.store import Store, sqlite_file
 
@@ -475,18 +475,24 @@ LoopsOpt = Annotated[int, typer.Option("--max-loops", help="Stop after this many
 
 
 def _run_target(target: Any, values: dict[str, Any], *, store: str | None, config: Path | None,
-                sequence: str | None, max_loops: int, run_id: str | None) -> None:
+                sequence: str | None, max_loops: int, run_id: str | None,
+                resume_interrupted: bool = False) -> None:
     _check_run_id(run_id)
+    if resume_interrupted and run_id:
+        raise CliError("--resume-interrupted picks the run itself; drop --run-id, or recover "
+                       "that run with eventor recover FLOW --run-id RUN_ID")
     options = _options(store, config)
     with _Progress() as progress:
         if _is_flow(target):
             flow = target(run_id=run_id, progress=progress, **options, **values)
             with flow:
-                result = flow.run(sequence=sequence, max_loops=max_loops)
+                result = flow.run(sequence=sequence, max_loops=max_loops,
+                                  resume_interrupted=resume_interrupted)
                 _finish(flow.store, result.run_id, result.attempt, bool(result), result.status)
         if sequence is not None:
             raise CliError("--sequence is for Flow classes; a classic program triggers its own events")
     ev = _build(target, dict(values), store=options.get("store"), run_id=run_id)
+    ev.resume_interrupted = resume_interrupted
     params = _builder_params(target)
     ev.record_params(_jsonable({**{k: _default(p) for k, p in params.items()}, **values}))
     _run_eventor(ev, max_loops)
@@ -523,6 +529,54 @@ def _recover_target(target: Any, values: dict[str, Any], *, run_id: str,
             _con.out.print(str(ev.recovery_plan()), markup=False)
         raise typer.Exit(0)
     _run_eventor(ev, -1)
+
+
+def _recover_interrupted(target: Any, values: dict[str, Any], *, store: str | None,
+                         config: Path | None) -> None:
+    """Recover every interrupted run of the flow in its store, one after another."""
+    options = _options(store, config)
+    if _is_flow(target):
+        with target._session(options) as session:
+            where, grace, program = session.store.address, session.config.heartbeat_grace, session.program
+            runs = interrupted(session.store, grace=grace, program=program, flow=target.graph.name)
+    else:
+        with _build(target, dict(values), store=options.get("store")) as ev:
+            where, grace, program = ev.store.address, ev.config.heartbeat_grace, ev.program
+            runs = interrupted(ev.store, grace=grace, program=program, flow=ev.name)
+    if not runs:
+        _con.out.print(f"no interrupted run of {program} in {_short(where)}", markup=False)
+        raise typer.Exit(0)
+    outcomes: list[tuple[str, str]] = []
+    for row in runs:
+        run_id = row["run_id"]
+        _con.out.print(f"recovering run {run_id} (attempt {row['attempt']} was interrupted)",
+                       markup=False)
+        try:
+            if _is_flow(target):
+                with _Progress() as progress:
+                    result = target.recover(run_id, progress=progress, **options, **values)
+                status = result.status
+            else:
+                with _build_again(target, values, run_mode=RunMode.recover, run_id=run_id,
+                                  store=options.get("store")) as ev:
+                    ev.run()
+                    assert ev.summary is not None
+                    status = ev.summary.status
+        except RunClaimedError as exc:
+            status = f"taken by another program ({exc})"
+        outcomes.append((run_id, status))
+    for run_id, status in outcomes:
+        _con.out.print(f"run {run_id}: {status}", markup=False)
+    raise typer.Exit(0 if all(s in ("success", "paused") or s.startswith("taken")
+                              for _, s in outcomes) else 1)
+
+
+def _only_interrupted(run_id: str | None, recovery_run: int | None, dry_run: bool) -> None:
+    given = [name for name, value in (("--run-id", run_id), ("--recovery-run", recovery_run),
+                                      ("--dry-run", dry_run)) if value]
+    if given:
+        raise CliError(f"--interrupted recovers every interrupted run; drop {', '.join(given)}, "
+                       "or recover one run without --interrupted")
 
 
 def _continue_target(target: Any, *, run_id: str, max_loops: int, store: str | None,
@@ -776,6 +830,13 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Also a line p
 LevelOpt = Annotated[str | None, typer.Option(
     "--log-level", help="The least level of log lines shown: DEBUG, INFO, WARNING, ERROR.",
     metavar="LEVEL")]
+ResumeOpt = Annotated[bool, typer.Option(
+    "--resume-interrupted", metavar=" ",
+    help="If the store holds an interrupted run of this flow with the same parameters, "
+         "recover it instead of starting a new run.")]
+InterruptedOpt = Annotated[bool, typer.Option(
+    "--interrupted", metavar=" ",
+    help="Recover every interrupted run of the flow in its store (engine killed, host lost).")]
 LatestOpt = Annotated[str | None, typer.Option(
     "--run-id", help="The run to pick up (default: the flow's latest run, named when picked).",
     metavar="RUN_ID")]
@@ -791,6 +852,7 @@ def cmd_run(flow: FlowArg, param: Params = [],  # noqa: B006 - typer reads the d
             config: ConfigOpt = None, max_loops: LoopsOpt = -1,
             run_id: Annotated[str | None, typer.Option("--run-id", help="Give the run this id.",
                 metavar="RUN_ID")] = None,
+            resume_interrupted: ResumeOpt = False,
             quiet: QuietOpt = False, verbose: VerboseOpt = False, log_level: LevelOpt = None,
             ) -> None:
     """Run a flow: its entry events fire in one sequence; exit 0 on success, 1 on failure."""
@@ -799,7 +861,7 @@ def cmd_run(flow: FlowArg, param: Params = [],  # noqa: B006 - typer reads the d
         target = load_target(flow)
         values = _parse_params(param, _params_of(target), _name_of(target))
         _run_target(target, values, store=store, config=config, sequence=sequence,
-                    max_loops=max_loops, run_id=run_id)
+                    max_loops=max_loops, run_id=run_id, resume_interrupted=resume_interrupted)
 
 
 @app.command("recover")
@@ -811,6 +873,7 @@ def cmd_recover(flow: FlowArg, run_id: LatestOpt = None,
                     "--dry-run", help="Print what would be skipped and rerun; run nothing.",
                         metavar=" ")] = False,
                 param: Params = [],  # noqa: B006
+                every_interrupted: InterruptedOpt = False,
                 store: StoreOpt = None, config: ConfigOpt = None,
                 quiet: QuietOpt = False, verbose: VerboseOpt = False, log_level: LevelOpt = None,
                 ) -> None:
@@ -819,6 +882,9 @@ def cmd_recover(flow: FlowArg, run_id: LatestOpt = None,
         _verbosity(quiet, verbose, log_level)
         target = load_target(flow)
         values = _parse_params(param, _params_of(target), _name_of(target))
+        if every_interrupted:
+            _only_interrupted(run_id, recovery_run, dry_run)
+            _recover_interrupted(target, values, store=store, config=config)
         _recover_target(target, values, run_id=run_id or "", recovery_run=recovery_run,
                         dry_run=dry_run, store=store, config=config)
 
@@ -884,10 +950,14 @@ def flow_app(flow: FlowMeta) -> typer.Typer:
                 recovery_run: Annotated[int | None, typer.Option("--recovery-run", metavar="N")] = None,
                 dry_run: Annotated[bool, typer.Option("--dry-run", metavar=" ")] = False,
                 param: Params = [],  # noqa: B006
+                every_interrupted: InterruptedOpt = False,
                 store: StoreOpt = None, config: ConfigOpt = None) -> None:
         """Recover a failed or crashed run: skip what succeeded, rerun the rest."""
         with _errors():
             values = _parse_params(param, params, flow.__name__)
+            if every_interrupted:
+                _only_interrupted(run_id, recovery_run, dry_run)
+                _recover_interrupted(flow, values, store=store, config=config)
             _recover_target(flow, values, run_id=run_id or "", recovery_run=recovery_run,
                             dry_run=dry_run, store=store, config=config)
 
@@ -918,6 +988,7 @@ def _common_run_options(
     config: ConfigOpt = None, max_loops: LoopsOpt = -1,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Give the run this id.",
         metavar="RUN_ID")] = None,
+    resume_interrupted: ResumeOpt = False,
     quiet: QuietOpt = False, verbose: VerboseOpt = False, log_level: LevelOpt = None,
 ) -> None:
     """The options every ``run`` takes besides the flow's parameters (their signature only)."""

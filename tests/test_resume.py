@@ -15,7 +15,7 @@ import pytest
 import eventor as evr
 from eventor.config import default_program
 from eventor.recovery import interrupted
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Backend
 from tests.resume_flows import Nightly
 
 QUIET = {"LOGGING": {"console": False}}
@@ -192,3 +192,46 @@ def test_resume_interrupted_with_a_run_mode_is_a_usage_error(tmp_path):
     with pytest.raises(evr.EventorUsageError, match="resume_interrupted"):
         evr.Eventor(name="x", store=str(tmp_path / "x.run.db"), run_mode=evr.RUN_RECOVER,
                     resume_interrupted=True)
+
+
+def eventor_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The installed ``eventor`` command, run as a user runs it."""
+    return subprocess.run([str(Path(sys.executable).parent / "eventor"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+FLOW = str(ROOT / "tests" / "resume_flows.py") + ":Nightly"
+
+
+@pytest.mark.slow
+def test_eventor_run_resume_interrupted_recovers_the_killed_run(tmp_path):
+    log, store = tmp_path / "log", str(tmp_path / "n.run.db")
+    kill_in_load("flow", store, log)
+    [(killed, _)] = runs_of(Backend("sqlite", store))
+    done = eventor_cli("run", FLOW, "--resume-interrupted", "--store", store, "-p", f"log={log}",
+                       "-p", "day=2026-11-28", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"run {killed} attempt 1: success" in done.stdout
+    assert lines(log) == ["extract", "load start", "load start", "load"]
+
+
+@pytest.mark.slow
+def test_eventor_recover_interrupted_recovers_every_interrupted_run(tmp_path):
+    logs, store = [tmp_path / "log27", tmp_path / "log28"], str(tmp_path / "n.run.db")
+    kill_in_load("flow", store, logs[0], "2026-11-27")
+    kill_in_load("flow", store, logs[1], "2026-11-28")
+    killed = [run_id for run_id, _ in runs_of(Backend("sqlite", store))]
+    assert len(killed) == 2
+    done = eventor_cli("recover", FLOW, "--interrupted", "--store", store, "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for run_id in killed:
+        assert f"recovering run {run_id} (attempt 0 was interrupted)" in done.stdout
+        assert f"run {run_id}: success" in done.stdout
+    for log in logs:  # each run's recorded log parameter was used again
+        assert lines(log) == ["extract", "load start", "load start", "load"]
+    again = eventor_cli("recover", FLOW, "--interrupted", "--store", store, cwd=tmp_path)
+    assert again.returncode == 0 and "no interrupted run of resume_flows" in again.stdout
+    wrong = eventor_cli("recover", FLOW, "--interrupted", "--run-id", killed[0], "--store", store,
+                        cwd=tmp_path)
+    assert wrong.returncode == 2 and "drop --run-id" in wrong.stderr
