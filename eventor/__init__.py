@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from eventor.graph import FlowGraph, join
     from eventor.recovery import RecoveryPlan
     from eventor.resources import Resource, ResourcePool
+    from eventor.schedule import Schedule
     from eventor.session import purge
 
 # public name -> the module that defines it
@@ -95,6 +96,7 @@ _EXPORTS = {
     "RunNotFoundError": "eventor.exceptions",
     "RunResult": "eventor.context",
     "RunSummary": "eventor.engine",
+    "Schedule": "eventor.schedule",
     "STEP_ACTIVE": "eventor.enums",
     "STEP_COMPLETE": "eventor.enums",
     "STEP_FAILURE": "eventor.enums",
@@ -160,6 +162,7 @@ __all__ = [
     "STEP_RERUN",
     "STEP_SKIP",
     "STEP_SUCCESS",
+    "Schedule",
     "SchemaVersionError",
     "StepContext",
     "StepFailure",

@@ -901,6 +901,58 @@ def cmd_continue(flow: FlowArg, run_id: RunIdOpt, max_loops: LoopsOpt = -1,
                          config=config)
 
 
+CronOpt = Annotated[str | None, typer.Option(
+    "--cron", metavar="EXPR", help="A cron expression: '0 2 * * *' is 02:00 every day.")]
+EveryOpt = Annotated[str | None, typer.Option(
+    "--every", metavar="INTERVAL", help="An interval instead: 90s, 15m, 1h30m, 2d.")]
+SlotParamOpt = Annotated[str | None, typer.Option(
+    "--slot-param", metavar="NAME", help="The flow parameter that gets each slot's time.")]
+SlotFormatOpt = Annotated[str | None, typer.Option(
+    "--slot-format", metavar="STRFTIME", help="How a str slot parameter gets it, e.g. %Y-%m-%d.")]
+CatchupOpt = Annotated[bool, typer.Option(
+    "--catchup", metavar=" ", help="Run every slot missed while no scheduler ran, not just the latest.")]
+TzOpt = Annotated[str | None, typer.Option(
+    "--tz", metavar="ZONE", help="The time zone of the slots (default: this machine's).")]
+RunsOpt = Annotated[int | None, typer.Option(
+    "--runs", metavar="N", help="Stop after N slot runs (default: run until stopped).")]
+
+
+def _schedule_target(target: Any, values: dict[str, Any], *, cron: str | None, every: str | None,
+                     param: str | None, fmt: str | None, catchup: bool, tz: str | None,
+                     runs: int | None, store: str | None, config: Path | None) -> None:
+    if not _is_flow(target):
+        raise CliError("eventor schedule runs Flow classes; run a classic program from cron "
+                       "or a systemd timer with eventor run --resume-interrupted")
+    if cron and every:
+        raise CliError("give --cron or --every, not both")
+    results = target.schedule(cron or every, param=param, format=fmt, catchup=catchup or None,
+                              tz=tz, runs=runs, **_options(store, config), **values)
+    failed = [r for r in results if not r]
+    _con.out.print(f"{len(results)} runs, {len(failed)} failed"
+                   + "".join(f"\n  {r.run_id}: {r.status}" for r in failed), markup=False)
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command("schedule")
+def cmd_schedule(flow: FlowArg, cron: CronOpt = None, every: EveryOpt = None,
+                 slot_param: SlotParamOpt = None, slot_format: SlotFormatOpt = None,
+                 catchup: CatchupOpt = False, tz: TzOpt = None, runs: RunsOpt = None,
+                 param: Params = [],  # noqa: B006
+                 store: StoreOpt = None, config: ConfigOpt = None,
+                 quiet: QuietOpt = False, verbose: VerboseOpt = False, log_level: LevelOpt = None,
+                 ) -> None:
+    """
+    Run a flow once per slot of a schedule, until stopped (Ctrl-C, SIGTERM). Each slot is
+    claimed in the store: several schedulers on one store run it once.
+    """
+    with _errors():
+        _verbosity(quiet, verbose, log_level)
+        target = load_target(flow)
+        values = _parse_params(param, _params_of(target), _name_of(target))
+        _schedule_target(target, values, cron=cron, every=every, param=slot_param, fmt=slot_format,
+                         catchup=catchup, tz=tz, runs=runs, store=store, config=config)
+
+
 @app.command("graph")
 def cmd_graph(flow: FlowArg,
               fmt: Annotated[str, typer.Option("--format", help="mermaid, dot or text",
@@ -974,8 +1026,20 @@ def flow_app(flow: FlowMeta) -> typer.Typer:
         with _errors():
             _print_graph(compiled.graph, fmt)
 
+    def schedule(cron: CronOpt = None, every: EveryOpt = None, slot_param: SlotParamOpt = None,
+                 slot_format: SlotFormatOpt = None, catchup: CatchupOpt = False, tz: TzOpt = None,
+                 runs: RunsOpt = None, param: Params = [],  # noqa: B006
+                 store: StoreOpt = None, config: ConfigOpt = None) -> None:
+        """Run the flow once per slot of a schedule (its own, or --cron/--every), until stopped."""
+        with _errors():
+            values = _parse_params(param, params, flow.__name__)
+            _schedule_target(flow, values, cron=cron, every=every, param=slot_param,
+                             fmt=slot_format, catchup=catchup, tz=tz, runs=runs, store=store,
+                             config=config)
+
     new.command("recover")(recover)
     new.command("continue")(resume)
+    new.command("schedule")(schedule)
     new.command("graph")(graph)
     _add_reading_commands(new)
     return new

@@ -27,6 +27,7 @@ from eventor.graph import And, FlowGraph, JoinRef, Operand, Or
 from eventor.graph import or_ as names_or
 from eventor.options import StepOptions
 from eventor.params import Param, fits, type_name
+from eventor.schedule import Schedule
 from eventor.steps import StepMark, fit_signature, mark_of, spec_from_mark, step
 
 __all__ = [
@@ -168,10 +169,10 @@ class CompiledFlow:
 
 # Flow attributes and instance keywords a parameter must not shadow.
 FLOW_OPTIONS = ("name", "store", "config", "max_concurrent", "executor", "stop_on_exception",
-                "pickle_results", "strict_triggers")
+                "pickle_results", "strict_triggers", "schedule")
 RESERVED = frozenset({*FLOW_OPTIONS, "run_id", "clock", "graph", "parameters", "param_values",
                       "run", "trigger", "recover", "resume", "recovery_plan", "close", "cli",
-                      "options", "entry_events", "progress"})
+                      "options", "entry_events", "progress", "schedule"})
 
 
 class _Compiler:
@@ -512,6 +513,16 @@ def check_flow_options(options: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
             option = StepOptions(**{key: value})
             for problem in option.problems():
                 yield problem.message, problem.fix
+        elif key == "schedule":
+            try:
+                as_schedule(value)
+            except EventorConfigError as exc:
+                yield f"{str(exc).rstrip('.')}.", ""
+
+
+def as_schedule(value: Any) -> Schedule:
+    """A `Schedule` from what ``schedule=`` takes: a Schedule, a cron expression or an interval."""
+    return value if isinstance(value, Schedule) else Schedule(value)
 
 
 def _is_root(klass: type, cls: type) -> bool:
@@ -555,6 +566,14 @@ class FlowMeta(type):
             if problems:
                 raise FlowDefinitionError(flow_name, [*problems, *exc.problems]) from None
             raise exc.with_traceback(None) from None
+        if "schedule" in given and not problems:
+            merged["schedule"] = schedule = as_schedule(given["schedule"])
+            if schedule.param is not None and schedule.param not in compiled.params:
+                problems.append(Problem(
+                    f"flow {cls_name!r}", f"its schedule passes each slot's time as parameter "
+                    f"{schedule.param!r}, which it does not have.",
+                    f"Declare it (e.g. {schedule.param}: datetime.date) or give param= one of "
+                    f"{', '.join(compiled.params) or 'its parameters (it has none)'}.", where))
         if problems:
             raise FlowDefinitionError(flow_name, problems)
         cls.__eventor_flow__ = replace(compiled, options=MappingProxyType(merged))

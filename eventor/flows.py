@@ -9,25 +9,44 @@ continue it.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
+import signal
 import sys
+import threading
 import types
 import typing
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar, overload
 
 from eventor.clock import Clock
 from eventor.context import RunResult, StepCall, TaskResult
-from eventor.dsl import FLOW_OPTIONS, Event, Expr, FlowMeta, _caller, check_flow_options
+from eventor.dsl import FLOW_OPTIONS, Event, Expr, FlowMeta, _caller, as_schedule, check_flow_options
 from eventor.engine import DEFAULT_SEQUENCE, Engine, RunSummary
 from eventor.enums import RunMode
-from eventor.exceptions import EventorConfigError, EventorUsageError, ParameterError, did_you_mean
+from eventor.exceptions import (
+    EventorConfigError,
+    EventorUsageError,
+    ParameterError,
+    RunClaimedError,
+    StoreIntegrityError,
+    did_you_mean,
+)
 from eventor.graph import FlowGraph
 from eventor.params import Param, checked, coerce, type_name
-from eventor.recovery import RecoveryPlan, pick_attempt, plan_recovery, user_triggers
+from eventor.recovery import (
+    RecoveryPlan,
+    interrupted,
+    owner_alive,
+    pick_attempt,
+    plan_recovery,
+    user_triggers,
+)
+from eventor.schedule import Schedule, Scheduler
 from eventor.session import Session, new_run_id, note_changed_params
 from eventor.store import Store
 
@@ -251,6 +270,123 @@ class Flow(metaclass=FlowMeta):
             return flow.run(max_loops=max_loops)
 
     @classmethod
+    def schedule(cls, when: str | float | datetime.timedelta | Schedule | None = None, *,
+                 param: str | None = None, catchup: bool | None = None, tz: str | None = None,
+                 start: datetime.datetime | None = None, format: str | None = None,
+                 runs: int | None = None, until: datetime.datetime | None = None,
+                 name: str | None = None, clock: Clock | None = None,
+                 **values: Any) -> list[RunResult]:
+        """
+        Run the flow once per slot of a schedule, until stopped: each slot is claimed in the
+        run store first, so it runs once however many schedulers share the store.
+
+        On start, runs this schedule left interrupted (its scheduler was killed mid-run) are
+        recovered, and the slots missed since the store's latest claimed one are run (all of
+        them with ``catchup``, else the latest); then each slot runs when it comes.
+        Ctrl-C or SIGTERM ends it once the slot running then has finished.
+
+        Args:
+            when: a cron expression (``"0 2 * * *"``), an interval (``"15m"``, a timedelta,
+                seconds) or a `Schedule`; default the class's ``schedule=`` option.
+            param, catchup, tz, start, format: as for `Schedule`, overriding the schedule's.
+            runs: stop after this many slot runs (default: never).
+            until: stop before the first slot after this time.
+            name: the schedule's name in the store (default ``{program}:{flow}``); give
+                schedules of one flow with different parameters names of their own.
+            clock: a time source (tests pass a `MockClock`).
+            **values: the flow's parameters and options (``store``, ``config``, ...) for
+                every run.
+
+        Returns:
+            The result of every run this scheduler made, in order.
+
+        Raises:
+            EventorConfigError: no schedule given, or a wrong one (before anything runs).
+            ParameterError: ``param`` is not a parameter of the flow, or ``values`` are wrong.
+        """
+        compiled = cls._compiled()
+        base = when if when is not None else compiled.options.get("schedule")
+        if base is None:
+            raise EventorConfigError(
+                f"flow {compiled.graph.name!r} has no schedule: pass one "
+                f"({cls.__name__}.schedule('0 2 * * *')), or declare it with "
+                f"class {cls.__name__}(Flow, schedule='0 2 * * *')", key="schedule")
+        schedule = as_schedule(base).replace(param=param, catchup=catchup, tz=tz, start=start,
+                                             format=format)
+        if schedule.param is not None and schedule.param not in cls.parameters:
+            raise ParameterError(
+                f"flow {compiled.graph.name!r} has no parameter {schedule.param!r} for the slot "
+                f"time; its parameters: {', '.join(cls.parameters) or 'none'}",
+                flow=compiled.graph.name, parameter=schedule.param)
+        if schedule.param is not None and schedule.param in values:
+            raise ParameterError(
+                f"parameter {schedule.param!r} is each slot's time; do not give it a value",
+                flow=compiled.graph.name, parameter=schedule.param)
+        cls(**{k: v for k, v in values.items()},  # mistakes in the values are found now
+            **({schedule.param: schedule.value(0.0, cls.parameters[schedule.param].type)}
+               if schedule.param else {})).close()
+        results: list[RunResult] = []
+        options = {k: v for k, v in values.items() if k in FLOW_OPTIONS}
+        with cls._session(options) as session:
+            key = name or f"{session.program}:{compiled.graph.name}"
+
+            def run_slot(slot: float, run_id: str) -> None:
+                slot_values = dict(values)
+                if schedule.param is not None:
+                    slot_values[schedule.param] = schedule.value(
+                        slot, cls.parameters[schedule.param].type)
+                with cls(run_id=run_id, clock=clock, **slot_values) as flow:
+                    result = flow.run()
+                session.log.info("slot_finished", schedule=key, run_id=run_id, status=result.status)
+                results.append(result)
+
+            cls._pick_up_slots(session, key, run_slot, clock, results, options)
+
+            scheduler = Scheduler(schedule, key, session.store, run_slot, new_run_id, clock=clock,
+                                  log=session.log, runs=runs,
+                                  until=until.timestamp() if until is not None else None,
+                                  recheck=None if clock is not None else 60.0)
+            with _stopped_by_sigterm(scheduler):
+                try:
+                    scheduler.run()
+                except KeyboardInterrupt:
+                    session.log.info("schedule_stopped", schedule=key, why="interrupted")
+        return results
+
+    @classmethod
+    def _pick_up_slots(cls, session: Session, key: str, run_slot: Callable[[float, str], None],
+                       clock: Clock | None, results: list[RunResult],
+                       options: Mapping[str, Any]) -> None:
+        """
+        Finish the slots whose scheduler died: recover a run it left interrupted, and start
+        the run of a slot it claimed but died before starting.
+        """
+        store, grace = session.store, session.config.heartbeat_grace
+        claimed = store.slots(key)
+        if not claimed:
+            return
+        ids = {row["run_id"] for row in claimed}
+        for row in interrupted(store, grace=grace, program=session.program, flow=cls.graph.name):
+            if row["run_id"] not in ids:
+                continue
+            session.log.warning("slot_run_interrupted", schedule=key, run_id=row["run_id"])
+            try:
+                results.append(cls.recover(row["run_id"], clock=clock, **options))
+            except RunClaimedError as exc:
+                session.log.info("run_taken", run_id=row["run_id"], why=str(exc))
+        recorded = {row["run_id"] for row in store.runs()}
+        for row in claimed:
+            claim = {"ended_at": None, "heartbeat_at": row["claimed_at"], "host": row["host"],
+                     "pid": row["pid"]}
+            if row["run_id"] in recorded or owner_alive(claim, grace=grace):
+                continue
+            session.log.warning("slot_never_started", schedule=key, run_id=row["run_id"])
+            try:
+                run_slot(row["slot_at"], row["run_id"])
+            except StoreIntegrityError:  # another scheduler started it meanwhile
+                session.log.info("run_taken", run_id=row["run_id"])
+
+    @classmethod
     def cli(cls, args: list[str] | None = None) -> None:
         """
         Run the ``eventor`` commands for this flow: ``python etl.py run --day 2026-11-01``.
@@ -375,6 +511,19 @@ class Flow(metaclass=FlowMeta):
             for t in engine.tasks()
         )
         return RunResult(summary, tasks)
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm(scheduler: Scheduler) -> Iterator[None]:
+    """While a scheduler runs in the main thread, SIGTERM (systemd's stop) ends it gently."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _remote_flow(cls: type[Flow], run_id: str, params: dict[str, Any]) -> Flow:

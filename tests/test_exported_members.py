@@ -17,7 +17,7 @@ def test_public_names_are_pinned():
         "RUN_RECOVER", "RUN_RESTART", "RecoveryPlan", "Resource", "ResourceDeadlock",
         "ResourcePool", "ResultNotStoredError", "RunClaimedError", "RunMode", "RunNotFoundError", "RunResult",
         "RunSummary", "STEP_ACTIVE", "STEP_COMPLETE", "STEP_FAILURE", "STEP_READY", "STEP_RERUN",
-        "STEP_SKIP", "STEP_SUCCESS", "SchemaVersionError", "StepContext", "StepFailure",
+        "STEP_SKIP", "STEP_SUCCESS", "Schedule", "SchemaVersionError", "StepContext", "StepFailure",
         "StepReplay", "StepStatus", "StepTimeout", "StoreError", "StoreIntegrityError",
         "StoreURLError", "StoreUnavailableError", "SystemClock", "TaskResult", "flow", "join",
         "load_config", "or_", "purge", "step", "task_env",

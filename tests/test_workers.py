@@ -25,16 +25,20 @@ def children() -> set[int]:
 
 
 class ChildCounter:
-    """Samples the children of this process while a run goes on; `peak` is the most seen."""
+    """
+    Samples the children of this process while a run goes on; `peak` is the most seen at
+    once, leaving out those that were there before (other tests' processes).
+    """
 
     def __init__(self) -> None:
         self.peak = 0
+        self._before = children()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
     def _watch(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, len(children()))
+            self.peak = max(self.peak, len(children() - self._before))
             time.sleep(0.002)
 
     def __enter__(self) -> ChildCounter:

@@ -26,7 +26,8 @@ __all__ = [
     "TryRecord",
 ]
 
-SCHEMA_VERSION = 5  # 2: leases, tries; 3: trigger origins; 4: heartbeats; 5: task output, attempt params
+SCHEMA_VERSION = 6  # 2: leases, tries; 3: trigger origins; 4: heartbeats; 5: task output, attempt
+# params; 6: schedule slots
 
 Row = dict[str, Any]  # a row as read back: column name -> value
 
@@ -179,6 +180,22 @@ class Store(Protocol):
         if ``after`` is still the run's latest: of several programs recovering one attempt at
         once, exactly one succeeds, and the others get `RunClaimedError`.
         """
+        ...
+
+    def claim_slot(self, schedule: str, slot_at: float, *, run_id: str, now: float, host: str,
+                   pid: int) -> bool:
+        """
+        Record that ``run_id`` runs ``schedule``'s slot at ``slot_at``: True for the one
+        caller that records it, False for every other (the slot was claimed already).
+        """
+        ...
+
+    def last_slot(self, schedule: str) -> float | None:
+        """The time of ``schedule``'s latest claimed slot, or None when it has none."""
+        ...
+
+    def slots(self, schedule: str) -> list[Row]:
+        """``schedule``'s claimed slots, oldest first."""
         ...
 
     def unfinished(self) -> list[Row]:

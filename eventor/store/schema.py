@@ -155,6 +155,19 @@ tries = Table(
     UniqueConstraint("run_id", "attempt", "step", "sequence", "try", name="uq_try_once"),
 )
 
+# Schema version 6 -------------------------------------------------------------------------
+
+slots = Table(
+    "eventor_slots",
+    metadata,
+    Column("schedule", String(256), primary_key=True),  # the schedule's name (its flow's)
+    Column("slot_at", Float, primary_key=True),  # the slot's time: claimed once, by one run
+    Column("run_id", String(64), nullable=False),  # the run started for it
+    Column("claimed_at", Float, nullable=False),
+    Column("host", String(256)),
+    Column("pid", Integer),
+)
+
 # What each version adds to the one before: an older store is upgraded in place (see
 # SqlStore._upgrade). New tables, and new nullable columns of existing tables.
 UPGRADES: dict[int, tuple[tuple[Table, ...], tuple[Column[Any], ...]]] = {
@@ -162,6 +175,7 @@ UPGRADES: dict[int, tuple[tuple[Table, ...], tuple[Column[Any], ...]]] = {
     3: ((), (triggers.c.origin, triggers.c.origin_step, triggers.c.origin_sequence)),
     4: ((), (attempts.c.heartbeat_at,)),
     5: ((), (tasks.c.output, attempts.c.params)),
+    6: ((slots,), ()),
 }
 
 TABLES = tuple(t.name for t in metadata.sorted_tables)

@@ -51,6 +51,7 @@ from eventor.store.schema import (
     meta,
     metadata,
     runs,
+    slots,
     tasks,
     tries,
     triggers,
@@ -425,6 +426,26 @@ class SqlStore:
             # insert of the next one broke the primary key.
             raise _claimed(run_id, after, after + 1) from None
         return attempt
+
+    def claim_slot(self, schedule: str, slot_at: float, *, run_id: str, now: float, host: str,
+                   pid: int) -> bool:
+        try:
+            with self._lock, self._guard("claim a schedule slot"), self._conn.begin():
+                self._conn.execute(insert(slots), [{
+                    "schedule": schedule, "slot_at": slot_at, "run_id": run_id, "claimed_at": now,
+                    "host": host, "pid": pid}])
+        except StoreIntegrityError:
+            return False  # another scheduler claimed it first: the primary key says once
+        return True
+
+    def last_slot(self, schedule: str) -> float | None:
+        found = self._rows(select(func.max(slots.c.slot_at).label("at"))
+                           .where(slots.c.schedule == schedule))
+        return found[0]["at"] if found else None
+
+    def slots(self, schedule: str) -> list[Row]:
+        return self._rows(select(slots).where(slots.c.schedule == schedule)
+                          .order_by(slots.c.slot_at))
 
     def unfinished(self) -> list[Row]:
         a = attempts
