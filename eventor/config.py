@@ -98,7 +98,7 @@ class Config:
     sequence_arg_name: str | None = None
     max_tasks_per_child: int = 0  # process workers are reused; 1 forks a fresh one per task
     process_workers: int | None = None  # worker processes at once (default: see default_workers)
-    thread_workers: int | None = None  # threads of the thread executor (the same default)
+    thread_workers: int | None = None  # threads of the thread executor (default 32)
     strict_triggers: bool = False  # a ctx.trigger of an event its step does not emit fails it
     heartbeat_interval: float = 10.0  # seconds between an engine's heartbeats in the store
     heartbeat_grace: float = 60.0  # an attempt silent for longer is dead, on any host
@@ -151,10 +151,15 @@ class Config:
         """
         How many tasks the process (or thread) executor runs at once: the config's
         ``process_workers`` (or ``thread_workers``); else ``max_concurrent`` when it is set;
-        else `default_workers`. Ready tasks beyond it wait in the engine, still ``ready``.
+        else `default_workers` processes (32 threads). Ready tasks beyond it wait in the
+        engine, still ``ready``.
         """
         value = getattr(self, key)
-        return value if value is not None else cap if cap > 0 else default_workers()
+        if value is not None:
+            return int(value)
+        if cap > 0:
+            return cap
+        return default_workers() if key == "process_workers" else 32
 
 
 _TYPES: dict[str, tuple[type, ...]] = {

@@ -219,9 +219,10 @@ UNSET = _UNSET
 
 def default_workers() -> int:
     """
-    Tasks an executor runs at once when nothing says otherwise: the CPUs this process may
-    use, plus 4 for steps that wait on I/O, and at most 32 (the rule of Python's
-    ThreadPoolExecutor; Airflow's default parallelism is 32 too).
+    Worker processes the process executor runs at once when nothing says otherwise: the
+    CPUs this process may use, plus 4 for steps that wait on I/O, and at most 32 (the rule
+    of Python's ThreadPoolExecutor; Airflow's default parallelism is 32 too). The thread
+    executor's default is 32: threads cost little, and thread steps mostly wait.
     """
     return min(32, len(os.sched_getaffinity(0)) + 4)
 
@@ -238,7 +239,7 @@ class EngineOptions:
     max_concurrent: int = -1  # running tasks at once; -1 for no limit
     envvar_prefix: str = "EVENTOR_"
     process_workers: int = field(default_factory=default_workers)  # processes at once
-    thread_workers: int = field(default_factory=default_workers)  # threads at once
+    thread_workers: int = 32  # threads at once
     max_tasks_per_child: int = 0  # tasks a process worker runs before it is replaced; 0: no limit
     sequence_arg_name: str | None = None  # pass the sequence to steps as this keyword
     pass_logger_to_task: bool = False  # pass the step's logger as ``logger=``

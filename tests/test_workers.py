@@ -66,7 +66,8 @@ def test_the_default_is_the_cpus_plus_four_and_at_most_32():
     cpus = len(os.sched_getaffinity(0))
     assert default_workers() == min(32, cpus + 4)
     options = evr.load_config({}).engine_options()
-    assert options.process_workers == options.thread_workers == default_workers()
+    assert options.process_workers == default_workers()
+    assert options.thread_workers == 32  # threads cost little, and thread steps mostly wait
 
 
 def test_max_concurrent_sets_the_workers_unless_they_are_given():
@@ -93,12 +94,12 @@ def test_thread_steps_beyond_the_workers_wait_ready_not_active(make_eventor):
     assert engine_overlap(ev) == 2
 
 
-def test_without_any_setting_thread_steps_run_at_most_the_default_workers(make_eventor):
+def test_without_any_setting_thread_steps_run_at_most_32_at_once(make_eventor):
     record: list = []
     ev = make_eventor()
-    fan_out(ev, default_workers() + 3, record, seconds=0.1)
+    fan_out(ev, 40, record, seconds=0.2)
     assert ev.run()
-    assert max_overlap(record) == default_workers()
+    assert max_overlap(record) == 32
 
 
 def test_an_active_trigger_fires_when_its_task_really_starts(make_eventor):
