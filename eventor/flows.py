@@ -288,7 +288,11 @@ class Flow(metaclass=FlowMeta):
         Args:
             when: a cron expression (``"0 2 * * *"``), an interval (``"15m"``, a timedelta,
                 seconds) or a `Schedule`; default the class's ``schedule=`` option.
-            param, catchup, tz, start, format: as for `Schedule`, overriding the schedule's.
+            param: the flow parameter that gets each slot's time (see `Schedule`).
+            catchup: run every missed slot, not only the latest (see `Schedule`).
+            tz: the time zone of the slots (see `Schedule`).
+            start: where an interval's slots are counted from (see `Schedule`).
+            format: a strftime format for a ``str`` ``param``.
             runs: stop after this many slot runs (default: never).
             until: stop before the first slot after this time.
             name: the schedule's name in the store (default ``{program}:{flow}``); give
