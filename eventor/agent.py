@@ -46,7 +46,15 @@ from typing import Any, ClassVar
 
 from eventor.exceptions import ProcessDied
 from eventor.executors.base import Outcome, TaskRun, failure, qualified_names, run_task
-from eventor.executors.process import FdCapture, die_with_parent, died, flush_std, send_signal
+from eventor.executors.process import (
+    FdCapture,
+    die_with_parent,
+    died,
+    flush_std,
+    left_output,
+    memory_files,
+    send_signal,
+)
 
 __all__ = ["PROTOCOL", "main"]
 
@@ -150,8 +158,9 @@ class _Relay(logging.Handler):
 class _Child:
     """A forked task: its pid (also its process group), its report pipe, what it has said."""
 
-    def __init__(self, key: int, step: str, pid: int, fd: int) -> None:
+    def __init__(self, key: int, step: str, pid: int, fd: int, files: tuple[int, int]) -> None:
         self.key, self.step, self.pid = key, step, pid
+        self.files = files  # the memory files it prints into, read here if it dies
         self.fd: int | None = fd  # None once the pipe reached its end
         self.buffer = bytearray()
         self.reported = False
@@ -319,18 +328,21 @@ class Agent:
 
     def _fork(self, task: TaskRun, level: int) -> None:
         read_fd, write_fd = os.pipe()
+        files = memory_files()
         flush_std()
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child never returns
             os.close(read_fd)
             keep = {write_fd, 0, 1, 2}
+            others = [f for c in self.children.values() for f in c.files]
             _child_main(task, level, write_fd, parent,
                         [fd for fd in (self.fd_in, self.fd_out, self.wake_r, self.wake_w,
-                                       *self.pipes) if fd not in keep], self.selector)
+                                       *self.pipes, *others) if fd not in keep],
+                        self.selector, files)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
-        child = _Child(task.key, task.step, pid, read_fd)
+        child = _Child(task.key, task.step, pid, read_fd, files)
         self.children[pid] = child
         self.pipes[read_fd] = child
         self.selector.register(read_fd, selectors.EVENT_READ)
@@ -387,10 +399,14 @@ class Agent:
             if child.fd is not None:
                 self._read_child(child)  # what it wrote before it ended
                 self._close_pipe(child)
+            output = None if child.reported else left_output(child.files)
+            for file in child.files:
+                os.close(file)
             if not child.reported:
-                self.send(outcome_message(died(child.key, child.step, child.pid,
-                                               os.waitstatus_to_exitcode(status),
-                                               f" on host {self.host!r}")))
+                outcome = died(child.key, child.step, child.pid, os.waitstatus_to_exitcode(status),
+                               f" on host {self.host!r}")
+                outcome.output = output  # what it printed before it was killed
+                self.send(outcome_message(outcome))
 
     def _stop_all(self) -> None:
         """Kill every task and what it started (its process group); reap them, briefly."""
@@ -409,7 +425,8 @@ class Agent:
 
 
 def _child_main(task: TaskRun, level: int, fd: int, parent: int, close: list[int],
-                selector: selectors.BaseSelector) -> None:  # pragma: no cover
+                selector: selectors.BaseSelector,
+                files: tuple[int, int]) -> None:  # pragma: no cover
     """
     Run one task in the forked child and report on ``fd``; never return. The child leads a
     process group of its own, so stopping it stops what it started. Log records at
@@ -445,7 +462,7 @@ def _child_main(task: TaskRun, level: int, fd: int, parent: int, close: list[int
         root.handlers[:] = [_Relay(send, task.key)]
         root.setLevel(level)
         os.environ.update(task.env)
-        capture = FdCapture()  # what it prints: kept with its outcome, and still logged
+        capture = FdCapture(files)  # what it prints: kept with its outcome, and still logged
         capture.start()
         try:
             outcome = run_task(task, pid, emit)

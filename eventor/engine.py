@@ -165,7 +165,28 @@ class Task:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """How a run (one call of `Engine.run`) ended; truthy when no failure went unhandled."""
+    """
+    How a run (one call of `Engine.run`) ended; truthy when no failure went unhandled.
+
+    The classic API keeps it as ``Eventor.summary`` after each ``run``; a flow's run wraps
+    it in a `RunResult`.
+
+    Attributes:
+        run_id: The run's id in the store.
+        attempt: The attempt this call ran: a new one (0 for a run's first, one more for
+            each recovery), or the one it continued.
+        status: ``failure`` when a failure went unhandled; else ``paused`` when work is
+            left for a later run (``pending`` is not 0); else ``success``.
+        counts: How many of the run's tasks ended in each status, by status name.
+        failed: The ``(step, sequence)`` of every failure that no failure or complete
+            trigger handled.
+        pending: The work left for a later run: ready tasks, retries not yet due, delays
+            not yet fired and joins still waiting for children.
+        delays: The ``(target, sequence, due)`` of every delay not yet fired, earliest
+            first; ``due`` is in clock seconds.
+        joins: The ``(join, parent sequence, children that did not reach it)`` of every
+            join event that did not fire.
+    """
 
     run_id: str
     attempt: int
@@ -183,6 +204,7 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
+        """True when no failure went unhandled (``failed`` is empty), even if ``paused``."""
         return not self.failed
 
     def __bool__(self) -> bool:
@@ -603,7 +625,7 @@ class Engine:
         refused = self._refused.pop(outcome.key, None) if self._refused else None
         if refused is not None and outcome.ok:
             outcome = Outcome(outcome.key, False, error_type="EventorUsageError",
-                              error_message=refused, pid=outcome.pid)
+                              error_message=refused, pid=outcome.pid, output=outcome.output)
         task = self._running.pop(outcome.key, None)
         if task is None:
             return  # a thread step given up on at its timeout, ending after all
@@ -613,7 +635,8 @@ class Engine:
         why = self._timed_out.pop(outcome.key, None)
         if why is not None:  # stopped at its timeout, however it ended
             outcome = Outcome(outcome.key, False, error_type="StepTimeout", error_message=why,
-                              exit_code=outcome.exit_code, pid=outcome.pid, error_mro=TIMEOUT_MRO)
+                              exit_code=outcome.exit_code, pid=outcome.pid, error_mro=TIMEOUT_MRO,
+                              output=outcome.output)
         task.ended_at = now
         task.pid = outcome.pid
         if outcome.host:

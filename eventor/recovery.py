@@ -18,6 +18,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from eventor.enums import StepReplay, StepStatus
@@ -95,7 +96,16 @@ def owner_alive(attempt: Mapping[str, Any], *, grace: float = HEARTBEAT_GRACE,
         return False
     except PermissionError:
         return True  # someone else's process holds that pid
-    return True
+    return not _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """True for a process that has exited but that its parent has not reaped yet (Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].startswith("Z")
 
 
 def pick_run(store: Store, run_id: str, *, program: str, shared_db: bool,
@@ -285,7 +295,7 @@ class PlannedTask:
     step: str
     sequence: str
     status: str  # its status in the recovered attempt
-    decision: str  # "skip" or "rerun"
+    decision: str  # "skip", "rerun", or "drop" (its step is no longer in the flow)
     reason: str
 
     def __str__(self) -> str:
@@ -294,7 +304,24 @@ class PlannedTask:
 
 @dataclass(frozen=True)
 class RecoveryPlan:
-    """What recovering ``run_id`` from ``attempt`` would skip and rerun; nothing is run to make it."""
+    """
+    What recovering ``run_id`` from ``attempt`` would skip and rerun; nothing is run to make it.
+
+    Iterating yields the planned tasks; ``str(plan)`` lists them, one line each, with the
+    rule behind each decision (a step's ``recovery`` policy, or the default: a success is
+    skipped, anything else rerun).
+
+    Attributes:
+        run_id: The run to recover.
+        attempt: The attempt it would recover from.
+        zombie: That attempt's engine died without ending it, so its ``ready`` tasks
+            count as ``active``.
+        tasks: Every task of that attempt, in the order they were recorded, each with its ``step``,
+            ``sequence``, ``status`` there, ``decision`` (``skip``, ``rerun``, or ``drop``
+            when its step is no longer in the flow) and ``reason``.
+        changed: The steps added, removed, or changed in code or wiring since the run was
+            recorded, sorted by name.
+    """
 
     run_id: str
     attempt: int  # the attempt recovered from
@@ -307,10 +334,12 @@ class RecoveryPlan:
 
     @property
     def skip(self) -> tuple[tuple[str, str], ...]:
+        """The ``(step, sequence)`` of every task recovery would skip, keeping its outcome."""
         return tuple((t.step, t.sequence) for t in self.tasks if t.decision == "skip")
 
     @property
     def rerun(self) -> tuple[tuple[str, str], ...]:
+        """The ``(step, sequence)`` of every task recovery would run again."""
         return tuple((t.step, t.sequence) for t in self.tasks if t.decision == "rerun")
 
     def __str__(self) -> str:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -389,6 +391,23 @@ def test_an_attempt_silent_for_longer_than_the_grace_is_dead_on_any_host():
     assert owner_alive({**here, "heartbeat_at": now}, grace=60, now=now)
     assert not owner_alive({**here, "heartbeat_at": now - 120}, grace=60, now=now)  # pid reused?
     assert not owner_alive({**elsewhere, "ended_at": now, "heartbeat_at": now}, now=now)
+
+
+def test_an_engine_that_exited_but_was_not_reaped_yet_is_not_alive():
+    from eventor.recovery import owner_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    attempt = {"ended_at": None, "host": socket.gethostname(), "pid": child.pid,
+               "heartbeat_at": time.time()}
+    try:
+        assert not owner_alive(attempt)  # a zombie: killed, and its parent not yet told
+    finally:
+        child.wait()
+    assert not owner_alive(attempt)
 
 
 def test_the_engine_records_a_heartbeat_while_it_runs(make_eventor):

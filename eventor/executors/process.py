@@ -63,16 +63,53 @@ def flush_std() -> None:
                 handler.flush()
 
 
+def memory_files() -> tuple[int, int]:
+    """Two memory files, for a task's stdout and stderr (see `FdCapture`, `left_output`)."""
+    return (os.memfd_create("eventor-stdout", os.MFD_CLOEXEC),
+            os.memfd_create("eventor-stderr", os.MFD_CLOEXEC))
+
+
+def _tails(files: tuple[int, int], echo: tuple[int, int] | None) -> str | None:
+    """The end of what each memory file holds, written on to ``echo`` first; both joined."""
+    parts = []
+    for target, file in zip(echo or (None, None), files, strict=True):
+        size = os.fstat(file).st_size
+        if not size:
+            continue
+        if target is not None:
+            with contextlib.suppress(OSError):  # the console may be gone; the store is not
+                offset = 0
+                while offset < size:
+                    offset += os.sendfile(target, file, offset, size - offset) or size
+        start = max(0, size - OUTPUT_LIMIT)
+        parts.append(output_tail(os.pread(file, size - start, start), total=size) or "")
+    if len(parts) == 2:
+        return f"{parts[0].rstrip(chr(10))}\n{parts[1]}"
+    return parts[0] if parts else None
+
+
+def left_output(files: tuple[int, int]) -> str | None:
+    """
+    What a task printed into ``files`` (its process's `FdCapture`, made by the parent before
+    the fork) when the process died before reporting it: written on to this process's
+    stdout and stderr, as the task's process would have, and returned for its outcome.
+    """
+    flush_std()
+    return _tails(files, (1, 2))
+
+
 class FdCapture:
     """
     A process's file descriptors 1 and 2, pointed at memory files while a task runs: what the
     task (its prints, its logging, a subprocess it starts) writes there is kept, then written
     on to where it was going, so the console shows it as before, once the task ends.
+
+    ``files`` made by the parent before it forked this process (`memory_files`) let it read
+    what a task printed when the process dies before saying (`left_output`).
     """
 
-    def __init__(self) -> None:
-        self._files = (os.memfd_create("eventor-stdout", os.MFD_CLOEXEC),
-                       os.memfd_create("eventor-stderr", os.MFD_CLOEXEC))
+    def __init__(self, files: tuple[int, int] | None = None) -> None:
+        self._files = files or memory_files()
         self._saved = (os.dup(1), os.dup(2))
 
     def start(self) -> None:
@@ -85,21 +122,12 @@ class FdCapture:
     def stop(self) -> str | None:
         """Put the descriptors back, pass on what was written, and return its tail."""
         flush_std()
-        parts = []
-        for target, file, saved in zip((1, 2), self._files, self._saved, strict=True):
+        for target, saved in zip((1, 2), self._saved, strict=True):
             os.dup2(saved, target)
-            size = os.fstat(file).st_size
-            if not size:
-                continue
-            with contextlib.suppress(OSError):  # the console may be gone; the store is not
-                offset = 0
-                while offset < size:
-                    offset += os.sendfile(target, file, offset, size - offset) or size
-            start = max(0, size - OUTPUT_LIMIT)
-            parts.append(output_tail(os.pread(file, size - start, start), total=size) or "")
-        if len(parts) == 2:
-            return f"{parts[0].rstrip(chr(10))}\n{parts[1]}"
-        return parts[0] if parts else None
+        output = _tails(self._files, (1, 2))
+        for file in self._files:  # empty between tasks: a parent reads nothing stale
+            os.ftruncate(file, 0)
+        return output
 
 
 def _streams_on_descriptors() -> None:  # pragma: no cover - runs in the worker
@@ -146,8 +174,9 @@ def _read_frame(fd: int) -> bytes | None:
 class _Worker:
     """The engine's handle on one worker process."""
 
-    def __init__(self, pid: int, task_fd: int, result_fd: int) -> None:
+    def __init__(self, pid: int, task_fd: int, result_fd: int, files: tuple[int, int]) -> None:
         self.pid = pid
+        self.files = files  # the memory files its tasks print into (see FdCapture)
         self.task_fd = task_fd
         self.result_fd = result_fd
         self.current: tuple[TaskRun, Emit] | None = None
@@ -237,6 +266,7 @@ class ProcessExecutor(Executor):
     def _spawn(self) -> _Worker:
         task_r, task_w = os.pipe()
         result_r, result_w = os.pipe()
+        files = memory_files()
         flush_std()  # else the child would write the parent's buffered text again
         parent = os.getpid()
         pid = os.fork()
@@ -244,10 +274,10 @@ class ProcessExecutor(Executor):
             os.close(task_w)
             os.close(result_r)
             die_with_parent(parent)
-            _worker_main(task_r, result_w, self._steps)
+            _worker_main(task_r, result_w, self._steps, files)
         os.close(task_r)
         os.close(result_w)
-        worker = _Worker(pid, task_w, result_r)
+        worker = _Worker(pid, task_w, result_r, files)
         worker.reader = threading.Thread(target=self._read, args=(worker,),
                                          name=f"eventor-worker-{pid}", daemon=True)
         with self._lock:
@@ -285,6 +315,9 @@ class ProcessExecutor(Executor):
                 self._idle.remove(worker)
         unread = worker.unread()
         worker.close_tasks()
+        output = left_output(worker.files) if current is not None and not unread else None
+        for file in worker.files:
+            os.close(file)
         if current is not None:
             task, done = current
             if unread and not self._closed:
@@ -293,7 +326,9 @@ class ProcessExecutor(Executor):
                 # forked from this short-lived thread would die with it: see _worker_main).
                 done(Requeue(task))
             else:
-                done(died(task.key, task.step, worker.pid, os.waitstatus_to_exitcode(status)))
+                outcome = died(task.key, task.step, worker.pid, os.waitstatus_to_exitcode(status))
+                outcome.output = output  # what it printed before it was killed
+                done(outcome)
 
     def cancel(self, key: int, grace: float) -> bool:
         """Stop the worker running task ``key``: SIGTERM, then SIGKILL after ``grace`` s."""
@@ -378,7 +413,8 @@ def die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the work
         os._exit(1)
 
 
-def _worker_main(task_fd: int, result_fd: int, steps: Mapping[str, Any]) -> None:  # pragma: no cover
+def _worker_main(task_fd: int, result_fd: int, steps: Mapping[str, Any],
+                 files: tuple[int, int]) -> None:  # pragma: no cover
     """Run tasks read from ``task_fd`` until it closes; never return."""
     code = 0
     try:
@@ -389,7 +425,7 @@ def _worker_main(task_fd: int, result_fd: int, steps: Mapping[str, Any]) -> None
             _write_frame(result_fd, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
         _streams_on_descriptors()
-        capture = FdCapture()
+        capture = FdCapture(files)
         while (frame := _read_frame(task_fd)) is not None:
             by_name, task = pickle.loads(frame)
             if by_name:

@@ -21,6 +21,7 @@ def fail(message: str) -> None:
 def hang(pidfile: str, seconds: float = 60.0) -> str:
     """Write this process's pid, then sleep: the test kills it, or cuts its connection."""
     Path(pidfile).write_text(str(os.getpid()))
+    print("hanging now", flush=True)
     time.sleep(seconds)
     return "woke"
 

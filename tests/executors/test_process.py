@@ -152,3 +152,45 @@ def test_retry_on_names_a_failure_eventor_records(make_eventor, tmp_path):
     assert (task["status"], task["result"]) == ("success", '"second try"')
     assert [t["error_type"] for t in ev.store.tries(ev.run_id)] == ["ProcessDied"]
     assert issubclass(evr.ProcessDied, evr.StepFailure) and issubclass(evr.ProcessDied, evr.EventorError)
+
+
+def print_then_die():
+    print("loaded 3 of 5 files", flush=True)
+    os.write(2, b"warning: disk almost full\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def print_then_hang():
+    print("waiting for the API", flush=True)
+    time.sleep(30)
+
+
+def test_what_a_killed_process_step_printed_is_kept(make_eventor, capfd):
+    ev = one_step(make_eventor, print_then_die)
+    assert ev.run() is False
+    [task] = ev.store.tasks(ev.run_id)
+    assert task["error_type"] == "ProcessDied"
+    assert task["output"] == "loaded 3 of 5 files\nwarning: disk almost full\n"
+    out, err = capfd.readouterr()  # and it reached the console, as a live step's does
+    assert "loaded 3 of 5 files" in out and "disk almost full" in err
+
+
+def test_what_a_timed_out_process_step_printed_is_kept(make_eventor):
+    ev = one_step(make_eventor, print_then_hang, config={"timeout": 0.5, "timeout_grace": 0.5})
+    assert ev.run() is False
+    [task] = ev.store.tasks(ev.run_id)
+    assert task["error_type"] == "StepTimeout"
+    assert task["output"] == "waiting for the API\n"
+
+
+def test_a_worker_does_not_pass_one_task_s_output_to_the_next(make_eventor):
+    ev = make_eventor(config={"task_construct": "process", "max_concurrent": 1})
+    e1, e2 = ev.add_event("e1"), ev.add_event("e2")
+    ev.add_assoc(e1, ev.add_step("talk", func=print, args=("first",),
+                                 triggers={evr.STEP_SUCCESS: e2}))
+    ev.add_assoc(e2, ev.add_step("die", func=os._exit, args=(4,)))
+    ev.trigger_event(e1)
+    assert ev.run() is False
+    tasks = {t["step"]: t for t in ev.store.tasks(ev.run_id)}
+    assert tasks["talk"]["output"] == "first\n"
+    assert tasks["die"]["output"] is None and tasks["die"]["pid"] == tasks["talk"]["pid"]

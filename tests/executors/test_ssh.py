@@ -270,6 +270,7 @@ def test_a_remote_step_past_its_timeout_is_stopped_there(tmp_path, loop_host):
     assert time.monotonic() - started < 8
     task = only_task(ev)
     assert task["error_type"] == "StepTimeout"
+    assert task["output"] == "hanging now\n"  # what it printed before it was stopped
     wait_until(lambda: gone(int(pidfile.read_text())))
 
 
