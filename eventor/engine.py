@@ -487,7 +487,9 @@ class Engine:
                         row["result"], row["error_type"], row["error_message"],
                         row["traceback"], row["exit_code"], persisted=True)
             self._tasks[(step.name, task.sequence)] = task
-            task.tries = state.tries.get((step.name, task.sequence), 0)
+            task.tries = state.tries.get((step.name, task.sequence), 0)  # the failed ones
+            if task.status in (StepStatus.success, StepStatus.failure):
+                task.tries += 1  # and the one that ended it
             if task.status is StepStatus.success:
                 self._keep_result(task)
             elif task.status is StepStatus.failure:

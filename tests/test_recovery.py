@@ -441,3 +441,25 @@ def test_an_attempt_of_an_engine_on_another_host_is_recovered_once_its_heartbeat
         attempts = [(a["attempt"], a["status"]) for a in ev.store.attempts("shared-run")]
         assert attempts == [(0, "crashed"), (1, "success")]
         assert ev.store.leases("shared-run", held=True) == []  # host A's lease was reclaimed
+
+
+def test_a_continued_run_counts_the_tries_of_the_tasks_it_picked_up(tmp_path):
+    class Two(evr.Flow):
+        start = evr.Event(entry=True)
+        done = evr.Event()
+
+        @evr.step(on=start, success=done, executor="thread")
+        def a(self):
+            return 1
+
+        @evr.step(on=done, executor="thread")
+        def b(self):
+            return 2
+
+    store = str(tmp_path / "two.run.db")
+    with Two(store=store, config={"LOGGING": {"console": False}}) as first:
+        paused = first.run(max_loops=1)
+        assert paused.status == "paused"
+        assert paused.task("a").tries == 1
+    result = Two.resume(paused.run_id, store=store, config={"LOGGING": {"console": False}})
+    assert result and result.task("a").tries == 1 and result.task("b").tries == 1
