@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -286,6 +286,7 @@ class Engine:
         self._failures: list[Task] = []
         self._refused: dict[int, str] = {}  # task key -> why its success does not count
         self._results: dict[str, dict[str, tuple[str, str]]] = {}  # sequence -> step -> stored
+        self._result_order: dict[str, dict[str, int]] = {}  # sequence -> step -> when it was kept
         self._stopped = False
         self._closed = False
         self._keys = itertools.count(1)
@@ -732,8 +733,12 @@ class Engine:
 
     def _keep_result(self, task: Task) -> None:
         if task.result_kind is not None and task.result is not None:
-            self._results.setdefault(task.sequence, {})[task.step.name] = (
-                task.result_kind, task.result)
+            seq, name = task.sequence, task.step.name
+            kept = self._results.setdefault(seq, {})
+            if name not in kept:
+                order = self._result_order.setdefault(seq, {})
+                order[name] = len(order)
+            kept[name] = (task.result_kind, task.result)
 
     def _status_triggers(self, task: Task, status: StepStatus) -> None:
         events = task.step.triggered_by(status)
@@ -986,7 +991,8 @@ class Engine:
                 extra["logger"] = logging.getLogger(logger_name)
         results = children = None
         if step.context:
-            results = dict(self._results.get(task.sequence, {}))  # a copy: it crosses to the task
+            kept = self._results.get(task.sequence)  # a view, not a copy: see ResultsSoFar
+            results = ResultsSoFar(kept, self._result_order[task.sequence]) if kept else None
             if step.name in self._joins.joiners:  # a joining step reads its children's results
                 children = {c: self._results.get(c, {}) for c in self._joins.children(task.sequence)}
         run = TaskRun(task.key, self.run_id, step.name, task.sequence, self._attempt_no,
@@ -1024,6 +1030,35 @@ class Engine:
         return RunSummary(self.run_id, self.attempt or 0, status, MappingProxyType(counts), failed,
                           pending, tuple((d.target, d.sequence, due) for due, d in delays
                                          if isinstance(d, _DelayDue)), joins)
+
+
+class ResultsSoFar(Mapping[str, tuple[str, str]]):
+    """
+    The results a sequence's steps had kept when a task started, as the task reads them: a
+    view of the engine's own table, fixed at the length it had, rather than a copy of it
+    (copying made a chain of n Flow-class steps cost n^2). Safe across threads: each step
+    keeps one result per sequence, so the tables only grow, and ``order`` numbers each
+    result as it is kept. Pickled (for a process, a host or Dask), it is a plain dict.
+    """
+
+    __slots__ = ("_kept", "_n", "_order")
+
+    def __init__(self, kept: dict[str, tuple[str, str]], order: dict[str, int]) -> None:
+        self._kept, self._order, self._n = kept, order, len(order)
+
+    def __getitem__(self, name: str) -> tuple[str, str]:
+        if self._order.get(name, self._n) >= self._n:  # none, or kept after the task started
+            raise KeyError(name)
+        return self._kept[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([name for name, at in list(self._order.items()) if at < self._n])
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, ([(name, self._kept[name]) for name in self],))
 
 
 class _Heartbeat:

@@ -102,3 +102,34 @@ def test_a_run_result_names_the_steps_and_sequences_it_has(opts):
         result["only"]
     with pytest.raises(KeyError, match=r"step 'other' did not run \(steps that ran: only\)"):
         result["other"]
+
+
+
+def test_a_step_reads_the_results_kept_before_it_started_and_no_later_ones(tmp_path):
+    import threading
+
+    seen = {}
+    fast_kept = threading.Event()
+
+    class Both(evr.Flow):
+        start = evr.Event(entry=True)
+        a_done = evr.Event()
+
+        @evr.step(on=start, success=a_done, executor="thread")
+        def a(self):
+            return "a"
+
+        @evr.step(on=a_done, executor="thread")
+        def slow(self, ctx):  # starts with fast, reads after fast's result was kept
+            fast_kept.wait(10)
+            seen["slow"] = dict(ctx.results)
+            seen["has_fast"] = "fast" in ctx.results
+
+        @evr.step(on=a_done, executor="thread")
+        def fast(self):
+            threading.Timer(0.3, fast_kept.set).start()  # its outcome reaches the engine first
+            return "fast"
+
+    result = Both(store=str(tmp_path / "w.run.db"), config={"LOGGING": {"console": False}}).run()
+    assert result and result["fast"] == "fast"
+    assert seen == {"slow": {"a": "a"}, "has_fast": False}
