@@ -16,22 +16,57 @@ EMPTY = object()  # what `wait` returns when the deadline passed with nothing in
 
 
 class Clock(Protocol):
+    """
+    What the engine asks of a clock: the time, and a wait on its inbox bounded by a deadline.
+
+    Any object with these two methods will do (pass it as ``clock=``); Eventor ships
+    `SystemClock`, the default, and `MockClock` for tests.
+    """
+
     def now(self) -> float:
         """Seconds since the epoch (stored with triggers, tasks and delays)."""
         ...
 
     def wait(self, inbox: queue.SimpleQueue[Any], deadline: float | None) -> Any:
-        """The next inbox item, or `EMPTY` once ``deadline`` (a `now()` value) has passed."""
+        """
+        The next inbox item, or `EMPTY` once ``deadline`` (a `now()` value) has passed.
+
+        Args:
+            inbox: The engine's queue of task outcomes and requests.
+            deadline: When to stop waiting, in this clock's seconds; None waits until an
+                item arrives.
+
+        Returns:
+            The item taken from ``inbox``, or the module's ``EMPTY`` marker when the
+            deadline passed with nothing there.
+        """
         ...
 
 
 class SystemClock:
-    """The real clock."""
+    """
+    The real clock: wall-clock time from `time.time`, and waits that really block.
+
+    Runs use it when no ``clock=`` is given.
+    """
 
     def now(self) -> float:
+        """The current time, ``time.time()``: seconds since the epoch."""
         return time.time()
 
     def wait(self, inbox: queue.SimpleQueue[Any], deadline: float | None) -> Any:
+        """
+        Block until an item arrives in ``inbox`` or ``deadline`` passes.
+
+        Args:
+            inbox: The engine's queue of task outcomes and requests.
+            deadline: When to stop waiting, in `now` seconds; None waits until an item
+                arrives. A deadline already past only takes an item that is there.
+
+        Returns:
+            The item taken from ``inbox``, or the module's ``EMPTY`` marker when the
+            deadline passed with nothing there.
+        """
         try:
             if deadline is None:
                 return inbox.get()
@@ -47,6 +82,20 @@ class MockClock:
     With ``autojump`` (the default), a wait with a deadline first gives real work
     ``autojump_threshold`` seconds to report, then jumps the clock to the deadline, so a
     delay of hours passes at once while running tasks still get to finish for real.
+
+    Args:
+        start: The clock's time at first, in seconds since the epoch (default
+            1,800,000,000: 2027-01-15 08:00 UTC).
+        autojump: Jump to the deadline when a wait finds nothing in the inbox; when False,
+            only `advance` moves the clock.
+        autojump_threshold: Real seconds a wait with a future deadline waits for an item
+            before it gives up (and, with ``autojump``, jumps).
+
+    Attributes:
+        autojump: Whether a wait that finds nothing jumps the clock; read at every wait,
+            so it may be changed at any time.
+        autojump_threshold: The real seconds a wait gives work to report; read at every
+            wait, like ``autojump``.
     """
 
     def __init__(self, start: float = 1_800_000_000.0, *, autojump: bool = True,
@@ -57,14 +106,37 @@ class MockClock:
         self.autojump_threshold = autojump_threshold
 
     def now(self) -> float:
+        """The clock's current time, in seconds since the epoch; it moves only when told."""
         with self._lock:
             return self._now
 
     def advance(self, seconds: float) -> None:
+        """
+        Move the clock forward.
+
+        Args:
+            seconds: How far; a negative number moves it back.
+        """
         with self._lock:
             self._now += seconds
 
     def wait(self, inbox: queue.SimpleQueue[Any], deadline: float | None) -> Any:
+        """
+        Take the next inbox item, jumping the clock instead of sleeping until ``deadline``.
+
+        With no deadline it blocks until an item arrives. With a deadline already reached
+        it takes an item only if one is there. Otherwise it waits up to
+        ``autojump_threshold`` real seconds for an item; if none comes, it sets the clock to
+        ``deadline`` (with ``autojump``) and returns ``EMPTY``.
+
+        Args:
+            inbox: The engine's queue of task outcomes and requests.
+            deadline: When to stop waiting, in `now` seconds; None waits until an item
+                arrives.
+
+        Returns:
+            The item taken from ``inbox``, or the module's ``EMPTY`` marker.
+        """
         if deadline is None:
             return inbox.get()
         if deadline <= self.now():

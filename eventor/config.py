@@ -80,7 +80,80 @@ DASK_KEYS = {
 
 @dataclass(frozen=True)
 class Config:
-    """Validated settings; field names are the config keys of Eventor 5.1."""
+    """
+    Validated settings; field names are the config keys of Eventor 5.1.
+
+    Made by `load_config`, which checks every key and type; a key left out keeps the
+    default shown in the signature. The attributes below are grouped: where runs are kept,
+    how tasks run, every step's defaults, what steps are given, how a dead engine is told
+    apart, other machines, and logging.
+
+    Attributes:
+        workdir: The folder of the default store file, ``{workdir}/{program}.run.db``
+            (used when ``$EVENTOR_DB_CONFIG_TAG`` names no ``DATABASES`` tag).
+        logdir: The folder of the per-run log files (``LOGGING.logdir`` wins over it);
+            with neither, no log file is written.
+        DATABASES: Named database connections, by tag: ``store="tag"`` uses one. Each has
+            ``dialect``, ``drivername``, ``username``, ``password``, ``host``, ``port``,
+            ``database`` and ``schema``.
+        shared_db: The store holds several users' runs: a recover or continue without a
+            ``run_id`` fails when the program has several runs, instead of taking the latest.
+        day_to_keep_db: The age in days of the runs `purge` deletes when given no
+            ``days``; never applied during a run.
+        task_construct: The executor of steps that name none: ``process``, ``thread``,
+            ``invoke``, ``ssh`` or ``dask``, or Eventor 5.1's ``threading.Thread`` or
+            ``multiprocessing.Process``.
+        max_concurrent: Tasks running at once across all executors; -1 for no limit.
+        process_workers: Worker processes of the ``process`` executor; None for
+            ``max_concurrent`` when it is set, else the CPUs plus 4 (at most 32).
+        thread_workers: Threads of the ``thread`` executor; None for ``max_concurrent``
+            when it is set, else 32.
+        max_tasks_per_child: Tasks a worker process runs before it is replaced; 0 for no
+            limit, 1 for a fresh process per task (as in Eventor 5.1).
+        POOLS: Resource pools, by name, with their limits: what a step's
+            ``acquires=[("db", 1)]`` names.
+        stop_on_exception: Every step's default: after a failure that no failure or
+            complete trigger handles, start no new task (running ones finish).
+        strict_triggers: A ``ctx.trigger`` of an event its step does not declare in
+            ``emits`` fails the task; when False it is logged as a warning and fires.
+        sleep_between_loops: Accepted for Eventor 5.1 programs, and not used: the engine
+            never polls.
+        retries: Every step's default number of tries after the first.
+        retry_delay: Every step's default seconds before the first retry.
+        backoff: Every step's default factor by which each retry's wait grows.
+        max_retry_delay: Every step's default cap on a retry's wait, in seconds; None for
+            none.
+        timeout: Every step's default seconds a try may run; None (or 0) for no limit.
+        timeout_grace: Every step's default seconds between stopping a timed-out process
+            (SIGTERM) and killing it (SIGKILL).
+        envvar_prefix: The prefix of the variables each task gets in its environment
+            (``EVENTOR_STEP_NAME``, ``EVENTOR_STEP_SEQUENCE``, ``EVENTOR_STEP_RECOVERY``,
+            ``EVENTOR_LOGGER_NAME``).
+        pass_logger_to_task: Pass each step its logger as the keyword argument ``logger``.
+        sequence_arg_name: Pass each step its sequence as the keyword argument of this
+            name; None passes none.
+        heartbeat_interval: Seconds between a running engine's heartbeats in the store.
+        heartbeat_grace: Seconds without a heartbeat after which an attempt counts as
+            dead, on any host, so that it can be recovered; more than twice
+            ``heartbeat_interval``.
+        HOSTS: The hosts that steps with ``host=`` run on, over SSH, by name: each may
+            set ``address``, ``port``, ``user``, ``key_file``, ``known_hosts``,
+            ``accept_unknown_hosts``, ``python``, ``workdir``, ``env``,
+            ``connect_timeout`` and ``lost_after``.
+        ssh_config: An ssh config file for hosts not in ``HOSTS``; None for
+            ``~/.ssh/config``.
+        ssh_host: Accepted for Eventor 5.1 programs, and not used (see ``HOSTS``).
+        ssh_port: Accepted for Eventor 5.1 programs, and not used (see ``HOSTS``).
+        DASK: The cluster of the ``dask`` executor: ``address`` (a running scheduler), or
+            ``cluster_class`` (an import path; without either, a local cluster) started
+            with ``cluster_kwargs``; and ``connect_timeout``.
+        LOGGING: The logging settings: ``logging_level``, ``console``, ``renderer``
+            (``text`` or ``json``), ``level_formats``, the run log file's ``logdir``,
+            ``file_prefix``, ``file_suffix``, ``file_mode`` and ``encoding``, and its
+            rotation, ``maxBytes`` and ``backupCount`` or ``when``, ``interval`` and ``utc``.
+        source: Where the values were read from (a file's path, or ``<yaml text>``), for
+            error messages; ``""`` for a mapping.
+    """
 
     workdir: str = "."
     logdir: str | None = None

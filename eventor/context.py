@@ -153,6 +153,11 @@ class StepContext:
         A new sequence starts an independent instance of the flow: this is how a step fans
         out over items or loops. The trigger is recorded before the engine acts on it.
 
+        Args:
+            event: The event: an `Event` of the flow, or its name.
+            sequence: The sequence to fire it in; any value, used as its ``str``. None
+                (the default) is this task's own sequence.
+
         Raises:
             EventorUsageError: the flow has no such event, or no engine is listening.
         """
@@ -265,7 +270,24 @@ def _rebuilt_call(func_or_owner: Any, step: str | None, flow: Any, wants_ctx: bo
 
 @dataclass(frozen=True, slots=True)
 class TaskResult:
-    """One task of a run: its step, sequence, final status, stored result and error."""
+    """
+    One task of a run: its step, sequence, final status, stored result and error.
+
+    Attributes:
+        step: The step's name.
+        sequence: The sequence the task ran in.
+        status: Its status when the run returned: ``success`` or ``failure``, or
+            ``ready`` or ``active`` for a task left for a later run.
+        result_kind: How its result is stored: ``json``, ``pickle``, or ``repr`` (only
+            the value's repr, which cannot be read back); None when it returned nothing.
+        result_text: The stored result, in that form.
+        error: ``"ErrorType: message"`` for a failed task, else None.
+        allow_pickle: Whether `value` may read a pickled result (the flow's
+            ``pickle_results``).
+        skipped: Recovery kept the recovered attempt's outcome instead of running it.
+        tries: Executions started: more than one when the step was retried, 0 when it
+            never started (skipped by recovery, or still waiting).
+    """
 
     step: str
     sequence: str
@@ -290,6 +312,11 @@ class RunResult:
 
     ``result["extract"]`` is the return value of step ``extract`` when it ran in one
     sequence; ``result["extract", "2026-11-01"]`` picks the sequence.
+
+    Attributes:
+        summary: The engine's `RunSummary` of the run: its status, task counts, unhandled
+            failures and pending work.
+        tasks: Every task of the attempt, in the order they were triggered.
     """
 
     def __init__(self, summary: Any, tasks: tuple[TaskResult, ...]) -> None:
@@ -298,10 +325,12 @@ class RunResult:
 
     @property
     def run_id(self) -> str:
+        """The run's id in the store: what `Flow.recover` and ``eventor show`` take."""
         return str(self.summary.run_id)
 
     @property
     def attempt(self) -> int:
+        """The attempt this run made (0 for a run's first) or, for a resume, continued."""
         return int(self.summary.attempt)
 
     @property
@@ -328,7 +357,21 @@ class RunResult:
         return bool(self.summary)
 
     def task(self, step: str, sequence: Any = None) -> TaskResult:
-        """The task of ``step`` (in ``sequence``; optional when it ran in one only)."""
+        """
+        The task of ``step`` (in ``sequence``; optional when it ran in one only).
+
+        Args:
+            step: The step's name.
+            sequence: The sequence it ran in (compared as text); None when the step ran in
+                one sequence only.
+
+        Returns:
+            The task, with its status, result and error.
+
+        Raises:
+            KeyError: the step did not run (in that sequence), or it ran in several
+                sequences and none was given.
+        """
         found = [t for t in self.tasks
                  if t.step == step and (sequence is None or t.sequence == str(sequence))]
         if len(found) == 1:

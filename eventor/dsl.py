@@ -87,6 +87,13 @@ class Event(_Combinable):
     Args:
         entry: start the flow with this event (by default, the entry events are those that
             nothing in the flow triggers).
+
+    Attributes:
+        name: The event's name: the class attribute it was first assigned to (None
+            before).
+        entry: As given.
+        where: Where the event was created (``file.py:12``), for error messages.
+        flow: The name of the first flow compiled with this event, or None.
     """
 
     __slots__ = ("entry", "flow", "name", "where")
@@ -131,7 +138,23 @@ EventRef: TypeAlias = "Event | Expr | str | tuple[Any, ...]"
 
 
 def or_(*operands: Any) -> Any:
-    """Either of ``operands``: ``or_(a, b)`` is ``a | b`` (and works on names in the classic API)."""
+    """
+    Either of ``operands``: ``or_(a, b)`` is ``a | b`` (and works on names in the classic API).
+
+    Args:
+        *operands: The events or expressions, at least one: `Event` attributes of a flow
+            class, or, in the classic API, events that ``add_event`` returned, their
+            names, tuples of them (*and*) and other ``or_(...)`` expressions.
+
+    Returns:
+        An expression that holds in a sequence once any of ``operands`` fired there: a
+        flow expression when an operand is an `Event` or an expression of a flow class,
+        else one for the classic API (``add_event("e", or_("a", "b"))``).
+
+    Raises:
+        TypeError: no operand, or one that is not an event or an expression (classic
+            form only; a flow class reports it when it is created).
+    """
     if any(isinstance(op, _Combinable) for op in operands):
         return Expr("|", tuple(operands), _caller(1))
     return names_or(*operands)

@@ -12,38 +12,71 @@ from enum import StrEnum
 class StepStatus(StrEnum):
     """A task's status; each may trigger events (``triggers={StepStatus.success: (ev,)}``)."""
 
-    ready = "ready"  # triggered, waiting to start
-    active = "active"  # started
-    success = "success"  # returned
-    failure = "failure"  # raised, died, or timed out
-    complete = "complete"  # success or failure: only a trigger key, never a stored status
+    ready = "ready"
+    """Triggered, waiting to start."""
+    active = "active"
+    """Started, and not yet ended."""
+    success = "success"
+    """The step returned."""
+    failure = "failure"
+    """The step raised, or failed in a way Eventor saw (`StepFailure`: it timed out, ...)."""
+    complete = "complete"
+    """
+    Success or failure: only a ``triggers`` or ``recovery`` key (it applies to both),
+    never a stored status.
+    """
 
 
 class StepReplay(StrEnum):
     """What recovery does with a task, by the status it had in the recovered attempt."""
 
     rerun = "rerun"
+    """Run the task again in the new attempt."""
     skip = "skip"
+    """
+    Do not run the task: keep its stored outcome (result or error) from the recovered
+    attempt, and fire again the events that outcome triggered and its ``ctx.trigger``
+    calls. A task of a step on a join event is rerun anyway when a child it joins ran again.
+    """
 
 
 class RunMode(StrEnum):
     """How a run starts: fresh, as a recovery of a failed run, or continuing a stopped one."""
 
     restart = "restart"
+    """A new run, from nothing: its attempt 0."""
     recover = "recover"
+    """
+    A new attempt of a run: each task the recovered attempt had is skipped or rerun by
+    its step's ``recovery`` policy (see `StepReplay`).
+    """
     continue_ = "continue"
+    """
+    The same attempt, picked up where it stopped (paused, or its engine died): its fired
+    events, pending delays and tries are read back from the store.
+    """
 
 
 STEP_READY = StepStatus.ready
+"""Eventor 5.1's name for `StepStatus.ready`."""
 STEP_ACTIVE = StepStatus.active
+"""Eventor 5.1's name for `StepStatus.active`."""
 STEP_SUCCESS = StepStatus.success
+"""Eventor 5.1's name for `StepStatus.success`."""
 STEP_FAILURE = StepStatus.failure
+"""Eventor 5.1's name for `StepStatus.failure`."""
 STEP_COMPLETE = StepStatus.complete
+"""Eventor 5.1's name for `StepStatus.complete`."""
 STEP_RERUN = StepReplay.rerun
+"""Eventor 5.1's name for `StepReplay.rerun`."""
 STEP_SKIP = StepReplay.skip
+"""Eventor 5.1's name for `StepReplay.skip`."""
 RUN_RESTART = RunMode.restart
+"""Eventor 5.1's name for `RunMode.restart`."""
 RUN_RECOVER = RunMode.recover
+"""Eventor 5.1's name for `RunMode.recover`."""
 RUN_CONTINUE = RunMode.continue_
+"""Eventor 5.1's name for `RunMode.continue_`."""
 
 EXECUTORS = ("process", "thread", "invoke", "ssh", "dask")  # the executor registry's names
 

@@ -7,11 +7,15 @@ Every error Eventor raises, in one tree.
     ├── ParameterError (TypeError)            a flow parameter is unknown, missing, or of the wrong type
     ├── ResultNotStoredError (LookupError)    a step's result was not stored in a readable form
     ├── EventorUsageError (RuntimeError)      an API called out of order (add after run, use after close)
+    │   └── RunClaimedError                   another program runs the run to recover or continue, or
+    │                                         began recovering it first
     ├── NotSupportedError (NotImplementedError)  a feature this version does not have yet
     ├── RunNotFoundError (LookupError)        recover/continue named a run or attempt the store lacks
     ├── StepFailure                           why a task failed, when Eventor saw it fail (recorded
     │   │                                     as the task's error_type; retry_on= can name them)
     │   ├── ProcessDied (ChildProcessError)   its worker process exited or was killed before reporting
+    │   ├── HostError (ConnectionError)       its host was unreachable, refused the key or login, or
+    │   │                                     the connection to it dropped
     │   ├── StepTimeout (TimeoutError)        it ran past its timeout and was stopped or abandoned
     │   └── ResourceDeadlock (RuntimeError)   it waits for a pool that nothing left running can release
     └── StoreError                            the run store cannot be used
@@ -33,7 +37,14 @@ from typing import Any
 
 
 class EventorError(Exception):
-    """Base class of every error raised by Eventor."""
+    """
+    Base class of every error raised by Eventor: ``except EventorError`` catches them all.
+
+    Most subclasses also derive from the builtin exception they resemble (a
+    `FlowDefinitionError` is a ``TypeError``, a `RunNotFoundError` a ``LookupError``), so
+    code written against the builtins keeps catching them. The whole tree is drawn at the
+    top of this module.
+    """
 
 
 def did_you_mean(name: Any, candidates: Iterable[str]) -> str:
@@ -66,7 +77,19 @@ class FlowDefinitionError(EventorError, TypeError):
     """
     A flow's graph is invalid.
 
-    Lists every problem found, not only the first, so that one edit fixes them all.
+    Lists every problem found, not only the first, so that one edit fixes them all: the
+    message is a head line (``flow 'etl' has 2 problems:``) and then one line per problem.
+
+    Args:
+        flow: The flow's name.
+        problems: Every problem found.
+
+    Attributes:
+        flow: The name of the flow whose definition is wrong; ``"@step"`` for a wrong
+            ``@step(...)`` call, and ``"(being defined)"`` when the flow has no name yet.
+        problems: The problems, in the order found, as a tuple. Each has a ``subject``
+            (the step, event or association at fault), a ``message``, a ``fix`` and, when
+            known, ``where`` (``file.py:12``).
     """
 
     def __init__(self, flow: str, problems: Sequence[Problem]) -> None:
@@ -78,7 +101,23 @@ class FlowDefinitionError(EventorError, TypeError):
 
 
 class EventorConfigError(EventorError, ValueError):
-    """A configuration value is unknown, of the wrong type, or missing."""
+    """
+    A configuration value is unknown, of the wrong type, or missing.
+
+    The message is ``key: message (in source)``, each part when known.
+
+    Args:
+        message: What is wrong, and how to fix it.
+        key: The config key at fault.
+        source: Where the config came from.
+
+    Attributes:
+        key: The config key at fault, as a dotted path (``EVENTOR.POOLS.db``), or the
+            argument or option that was given the value (``run_mode``, ``schedule``);
+            ``""`` when no one key is at fault.
+        source: Where the config was read from: a file's path, or ``<yaml text>``; ``""``
+            for a mapping or a keyword argument.
+    """
 
     def __init__(self, message: str, *, key: str = "", source: str = "") -> None:
         self.key = key
@@ -88,7 +127,19 @@ class EventorConfigError(EventorError, ValueError):
 
 
 class ParameterError(EventorError, TypeError):
-    """A flow was given a parameter it does not have, lacks one, or got a value of the wrong type."""
+    """
+    A flow was given a parameter it does not have, lacks one, or got a value of the wrong type.
+
+    Args:
+        message: What is wrong, and how to fix it.
+        flow: The flow's name.
+        parameter: The parameter at fault.
+
+    Attributes:
+        flow: The name of the flow.
+        parameter: The parameter at fault: the unknown name that was given, or the
+            parameter that is missing or got the wrong type.
+    """
 
     def __init__(self, message: str, *, flow: str, parameter: str = "") -> None:
         self.flow = flow
@@ -97,7 +148,20 @@ class ParameterError(EventorError, TypeError):
 
 
 class ResultNotStoredError(EventorError, LookupError):
-    """A step returned a value that is not JSON (and the flow does not store pickles)."""
+    """
+    A step's result was not stored in a form that can be read back.
+
+    A step returned a value that is not JSON (and the flow does not store pickles), so only
+    its repr was stored; or its result is a pickle, which only a flow with
+    ``pickle_results=True`` reads (reading a pickle runs code).
+
+    Args:
+        message: What is wrong, and how to fix it.
+        step: The step's name.
+
+    Attributes:
+        step: The name of the step whose result cannot be read.
+    """
 
     def __init__(self, message: str, *, step: str) -> None:
         self.step = step
@@ -112,6 +176,13 @@ class RunClaimedError(EventorUsageError):
     """
     Another program runs the run (or attempt) this one meant to recover or continue, or
     began recovering it first.
+
+    Args:
+        message: Which attempt is taken, by whom, and what to do.
+        run_id: The run's id.
+
+    Attributes:
+        run_id: The id of the run that is taken.
     """
 
     def __init__(self, message: str, *, run_id: str) -> None:
@@ -120,7 +191,18 @@ class RunClaimedError(EventorUsageError):
 
 
 class NotSupportedError(EventorError, NotImplementedError):
-    """A feature that this version of Eventor does not provide yet."""
+    """
+    A feature that this version of Eventor does not provide yet.
+
+    The message is ``{feature} is not supported yet: {detail}``.
+
+    Args:
+        feature: The feature asked for.
+        detail: More about it (what to do instead, say); left out of the message when empty.
+
+    Attributes:
+        feature: The feature asked for.
+    """
 
     def __init__(self, feature: str, detail: str = "") -> None:
         self.feature = feature
@@ -128,7 +210,19 @@ class NotSupportedError(EventorError, NotImplementedError):
 
 
 class RunNotFoundError(EventorError, LookupError):
-    """Recover or continue named a run (or attempt) that the store does not hold."""
+    """
+    Recover or continue named a run (or attempt) that the store does not hold.
+
+    Args:
+        message: What was not found, and what the store holds instead.
+        run_id: The run's id.
+        store: The store's address.
+
+    Attributes:
+        run_id: The run asked for; ``""`` when none was named and the store holds no run
+            of the program to pick.
+        store: The address of the store searched, its password masked.
+    """
 
     def __init__(self, message: str, *, run_id: str, store: str = "") -> None:
         self.run_id = run_id
@@ -165,7 +259,19 @@ class ResourceDeadlock(StepFailure, RuntimeError):
 
 
 class StoreError(EventorError):
-    """The run store cannot be used."""
+    """
+    The run store cannot be used.
+
+    Raised as such for a database error that none of its subclasses describes; the message
+    names the store and what Eventor was doing.
+
+    Args:
+        message: What went wrong, and how to fix it.
+        store: The store's address.
+
+    Attributes:
+        store: The store's address (a SQLAlchemy URL), its password masked.
+    """
 
     def __init__(self, message: str, *, store: str = "") -> None:
         self.store = store  # the store's address, password masked
@@ -177,7 +283,13 @@ class StoreURLError(StoreError, ValueError):
 
 
 class StoreUnavailableError(StoreError, ConnectionError):
-    """The database cannot be reached or opened."""
+    """
+    The database cannot be reached or opened.
+
+    The server is down or refuses the connection, the credentials are wrong, the folder of
+    a sqlite file does not exist, or the database failed an operation (a lock held too
+    long, say) while Eventor used it.
+    """
 
 
 class NotAStoreError(StoreError):
@@ -185,7 +297,24 @@ class NotAStoreError(StoreError):
 
 
 class SchemaVersionError(StoreError):
-    """The store was written with a schema this version of Eventor cannot use."""
+    """
+    The store was written with a schema this version of Eventor cannot use.
+
+    A store written by a newer Eventor, or by an older one with no upgrade in place; it is
+    left untouched.
+
+    Args:
+        message: Which versions, and what to do.
+        store: The store's address.
+        found: The store's schema version.
+        expected: This Eventor's schema version.
+
+    Attributes:
+        found: The schema version the store records (-1 when it records none that can be
+            read).
+        expected: The schema version this Eventor writes.
+        store: The store's address, its password masked (as for every `StoreError`).
+    """
 
     def __init__(self, message: str, *, store: str = "", found: int = 0, expected: int = 0):
         self.found = found

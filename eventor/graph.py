@@ -157,6 +157,17 @@ def join(event: Any, *, over: Any) -> JoinRef:
     ``over`` started there, and the steps that emit ``over`` there have ended.
 
     ``event`` may be an expression (``loaded | load_failed``), to join failures too.
+    Assign it to a Flow class attribute (``all_loaded = join(loaded, over=found)``), which
+    names it, or pass it to the classic ``add_event("all_loaded", join=...)``.
+
+    Args:
+        event: The event (or expression) each child sequence must reach: an event object,
+            or its name.
+        over: The event that starts the children: a step that declares it in ``emits``
+            calls ``ctx.trigger(over, child)`` once per child sequence.
+
+    Returns:
+        A join marker, named by the attribute or ``add_event`` call that takes it.
     """
     frame = sys._getframe(1)
     return JoinRef(event, over, f"{frame.f_code.co_filename}:{frame.f_lineno}")
@@ -309,7 +320,19 @@ class FlowGraph:
     A validated, immutable flow: its events, steps and associations in definition order.
 
     Iterating yields every event and step name in the order they were defined;
-    ``graph[name]`` returns the `EventSpec` or `StepSpec`.
+    ``graph[name]`` returns the `EventSpec` or `StepSpec`, ``name in graph`` tells whether
+    it has an event or step of that name, and ``len(graph)`` counts both.
+    ``to_text``, ``to_mermaid`` and ``to_dot`` draw it.
+
+    Attributes:
+        name: The flow's name.
+        events: Every event by name, in definition order: each with its expression
+            (``expr``) or ``join`` when it has one.
+        steps: Every step by name, in definition order: what it calls, the events its
+            statuses trigger, its recovery policy and its options.
+        assocs: The associations: when an event fires in a sequence, its target (an event
+            or a step) is triggered there, after the association's ``delay`` seconds.
+        order: The names of every event and step, in definition order.
     """
 
     name: str

@@ -28,6 +28,21 @@ class ResourcePool:
     The Eventor 5.1 shape works too:
     ``ResourcePool("RP1", resource_cls=R, policy={"resource_limit": 2}).load()``.
 
+    A step takes units with ``acquires=[(pool, n)]``. The limit holds across every program
+    that shares the run store, since each grant is a lease recorded there.
+
+    Args:
+        name: The pool's name: the key of its leases in the store.
+        limit: How many units the pool has, at most held at once.
+        resource_cls: Eventor 5.1's class of the pool's resources; kept, and not used.
+        policy: Eventor 5.1's policy: its ``resource_limit`` is the limit when ``limit``
+            is not given. Its other keys are ignored.
+
+    Attributes:
+        name: The pool's name.
+        limit: How many units the pool has.
+        resource_cls: As given.
+
     Raises:
         EventorConfigError: a name that is not a non-empty string, or a limit that is not a
             positive int.

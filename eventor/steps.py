@@ -93,16 +93,69 @@ def step(func: Any = None, /, **options: Any) -> Any:
     Mark a function as a step: ``@step(on=start, success=extracted)``.
 
     Records the options on the function and returns the function unchanged; a `Flow` class
-    (or the classic ``add_step``) reads them. ``on`` is the event (or expression) that runs
-    the step; ``success``, ``failure``, ``complete``, ``ready`` and ``active`` are the events
-    (one, or a tuple) the step's task fires on reaching that status; ``emits`` the events it
-    may fire itself with ``ctx.trigger`` (so they are not entry events, and the graph shows
-    the edge); ``delay`` waits that many seconds after ``on`` fires. The other keywords are
-    step options (see `StepOptions`): ``executor``, ``max_concurrent``,
-    ``stop_on_exception``, ``retries`` (with ``retry_delay``, ``backoff``,
-    ``max_retry_delay`` and ``retry_on``), ``timeout`` and ``timeout_grace``, and
-    ``worker_resources`` (what a Dask worker must have to run it, for the ``dask``
-    executor). Mistakes are reported when the flow class is created.
+    (or the classic ``add_step``) reads them. Works bare (``@step``) or called with keywords.
+    Events are `Event` attributes of the flow class, or their names (the only way for a
+    module-level function). Retry and timeout options left out take the config's keys of the
+    same names as defaults. An unknown keyword raises at once; every other mistake is
+    reported when the flow class is created (or by ``add_step``).
+
+    Args:
+        func: The function, when ``@step`` is used bare.
+
+    Keyword Args:
+        on (Event | Expr | str): The event or expression that runs the step.
+        success (Event | str | tuple): The event, or a tuple of events, that a task fires
+            in its sequence when the step returns.
+        failure (Event | str | tuple): The events a task fires when the step fails; a
+            failure with a ``failure`` or ``complete`` event is handled.
+        complete (Event | str | tuple): The events a task fires when the step ends either
+            way.
+        ready (Event | str | tuple): The events a task fires when it is triggered.
+        active (Event | str | tuple): The events a task fires when it starts.
+        emits (Event | str | tuple): The events the step may fire itself with
+            ``ctx.trigger``: they are then not entry events, and the graph draws the edge.
+        delay (float): Seconds to wait after ``on`` fires before the task is triggered.
+        acquires (list | None): The pool units a task must hold to start,
+            ``[(pool, n), ...]``; a pool is a `ResourcePool`, or the name of one in the
+            config's ``POOLS``.
+        releases (list | None): None (the default) gives back what the task acquired when
+            it ends; ``[]`` keeps it; ``[pool, ...]`` gives back those pools' units held in
+            the task's sequence.
+        recovery (dict | None): What a recovery does with the step's task, by the status it
+            had in the recovered attempt: ``{status: "skip" or "rerun"}`` (`StepReplay`).
+            Default: a success is skipped, anything else rerun.
+        host (str | None): Run the step on this host, over SSH (the config's ``HOSTS`` or
+            ``~/.ssh/config``).
+        name (str | None): The step's name (default: the attribute or function name).
+        config (dict | None): The step options under the classic API's config keys
+            (``{"task_construct": "thread"}``); the option keywords (``executor``, ...)
+            win over it.
+        executor (str | None): ``"process"``, ``"thread"``, ``"invoke"``, ``"ssh"`` or
+            ``"dask"`` (default: the flow's, else the config's ``task_construct``).
+        max_concurrent (int | None): The step's tasks running at once, across sequences
+            (-1: no limit).
+        stop_on_exception (bool | None): Whether an unhandled failure of this step stops
+            the run from starting new tasks (default: the flow's, else the config's).
+        retries (int | None): Tries after the first, for a task that fails.
+        retry_delay (float | None): Seconds before the first retry.
+        backoff (float | None): The factor by which each retry's wait grows (>= 1).
+        max_retry_delay (float | None): The cap on a retry's wait, in seconds; ``None``
+            given explicitly means no cap.
+        retry_on (type | tuple | None): The exception class (or a tuple of them) to retry,
+            subclasses included; other failures are not retried (default: any failure).
+        timeout (float | None): Seconds a try may run; ``None`` given explicitly means no
+            limit, whatever the config's default.
+        timeout_grace (float | None): Seconds between stopping a timed-out process
+            (SIGTERM) and killing it (SIGKILL).
+        worker_resources (dict | None): What a Dask worker must have to run it, for the
+            ``dask`` executor (``{"GPU": 1}``).
+
+    Returns:
+        The function itself, marked; or, called without a function, a decorator that
+        marks and returns it.
+
+    Raises:
+        FlowDefinitionError: an unknown keyword, or ``@step`` on something not callable.
     """
     where = _caller()
     unknown = sorted(set(options) - _WIRING - _OPTIONS)
