@@ -6,6 +6,7 @@ front end and runs it on the same engine.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -69,8 +70,10 @@ class Eventor:
 
     Args:
         name: the flow's name (default: the program's file name).
-        store: ``""`` for ``{workdir}/{program}.run.db``, ``":memory:"``, a file path, a
-            SQLAlchemy URL, a tag under the config's ``DATABASES``, or a `Store`.
+        store: ``""`` for the default (the ``DATABASES`` tag that
+            ``$EVENTOR_DB_CONFIG_TAG`` names, else ``{workdir}/{program}.run.db``),
+            ``":memory:"``, a file path, a SQLAlchemy URL, a tag under the config's
+            ``DATABASES``, or a `Store`.
         run_mode: RUN_RESTART for a new run; RUN_RECOVER for a new attempt of a run that
             skips what succeeded; RUN_CONTINUE to pick up a paused or crashed attempt.
         recovery_run: the attempt to recover from (with RUN_RECOVER; default the latest).
@@ -90,6 +93,24 @@ class Eventor:
         RunNotFoundError: RUN_RECOVER or RUN_CONTINUE found no such run in the store.
         EventorUsageError: without ``run_id``, a ``shared_db`` store holds several runs of
             the program.
+
+    Attributes:
+        name: The flow's name.
+        run_id: The run's id in the store (the interrupted run taken up, with
+            ``resume_interrupted``, once the run started).
+        run_mode: The run mode asked for, as a `RunMode` (``recover`` once
+            ``resume_interrupted`` took up a run).
+        recovery_run: As given.
+        resume_interrupted: As given; may be set until the run starts.
+        expect_attempt: With RUN_RECOVER, recover only while this attempt is still the
+            run's latest (else `RunClaimedError`), so that two programs taking up one
+            interrupted run do not both recover it; None (the default) checks nothing.
+        program: The program's name, recorded with the run (``$EVENTOR_PROGRAM``, else
+            the script's file name).
+        config: The loaded `Config`.
+        store: The run store.
+        progress: As given; may be set until the run starts.
+        summary: The `RunSummary` of the latest `run`, or None before the first.
     """
 
     def __init__(
@@ -117,6 +138,8 @@ class Eventor:
                 "resume_interrupted=True chooses the run itself: give it without run_mode= "
                 f"({self.run_mode.name}) and run_id=, or recover a run with RUN_RECOVER")
         self.resume_interrupted = resume_interrupted  # may be set until the run starts
+        # recover only while this attempt is the run's latest (RunClaimedError otherwise)
+        self.expect_attempt: int | None = None
         self.recovery_run = recovery_run
         self.name = name or default_program()
         self._session = session = Session(self.name, store, config, config_tag=config_tag)
@@ -161,8 +184,22 @@ class Eventor:
         ``join=(loaded, found)`` fires once ``loaded`` fired in every sequence that the
         step emitting ``found`` started with ``ctx.trigger``.
 
+        Args:
+            name: The event's name, unique among the flow's events and steps.
+            expr: For an expression event: what must have fired in a sequence for it to
+                fire there. Events (what ``add_event`` returned, or names), a tuple or
+                list of them (*and*), ``or_(...)`` (*or*), nested.
+            join: For a join event: ``evr.join(joined, over=event)`` or a
+                ``(joined, over)`` pair; ``joined`` may be an expression.
+
         Returns:
             The event, to pass to ``add_assoc``, ``triggers`` and ``trigger_event``.
+
+        Raises:
+            FlowDefinitionError: the name is taken or empty, or ``expr`` or ``join`` is
+                not made of events.
+            EventorUsageError: ``join`` has the wrong shape, or the run started (or the
+                Eventor is closed).
         """
         self._check_open("add an event")
         before = len(self._builder.problems)
@@ -205,6 +242,42 @@ class Eventor:
         A function decorated with `@step` may be given alone (``add_step(extract)``): its
         name, its wiring (``on=`` becomes an association) and its options come from the
         decorator, and it gets a `StepContext` when it takes one. Arguments given here win.
+        (With ``args`` or ``kwargs``, the decorator is not read.)
+
+        Args:
+            name: The step's name, unique among the flow's events and steps; or a function
+                marked with `@step`, named after it.
+            func: What a task calls.
+            args: Positional arguments for ``func``.
+            kwargs: Keyword arguments for ``func``.
+            triggers: What the step's tasks fire: a status (``STEP_SUCCESS``,
+                ``STEP_FAILURE``, ``STEP_COMPLETE``, ``STEP_READY``, ``STEP_ACTIVE``) to an
+                event or a tuple of events, fired in the task's sequence.
+            acquires: The pool units a task must hold to start, ``[(pool, n), ...]``; a
+                pool is a `ResourcePool`, or the name of one in the config's ``POOLS``.
+            releases: None (the default) gives back what the task acquired when it ends;
+                ``[]`` keeps it; ``[pool, ...]`` gives back those pools' units held in the
+                task's sequence.
+            recovery: What a recovery does with a task of the step, by the status it had
+                in the recovered attempt: ``{STEP_FAILURE: STEP_SKIP}``. Default: a
+                success is skipped, anything else rerun.
+            config: Step options under their config keys: ``task_construct``,
+                ``max_concurrent``, ``stop_on_exception``, ``retries``, ``retry_delay``,
+                ``backoff``, ``max_retry_delay``, ``retry_on``, ``timeout``,
+                ``timeout_grace``, ``worker_resources``.
+            host: Run the step on this host, over SSH (the config's ``HOSTS`` or
+                ``~/.ssh/config``).
+            emits: The events the step may fire itself with ``ctx.trigger``: one, or
+                several.
+
+        Returns:
+            The step, to pass to ``add_assoc``.
+
+        Raises:
+            FlowDefinitionError: the name is taken or empty, or the decorator's wiring
+                is wrong.
+            EventorUsageError: an ``emits`` item is not an event, the run started, or the
+                Eventor is closed.
         """
         self._check_open("add a step")
         if callable(name):
@@ -244,7 +317,18 @@ class Eventor:
         return spec
 
     def add_assoc(self, event: Any, *assocs: Any, delay: float = 0) -> None:
-        """When ``event`` fires in a sequence, trigger each of ``assocs`` (events or steps) there."""
+        """
+        When ``event`` fires in a sequence, trigger each of ``assocs`` (events or steps) there.
+
+        Args:
+            event: The event (what ``add_event`` returned, or its name).
+            *assocs: The events and steps to trigger, at least one.
+            delay: Seconds to wait after ``event`` fires; the due time is recorded in the
+                store, so a delay survives a crash.
+
+        Raises:
+            EventorUsageError: no ``assocs``, or the run started (or the Eventor is closed).
+        """
         self._check_open("add an association")
         if not assocs:
             raise EventorUsageError("add_assoc needs at least one event or step to associate")
@@ -254,7 +338,21 @@ class Eventor:
             self._builder.add_assoc(source, _name_of(target, "an event or a step"), delay, where)
 
     def trigger_event(self, event: Any, sequence: Any = None) -> None:
-        """Fire ``event`` in ``sequence`` (any str or int; default ``0``) when the run proceeds."""
+        """
+        Fire ``event`` in ``sequence`` (any str or int; default ``0``) when the run proceeds.
+
+        Before the first `run` the trigger is kept until the run starts; after, it goes to
+        the running flow at once.
+
+        Args:
+            event: The event (what ``add_event`` returned, or its name).
+            sequence: The sequence to fire it in, used as its ``str``; a new sequence
+                starts an independent instance of the flow.
+
+        Raises:
+            EventorUsageError: no such event was added (or, once the run started, it is a
+                join event, which fires by itself), or the Eventor is closed.
+        """
         name = _name_of(event, "an event")
         if self._closed:
             raise EventorUsageError("cannot trigger an event: this Eventor is closed")
@@ -298,6 +396,8 @@ class Eventor:
                 graph, clock=self._clock, progress=self.progress,
                 attempt=self.recovery_run if self.run_mode is RunMode.recover else None,
                 info={"params": self._params} if self._params else None)
+            if engine.expect_latest is None:
+                engine.expect_latest = self.expect_attempt
             for name, sequence in self._early_triggers:
                 engine.trigger(name, sequence)
             self._early_triggers.clear()
@@ -309,7 +409,8 @@ class Eventor:
             return self._session.start(graph, clock=self._clock, progress=self.progress,
                                        info={"params": self._params} if self._params else None)
 
-        row = self._session.resume_interrupted(self.name, None, start)
+        params = json.loads(json.dumps(self._params, default=str))  # as the store has them
+        row = self._session.resume_interrupted(self.name, params, start)
         if row is not None:
             self.run_id, self.run_mode = row["run_id"], RunMode.recover
 

@@ -554,11 +554,13 @@ def _recover_interrupted(target: Any, values: dict[str, Any], *, store: str | No
         try:
             if _is_flow(target):
                 with _Progress() as progress:
-                    result = target.recover(run_id, progress=progress, **options, **values)
+                    result = target.recover(run_id, progress=progress,
+                                            expect_attempt=row["attempt"], **options, **values)
                 status = result.status
             else:
                 with _build_again(target, values, run_mode=RunMode.recover, run_id=run_id,
                                   store=options.get("store")) as ev:
+                    ev.expect_attempt = row["attempt"]
                     ev.run()
                     assert ev.summary is not None
                     status = ev.summary.status
@@ -915,18 +917,28 @@ TzOpt = Annotated[str | None, typer.Option(
     "--tz", metavar="ZONE", help="The time zone of the slots (default: this machine's).")]
 RunsOpt = Annotated[int | None, typer.Option(
     "--runs", metavar="N", help="Stop after N slot runs (default: run until stopped).")]
+ScheduleNameOpt = Annotated[str | None, typer.Option(
+    "--name", metavar="NAME",
+    help="The schedule's name in the store (default: program:flow and its parameters).")]
 
 
 def _schedule_target(target: Any, values: dict[str, Any], *, cron: str | None, every: str | None,
                      param: str | None, fmt: str | None, catchup: bool, tz: str | None,
-                     runs: int | None, store: str | None, config: Path | None) -> None:
+                     runs: int | None, name: str | None, store: str | None,
+                     config: Path | None) -> None:
     if not _is_flow(target):
         raise CliError("eventor schedule runs Flow classes; run a classic program from cron "
                        "or a systemd timer with eventor run --resume-interrupted")
     if cron and every:
         raise CliError("give --cron or --every, not both")
-    results = target.schedule(cron or every, param=param, format=fmt, catchup=catchup or None,
-                              tz=tz, runs=runs, **_options(store, config), **values)
+    try:
+        results = target.schedule(cron or every, param=param, format=fmt, catchup=catchup or None,
+                                  tz=tz, runs=runs, name=name, **_options(store, config), **values)
+    except KeyboardInterrupt:
+        _con.err.print("stopped by Ctrl-C while a slot ran: its run is interrupted, and a "
+                       "scheduler started again recovers it (SIGTERM lets the slot finish)",
+                       markup=False)
+        raise typer.Exit(130) from None
     failed = [r for r in results if not r]
     _con.out.print(f"{len(results)} runs, {len(failed)} failed"
                    + "".join(f"\n  {r.run_id}: {r.status}" for r in failed), markup=False)
@@ -937,7 +949,7 @@ def _schedule_target(target: Any, values: dict[str, Any], *, cron: str | None, e
 def cmd_schedule(flow: FlowArg, cron: CronOpt = None, every: EveryOpt = None,
                  slot_param: SlotParamOpt = None, slot_format: SlotFormatOpt = None,
                  catchup: CatchupOpt = False, tz: TzOpt = None, runs: RunsOpt = None,
-                 param: Params = [],  # noqa: B006
+                 name: ScheduleNameOpt = None, param: Params = [],  # noqa: B006
                  store: StoreOpt = None, config: ConfigOpt = None,
                  quiet: QuietOpt = False, verbose: VerboseOpt = False, log_level: LevelOpt = None,
                  ) -> None:
@@ -950,7 +962,7 @@ def cmd_schedule(flow: FlowArg, cron: CronOpt = None, every: EveryOpt = None,
         target = load_target(flow)
         values = _parse_params(param, _params_of(target), _name_of(target))
         _schedule_target(target, values, cron=cron, every=every, param=slot_param, fmt=slot_format,
-                         catchup=catchup, tz=tz, runs=runs, store=store, config=config)
+                         catchup=catchup, tz=tz, runs=runs, name=name, store=store, config=config)
 
 
 @app.command("graph")
@@ -1028,14 +1040,15 @@ def flow_app(flow: FlowMeta) -> typer.Typer:
 
     def schedule(cron: CronOpt = None, every: EveryOpt = None, slot_param: SlotParamOpt = None,
                  slot_format: SlotFormatOpt = None, catchup: CatchupOpt = False, tz: TzOpt = None,
-                 runs: RunsOpt = None, param: Params = [],  # noqa: B006
+                 runs: RunsOpt = None, name: ScheduleNameOpt = None,
+                 param: Params = [],  # noqa: B006
                  store: StoreOpt = None, config: ConfigOpt = None) -> None:
         """Run the flow once per slot of a schedule (its own, or --cron/--every), until stopped."""
         with _errors():
             values = _parse_params(param, params, flow.__name__)
             _schedule_target(flow, values, cron=cron, every=every, param=slot_param,
-                             fmt=slot_format, catchup=catchup, tz=tz, runs=runs, store=store,
-                             config=config)
+                             fmt=slot_format, catchup=catchup, tz=tz, runs=runs, name=name,
+                             store=store, config=config)
 
     new.command("recover")(recover)
     new.command("continue")(resume)

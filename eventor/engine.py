@@ -34,6 +34,7 @@ from eventor.exceptions import (
     EventorConfigError,
     EventorUsageError,
     ResourceDeadlock,
+    RunClaimedError,
     StepTimeout,
     did_you_mean,
 )
@@ -267,6 +268,7 @@ class Engine:
         self._attempt_no = -1  # the attempt, once opened
         self.info = {"flow": graph.name, **(info or {})}
         self._from_attempt = attempt
+        self.expect_latest: int | None = None  # recover only while this is the latest attempt
         self._progress = progress
         self._done = self._failed = 0
         self._recovered: Recovered | None = None  # what the recovered attempt had
@@ -451,8 +453,14 @@ class Engine:
                                                host=self.host, pid=os.getpid(), info=self.info)
         elif self.mode is RunMode.recover:
             # The latest attempt is claimed (none may be running it), whichever one is recovered
-            latest = claim_attempt(store, run_id, pick_attempt(store, run_id, None), now=now,
-                                   log=self.log, grace=self.options.heartbeat_grace)
+            latest = pick_attempt(store, run_id, None)
+            if self.expect_latest is not None and latest["attempt"] != self.expect_latest:
+                raise RunClaimedError(
+                    f"run {run_id!r} attempt {self.expect_latest} was taken up by another program "
+                    f"first (its latest attempt is now {latest['attempt']}, {latest['status']})",
+                    run_id=run_id)
+            latest = claim_attempt(store, run_id, latest, now=now, log=self.log,
+                                   grace=self.options.heartbeat_grace)
             prior = (latest if self._from_attempt in (None, latest["attempt"])
                      else pick_attempt(store, run_id, self._from_attempt))
             self.attempt = store.begin_attempt(run_id, self.program, self.mode.value, now=now,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import signal
 import sys
@@ -79,17 +80,35 @@ class Flow(metaclass=FlowMeta):
     Args:
         run_id: the run's id in the store (generated when omitted).
         clock: a time source (tests pass a `MockClock`).
-        **values: parameters by name, and flow options (``store``, ``config``,
-            ``max_concurrent``, ``executor``, ``stop_on_exception``, ``pickle_results``)
-            that override the class's.
+        progress: called after every scheduling round with the counts of tasks ``done``,
+            ``failed``, ``running`` and ``waiting`` (ready, retrying, or behind a delay).
+        **values: parameters by name, and flow options that override the class's:
+            ``store``, ``config``, ``max_concurrent``, ``executor``,
+            ``stop_on_exception``, ``pickle_results`` and ``strict_triggers``.
+            ``schedule`` is accepted too, but only the class's is used (by `schedule`).
 
     Raises:
         ParameterError: an unknown or missing parameter, or a value of the wrong type.
+        EventorConfigError: a flow option with a wrong value.
+
+    Attributes:
+        run_id: The id of the run this object records (the one taken up, after a
+            ``run(resume_interrupted=True)`` found one).
+        param_values: Every parameter's value, given or default, by name (read-only);
+            each is also an attribute of the object (``self.day``).
+        options: The flow options this object runs with: the class's, with those given
+            here.
     """
 
-    graph: _Compiled[FlowGraph] = _Compiled("graph")  # the compiled graph
-    parameters: _Compiled[Mapping[str, Param]] = _Compiled("params")  # parameters, by name
-    entry_events: _Compiled[tuple[str, ...]] = _Compiled("entries")  # what a run starts with
+    graph: _Compiled[FlowGraph] = _Compiled("graph")
+    """The flow's compiled, validated graph (read from the class or an object)."""
+    parameters: _Compiled[Mapping[str, Param]] = _Compiled("params")
+    """The flow's parameters, by name: each with its type, default, and whether it is required."""
+    entry_events: _Compiled[tuple[str, ...]] = _Compiled("entries")
+    """
+    The events `run` fires to start the flow (in its ``sequence``) when nothing was triggered
+    before: those marked ``Event(entry=True)``, else every plain event that no step fires.
+    """
 
     def __init__(self, *, run_id: str | None = None, clock: Clock | None = None,
                  progress: Callable[[Mapping[str, int]], None] | None = None, **values: Any):
@@ -102,6 +121,11 @@ class Flow(metaclass=FlowMeta):
         for key, value in values.items():
             if key in params:
                 given[key] = checked(flow_name, params[key], value)
+            elif key == "schedule":
+                raise EventorConfigError(
+                    f"flow {flow_name!r}: schedule= is a class option (class "
+                    f"{cls.__name__}(Flow, schedule=...)); to run on another schedule, give it "
+                    f"to {cls.__name__}.schedule(...)", key=key)
             elif key in FLOW_OPTIONS and key != "name":
                 for message, fix in check_flow_options({key: value}):
                     raise EventorConfigError(f"flow {flow_name!r}: {message} {fix}".rstrip(),
@@ -128,6 +152,7 @@ class Flow(metaclass=FlowMeta):
         for key, value in given.items():
             setattr(self, key, value)
         self.run_id = run_id or new_run_id()
+        self._given_run_id = run_id is not None
         self._clock = clock
         self._progress = progress
         self._engine: Engine | None = None
@@ -151,8 +176,18 @@ class Flow(metaclass=FlowMeta):
         """
         Fire ``event`` in ``sequence`` (default ``0``) when the flow next runs.
 
+        A trigger before the first `run` replaces the entry events: unless given a
+        ``sequence``, that run fires only what was triggered. The first call opens the run
+        store.
+
+        Args:
+            event: An event of the flow: an `Event` attribute, a named expression, or its
+                name.
+            sequence: The sequence to fire it in; any value, used as its ``str``.
+
         Raises:
-            EventorUsageError: the flow has no such event.
+            EventorUsageError: the flow has no such event, or it is a join event (which
+                fires by itself), or the flow is closed.
         """
         engine = self._ensure_engine()
         engine.trigger(self._event_name(event), sequence)
@@ -178,6 +213,10 @@ class Flow(metaclass=FlowMeta):
         Returns:
             The `RunResult`: truthy when no failure went unhandled.
         """
+        if resume_interrupted and self._given_run_id:
+            raise EventorUsageError(
+                f"{self!r} was given run_id=, and resume_interrupted=True picks the run itself; "
+                f"drop one, or recover that run with {type(self).__name__}.recover(run_id)")
         if resume_interrupted and self._engine is None and not (self._started or self._triggered):
             self._resume_interrupted()
         engine = self._ensure_engine()
@@ -222,7 +261,7 @@ class Flow(metaclass=FlowMeta):
     def recover(cls, run_id: str = "", *, recovery_run: int | None = None,
                 clock: Clock | None = None, max_loops: int = -1,
                 progress: Callable[[Mapping[str, int]], None] | None = None,
-                **values: Any) -> RunResult:
+                expect_attempt: int | None = None, **values: Any) -> RunResult:
         """
         Recover a run: a new attempt that skips what succeeded and reruns the rest.
 
@@ -231,20 +270,37 @@ class Flow(metaclass=FlowMeta):
         sequences, and each task the recovered attempt had is skipped or rerun by its step's
         ``recovery`` policy (see `recovery_plan`).
 
+        A ``run_id`` the store never recorded (its first engine died before writing
+        anything) is run from the start, as its first attempt.
+
         Args:
             run_id: the run; when empty, the latest run of this program in the store.
             recovery_run: the attempt to recover from (default: the latest).
+            clock: a time source (tests pass a `MockClock`).
+            max_loops: return after this many scheduling rounds (-1: none).
+            progress: called after every scheduling round with task counts (see `Flow`).
+            expect_attempt: recover only while this attempt is still the run's latest, else
+                raise `RunClaimedError`: how a program that takes up an interrupted run it
+                found makes sure that no other program took it up (or finished it) first.
             **values: parameter overrides and flow options (``store``, ``config``, ...).
+
+        Returns:
+            The `RunResult` of the new attempt: truthy when no failure went unhandled.
 
         Raises:
             RunNotFoundError: the store has no such run (or attempt).
+            RunClaimedError: another program runs the run, or began recovering it first.
+            EventorUsageError: without ``run_id``, a ``shared_db`` store holds several runs
+                of the program.
         """
         flow = cls._reopen(run_id, RunMode.recover, recovery_run, clock, values)
         flow._progress = progress
         with flow:
             if flow._mode is RunMode.restart:  # never recorded: its first attempt, from the start
                 return flow.run(max_loops=max_loops)
-            store = flow._ensure_engine().store
+            engine = flow._ensure_engine()
+            engine.expect_latest = expect_attempt
+            store = engine.store
             attempt = pick_attempt(store, flow.run_id, recovery_run)["attempt"]
             for event, sequence in user_triggers(store, flow.run_id, attempt):
                 flow.trigger(event, sequence)
@@ -260,8 +316,23 @@ class Flow(metaclass=FlowMeta):
         Fired triggers are not fired again, matured delays fire, pending ones keep their due
         time, and tasks left ready (or active by an engine that died) start.
 
+        Args:
+            run_id: the run; when empty, the latest run of this program in the store. Its
+                latest attempt is continued.
+            clock: a time source (tests pass a `MockClock`).
+            max_loops: return after this many scheduling rounds (-1: none).
+            progress: called after every scheduling round with task counts (see `Flow`).
+            **values: parameter overrides and flow options (``store``, ``config``, ...);
+                the run's recorded parameters are used for the rest.
+
+        Returns:
+            The `RunResult` of the continued attempt: truthy when no failure went unhandled.
+
         Raises:
             RunNotFoundError: the store has no such run.
+            RunClaimedError: a live engine still runs that attempt.
+            EventorUsageError: without ``run_id``, a ``shared_db`` store holds several runs
+                of the program.
         """
         flow = cls._reopen(run_id, RunMode.continue_, None, clock, values)
         flow._progress = progress
@@ -283,7 +354,9 @@ class Flow(metaclass=FlowMeta):
         On start, runs this schedule left interrupted (its scheduler was killed mid-run) are
         recovered, and the slots missed since the store's latest claimed one are run (all of
         them with ``catchup``, else the latest); then each slot runs when it comes.
-        Ctrl-C or SIGTERM ends it once the slot running then has finished.
+        SIGTERM ends it once the slot running then has finished; Ctrl-C ends it at once, and
+        a slot's run it interrupts is recovered by the next scheduler to start (the
+        `KeyboardInterrupt` is raised again).
 
         Args:
             when: a cron expression (``"0 2 * * *"``), an interval (``"15m"``, a timedelta,
@@ -295,8 +368,9 @@ class Flow(metaclass=FlowMeta):
             format: a strftime format for a ``str`` ``param``.
             runs: stop after this many slot runs (default: never).
             until: stop before the first slot after this time.
-            name: the schedule's name in the store (default ``{program}:{flow}``); give
-                schedules of one flow with different parameters names of their own.
+            name: the schedule's name in the store (default ``{program}:{flow}`` and the
+                parameters in ``values``, so that schedules of one flow with other
+                parameters each run every slot).
             clock: a time source (tests pass a `MockClock`).
             **values: the flow's parameters and options (``store``, ``config``, ...) for
                 every run.
@@ -309,7 +383,11 @@ class Flow(metaclass=FlowMeta):
             ParameterError: ``param`` is not a parameter of the flow, or ``values`` are wrong.
         """
         compiled = cls._compiled()
-        base = when if when is not None else compiled.options.get("schedule")
+        declared = compiled.options.get("schedule")
+        if when is None or isinstance(when, Schedule) or declared is None:
+            base = when if when is not None else declared
+        else:  # a new time for the class's schedule: its param, zone and format still hold
+            base = declared.replace(when=when)
         if base is None:
             raise EventorConfigError(
                 f"flow {compiled.graph.name!r} has no schedule: pass one "
@@ -332,29 +410,37 @@ class Flow(metaclass=FlowMeta):
         results: list[RunResult] = []
         options = {k: v for k, v in values.items() if k in FLOW_OPTIONS}
         with cls._session(options) as session:
-            key = name or f"{session.program}:{compiled.graph.name}"
+            key = name or _schedule_key(session.program, compiled.graph.name,
+                                        {k: v for k, v in values.items() if k in cls.parameters})
+            running: list[str] = []  # the run id of the slot running now
 
             def run_slot(slot: float, run_id: str) -> None:
                 slot_values = dict(values)
                 if schedule.param is not None:
                     slot_values[schedule.param] = schedule.value(
                         slot, cls.parameters[schedule.param].type)
+                running.append(run_id)
                 with cls(run_id=run_id, clock=clock, **slot_values) as flow:
                     result = flow.run()
+                running.clear()
                 session.log.info("slot_finished", schedule=key, run_id=run_id, status=result.status)
                 results.append(result)
 
-            cls._pick_up_slots(session, key, run_slot, clock, results, options)
+            def tend() -> None:  # a scheduler that died mid-slot, here or on another host
+                cls._pick_up_slots(session, key, run_slot, clock, results, options)
 
             scheduler = Scheduler(schedule, key, session.store, run_slot, new_run_id, clock=clock,
                                   log=session.log, runs=runs,
                                   until=until.timestamp() if until is not None else None,
-                                  recheck=None if clock is not None else 60.0)
+                                  recheck=None if clock is not None else 60.0, tend=tend)
             with _stopped_by_sigterm(scheduler):
                 try:
                     scheduler.run()
                 except KeyboardInterrupt:
-                    session.log.info("schedule_stopped", schedule=key, why="interrupted")
+                    if running:  # its run is interrupted: a scheduler started again recovers it
+                        session.log.warning("schedule_interrupted", schedule=key, run_id=running[0])
+                        raise
+                    session.log.info("schedule_stopped", schedule=key, why="Ctrl-C")
         return results
 
     @classmethod
@@ -366,7 +452,7 @@ class Flow(metaclass=FlowMeta):
         the run of a slot it claimed but died before starting.
         """
         store, grace = session.store, session.config.heartbeat_grace
-        claimed = store.slots(key)
+        claimed = store.slots(key, last=PICK_UP_SLOTS)
         if not claimed:
             return
         ids = {row["run_id"] for row in claimed}
@@ -375,14 +461,14 @@ class Flow(metaclass=FlowMeta):
                 continue
             session.log.warning("slot_run_interrupted", schedule=key, run_id=row["run_id"])
             try:
-                results.append(cls.recover(row["run_id"], clock=clock, **options))
+                results.append(cls.recover(row["run_id"], clock=clock,
+                                           expect_attempt=row["attempt"], **options))
             except RunClaimedError as exc:
                 session.log.info("run_taken", run_id=row["run_id"], why=str(exc))
-        recorded = {row["run_id"] for row in store.runs()}
         for row in claimed:
             claim = {"ended_at": None, "heartbeat_at": row["claimed_at"], "host": row["host"],
                      "pid": row["pid"]}
-            if row["run_id"] in recorded or owner_alive(claim, grace=grace):
+            if owner_alive(claim, grace=grace) or store.run(row["run_id"]) is not None:
                 continue
             session.log.warning("slot_never_started", schedule=key, run_id=row["run_id"])
             try:
@@ -407,7 +493,21 @@ class Flow(metaclass=FlowMeta):
     @classmethod
     def recovery_plan(cls, run_id: str = "", *, recovery_run: int | None = None,
                       **options: Any) -> RecoveryPlan:
-        """What `recover` would skip and rerun, and why; nothing is run."""
+        """
+        What `recover` would skip and rerun, and why; nothing is run.
+
+        Args:
+            run_id: the run; when empty, the latest run of this program in the store.
+            recovery_run: the attempt a recovery would start from (default: the latest).
+            **options: flow options that say where the store is (``store``, ``config``);
+                the class's are used for the rest.
+
+        Returns:
+            The plan: per task of that attempt, skip or rerun and the rule that says so.
+
+        Raises:
+            RunNotFoundError: the store has no such run (or attempt).
+        """
         with cls._session(options) as session:
             chosen = session.choose_run(run_id, RunMode.recover)
             return plan_recovery(session.store, cls.graph, chosen, recovery_run)
@@ -517,6 +617,22 @@ class Flow(metaclass=FlowMeta):
         return RunResult(summary, tasks)
 
 
+PICK_UP_SLOTS = 20  # how many of a schedule's latest slots a scheduler looks after
+
+
+def _schedule_key(program: str, flow: str, params: Mapping[str, Any]) -> str:
+    """
+    A schedule's name in the store: ``program:flow``, and the parameters it runs with, so
+    that schedules of one flow with other parameters claim slots of their own.
+    """
+    if not params:
+        return f"{program}:{flow}"
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(json.loads(json.dumps(params, default=str)).items()))
+    if len(shown) > 160:
+        shown = hashlib.sha1(shown.encode()).hexdigest()[:16]
+    return f"{program}:{flow}({shown})"
+
+
 @contextlib.contextmanager
 def _stopped_by_sigterm(scheduler: Scheduler) -> Iterator[None]:
     """While a scheduler runs in the main thread, SIGTERM (systemd's stop) ends it gently."""
@@ -555,6 +671,7 @@ def flow(
     stop_on_exception: bool | None = None,
     pickle_results: bool | None = None,
     strict_triggers: bool | None = None,
+    schedule: str | float | datetime.timedelta | Schedule | None = None,
 ) -> Callable[[type], Any]: ...
 
 
@@ -563,6 +680,39 @@ def flow(cls: type | None = None, /, **options: Any) -> Any:
     Make a plain class a flow: ``@flow`` or ``@flow(store="sqlite:///etl.db", max_concurrent=4)``.
 
     Returns a `Flow` subclass of the class, so ``super()`` and ``isinstance`` keep working.
+    The options are those a `Flow` subclass takes as class keywords
+    (``class Etl(Flow, max_concurrent=4)``); an option given as None is left unset.
+
+    Args:
+        cls: The class, when ``@flow`` is used bare.
+
+    Keyword Args:
+        name (str): The flow's name, in the store and the logs (default: the class name).
+        store (str | Store): Where runs are recorded: ``""`` for the default (the
+            ``DATABASES`` tag that ``$EVENTOR_DB_CONFIG_TAG`` names, else
+            ``{workdir}/{program}.run.db``), ``":memory:"``, a file path, a SQLAlchemy
+            URL, a tag under the config's ``DATABASES``, or an open store.
+        config (dict | str): A dict, a YAML file path, or YAML text (see `Config`).
+        max_concurrent (int): Tasks running at once across all executors (-1: no limit);
+            overrides the config's.
+        executor (str): The executor of steps that name none (``"process"``,
+            ``"thread"``, ...); overrides the config's ``task_construct``.
+        stop_on_exception (bool): The steps' default: after a failure no trigger handles,
+            start no new task.
+        pickle_results (bool): Store a result that is not JSON as a pickle, and read
+            pickles back (reading a pickle runs code).
+        strict_triggers (bool): A ``ctx.trigger`` of an event its step does not declare
+            in ``emits`` fails the task.
+        schedule (str | float | timedelta | Schedule): A cron expression, an interval or
+            a `Schedule`, run by the class's `schedule` method.
+
+    Returns:
+        The `Flow` subclass; or, called without a class, a decorator that makes one.
+
+    Raises:
+        FlowDefinitionError: an unknown option, an option with a wrong value, or a
+            problem in the class's events and steps (all of them at once).
+        TypeError: the class is a `Flow` already (give it options as class keywords).
     """
     options = {k: v for k, v in options.items() if v is not None}
     where = _caller(1)

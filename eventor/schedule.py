@@ -28,6 +28,32 @@ if TYPE_CHECKING:  # a flow class with a schedule loads neither the store nor th
 __all__ = ["Schedule", "Scheduler", "parse_interval"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_ALIASES = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+            "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+            "@hourly": "0 * * * *"}
+_CRON_HELP = ("write five fields (minute hour day-of-month month day-of-week), e.g. '0 2 * * *' "
+              "for 02:00 every day, or @hourly, @daily, @weekly, @monthly, @yearly")
+
+
+def _looks_like_cron(text: str) -> bool:
+    fields = text.split()
+    return text.strip().startswith("@") or len(fields) >= 3 or "*" in text
+
+
+def _check_cron(given: str, cron: str, tz: dt.tzinfo) -> None:
+    """Refuse what is not a five-field cron expression that has a next time, naming the fix."""
+    from croniter import CroniterError, croniter
+
+    fields = cron.split()
+    if len(fields) != 5 or not croniter.is_valid(cron):
+        extra = (" (a sixth field would be read as seconds)" if len(fields) == 6 else "")
+        raise EventorConfigError(f"{given!r} is not a cron expression{extra}; {_CRON_HELP}",
+                                 key="schedule")
+    try:
+        croniter(cron, dt.datetime.now(tz)).get_next(float)
+    except (CroniterError, ValueError) as exc:  # "0 0 30 2 *": February has no 30th
+        raise EventorConfigError(f"{given!r} never comes due ({exc}); {_CRON_HELP}",
+                                 key="schedule") from None
 _INTERVAL = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 
 
@@ -68,6 +94,17 @@ class Schedule:
     Raises:
         EventorConfigError: the expression, interval or time zone is not valid (when the
             schedule is made, never when it runs).
+
+    Attributes:
+        cron: The cron expression, with its fields separated by single spaces and an
+            ``@daily``-style alias spelled out (``0 0 * * *``); None for an interval.
+        every: The interval in seconds, or None for a cron expression.
+        tz: The time zone, as a ``tzinfo`` (this machine's local zone when none was given).
+        tz_name: The time zone's name as given, or None.
+        start: The ``start`` given, made aware in ``tz`` when it was naive; or None.
+        param: The flow parameter that receives each slot's time, or None.
+        catchup: Whether every missed slot runs, not only the latest.
+        format: The strftime format for a ``str`` ``param``, or None.
     """
 
     def __init__(self, when: str | float | dt.timedelta, *, param: str | None = None,
@@ -81,15 +118,9 @@ class Schedule:
             self.every = when.total_seconds()
         elif isinstance(when, int | float) and not isinstance(when, bool):
             self.every = float(when)
-        elif isinstance(when, str) and (len(when.split()) >= 5 or when.strip().startswith("@")):
-            self.cron = when.strip()
-            from croniter import croniter
-
-            if not croniter.is_valid(self.cron):
-                raise EventorConfigError(
-                    f"{when!r} is not a cron expression; write five fields (minute hour "
-                    "day-of-month month day-of-week), e.g. '0 2 * * *', or @daily, @hourly",
-                    key="schedule")
+        elif isinstance(when, str) and _looks_like_cron(when):
+            self.cron = _ALIASES.get(when.strip().lower(), " ".join(when.split()))
+            _check_cron(when, self.cron, self.tz)
         elif isinstance(when, str):
             self.every = parse_interval(when)
         else:
@@ -124,20 +155,51 @@ class Schedule:
 
     def next_after(self, t: float) -> float:
         """The first slot strictly after ``t`` (seconds since the epoch)."""
+        begin = self.start.timestamp() if self.start else None
+        if begin is not None and t < begin:
+            t = begin - 1e-3  # no slot before start
         if self.every is not None:
-            anchor = self.start.timestamp() if self.start else 0.0
+            anchor = begin if begin is not None else 0.0
             n = (t - anchor) // self.every + 1
             slot = anchor + n * self.every
             return round(slot if slot > t else slot + self.every, 3)
-        return self._cron(t).get_next(float)
+        it = self._cron(t)
+        slot = it.get_next(float)
+        while self._repeated(slot):
+            slot = it.get_next(float)
+        return float(slot)
 
     def latest_by(self, t: float) -> float:
-        """The last slot at or before ``t``."""
+        """The last slot at or before ``t`` (minus infinity before ``start``)."""
+        begin = self.start.timestamp() if self.start else None
+        if begin is not None and t < begin:
+            return float("-inf")
         if self.every is not None:
-            anchor = self.start.timestamp() if self.start else 0.0
+            anchor = begin if begin is not None else 0.0
             return round(anchor + ((t - anchor) // self.every) * self.every, 3)
         nxt = self.next_after(t - 1e-3)
-        return nxt if nxt <= t else self._cron(t).get_prev(float)
+        if nxt <= t:
+            return nxt
+        it = self._cron(t)
+        slot = it.get_prev(float)
+        while self._repeated(slot):
+            slot = it.get_prev(float)
+        return float(slot)
+
+    def _repeated(self, slot: float) -> bool:
+        """
+        A cron slot at a wall-clock time that already came once this night: when the clocks
+        go back, a job at a fixed hour runs once, as cron runs it (one whose hour field is
+        a wildcard, such as @hourly, runs in both hours).
+        """
+        assert self.cron is not None
+        if self.cron.split()[1].startswith("*"):
+            return False
+        when = dt.datetime.fromtimestamp(slot, self.tz)
+        if when.fold == 0:
+            return False
+        first = when.replace(fold=0).timestamp()  # the same wall-clock time, an hour earlier
+        return first != slot and abs(self._cron(slot).get_prev(float) - first) < 1e-3
 
     def between(self, after: float, upto: float) -> list[float]:
         """The slots after ``after`` and at or before ``upto``, oldest first."""
@@ -165,23 +227,42 @@ class Schedule:
 
 def _zone(name: str | None) -> dt.tzinfo:
     if name is None:
-        local = dt.datetime.now().astimezone().tzinfo
-        assert local is not None
-        tz_env = os.environ.get("TZ")
-        if tz_env:
-            try:
-                return ZoneInfo(tz_env)
-            except (ZoneInfoNotFoundError, ValueError):
-                return local
-        try:
-            return ZoneInfo("localtime") if os.path.exists("/etc/localtime") else local
-        except (ZoneInfoNotFoundError, ValueError):
-            return local
+        return _local_zone()
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise EventorConfigError(f"unknown time zone {name!r}; give an IANA name such as "
                                  "'UTC' or 'Europe/Paris'", key="schedule tz") from None
+
+
+def _local_zone() -> dt.tzinfo:
+    """
+    This machine's time zone with its daylight saving rules: from $TZ (``Europe/Paris``,
+    ``:Europe/Paris``, or a file path), else /etc/localtime. Only when neither can be read
+    is it today's fixed offset, with a warning, since slots would then drift by an hour
+    when the clocks change.
+    """
+    spec = os.environ.get("TZ", "").lstrip(":")
+    candidates = [spec] if spec else []
+    candidates.append("/etc/localtime")
+    for candidate in candidates:
+        try:
+            if candidate.startswith("/"):
+                real = os.path.realpath(candidate)
+                if "/zoneinfo/" in real:  # a link into the tz database: its name, e.g. Europe/Paris
+                    return ZoneInfo(real.split("/zoneinfo/", 1)[1])
+                with open(real, "rb") as file:
+                    return ZoneInfo.from_file(file, key=candidate)
+            return ZoneInfo(candidate)
+        except (OSError, ZoneInfoNotFoundError, ValueError):
+            continue
+    import warnings
+
+    local = dt.datetime.now().astimezone().tzinfo
+    assert local is not None
+    warnings.warn(f"this machine's time zone could not be read; schedules use today's UTC offset "
+                  f"({local}), which moves when the clocks change: give tz=", stacklevel=3)
+    return local
 
 
 class Scheduler:
@@ -192,14 +273,16 @@ class Scheduler:
     A slot is claimed before its run starts; a slot another scheduler claimed first is
     skipped. On start, the slots missed since the store's latest claimed one are run (all
     with ``catchup``, else the latest); a schedule the store never saw waits for its next
-    slot (or, with ``catchup`` and a ``start``, runs the slots since it).
+    slot (or, with ``catchup`` and a ``start``, runs the slots since it). ``tend`` is
+    called on each wake, before the due slots run (`Flow.schedule` finishes there the slots
+    of schedulers that died).
     """
 
     def __init__(self, schedule: Schedule, name: str, store: Store,
                  run_slot: Callable[[float, str], Any], new_run_id: Callable[[], str], *,
                  clock: Clock | None = None, log: BoundLogger | None = None,
                  runs: int | None = None, until: float | None = None,
-                 recheck: float | None = 60.0) -> None:
+                 recheck: float | None = 60.0, tend: Callable[[], Any] | None = None) -> None:
         self.schedule, self.name, self.store = schedule, name, store
         self._run_slot, self._new_run_id = run_slot, new_run_id
         self.clock: Clock = clock or SystemClock()
@@ -210,6 +293,7 @@ class Scheduler:
         self.log = log
         self.runs, self.until = runs, until
         self.recheck = recheck  # wake at least this often: the wall clock may jump (suspend, NTP)
+        self._tend = tend  # called on each wake, before the due slots: see Flow.schedule
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stopped = False
         self._started = self.clock.now()
@@ -238,6 +322,8 @@ class Scheduler:
         host, pid = socket.gethostname(), os.getpid()
         self._started = self.clock.now()
         while not self._stopped:
+            if self._tend is not None:
+                self._tend()
             now = self.clock.now()
             due = [s for s in self.due(now) if self.until is None or s <= self.until]
             for slot in due:

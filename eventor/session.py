@@ -60,12 +60,26 @@ def purge(store: str | Store = "", *, days: float | None = None, config: Any = N
 
     Never done during a run: call it (or ``eventor purge``) when you choose. Runs with an
     attempt that did not end (running, or crashed and not yet recovered) are kept.
+    Everything recorded of a deleted run goes: its attempts, tasks, triggers, delays,
+    tries and leases.
+
+    Args:
+        store: The store: ``""`` for the default (the ``DATABASES`` tag that
+            ``$EVENTOR_DB_CONFIG_TAG`` names, else ``{workdir}/{program}.run.db``),
+            ``":memory:"``, a file path, a SQLAlchemy URL, a tag under the config's
+            ``DATABASES``, or an open store (left open).
+        days: Delete the runs created more than this many days ago (``0``: every run
+            that is not kept).
+        config: A dict, a YAML file path, or YAML text (see `Config`): where the default
+            store is, its ``DATABASES``, and ``day_to_keep_db``.
+        now: The time to count the age from, in seconds since the epoch (default: now).
 
     Returns:
-        The ids of the deleted runs.
+        The ids of the deleted runs, sorted.
 
     Raises:
-        EventorUsageError: neither ``days`` nor ``day_to_keep_db`` says how old.
+        EventorUsageError: neither ``days`` nor ``day_to_keep_db`` says how old, or
+            ``days`` is negative.
     """
     cfg = load_config(config)
     days = cfg.day_to_keep_db if days is None else days
@@ -183,6 +197,7 @@ class Session:
         for row in reversed(mine):  # the latest first
             self.choose_run(row["run_id"], RunMode.recover)
             engine = start()
+            engine.expect_latest = row["attempt"]  # not one another program took up meanwhile
             try:
                 engine.open()
             except RunClaimedError as exc:

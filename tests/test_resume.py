@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ import pytest
 import eventor as evr
 from eventor.config import default_program
 from eventor.recovery import interrupted
+from eventor.store import open_store
 from tests.conftest import ROOT, Backend
 from tests.resume_flows import Nightly
 
@@ -235,3 +239,48 @@ def test_eventor_recover_interrupted_recovers_every_interrupted_run(tmp_path):
     wrong = eventor_cli("recover", FLOW, "--interrupted", "--run-id", killed[0], "--store", store,
                         cwd=tmp_path)
     assert wrong.returncode == 2 and "drop --run-id" in wrong.stderr
+
+
+def test_a_classic_program_takes_up_only_a_run_of_its_own_parameters(tmp_path):
+    store_path = str(tmp_path / "c.run.db")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+
+    def build(day: str) -> evr.Eventor:
+        ev = evr.Eventor(name="daily", store=store_path, resume_interrupted=True,
+                         config={**QUIET, "task_construct": "thread"})
+        ev.record_params({"day": day})
+        start = ev.add_event("start")
+        ev.add_assoc(start, ev.add_step("load", func=lambda: day))
+        ev.trigger_event(start, "1")
+        return ev
+
+    with build("2026-11-27") as first:  # a run of the 27th whose engine died
+        first.store.begin_attempt("the-27th", default_program(), "restart", now=time.time(),
+                                  host=socket.gethostname(), pid=int(gone),
+                                  info={"flow": "daily", "params": {"day": "2026-11-27"}})
+    with build("2026-11-28") as other_day:
+        assert other_day.run() and other_day.run_id != "the-27th"
+        assert other_day.run_mode is evr.RUN_RESTART
+    with build("2026-11-27") as same_day:
+        assert same_day.run() and same_day.run_id == "the-27th"
+        assert same_day.run_mode is evr.RUN_RECOVER
+
+
+def test_a_run_another_program_already_recovered_is_not_recovered_again(tmp_path):
+    store_path, log = str(tmp_path / "n.run.db"), tmp_path / "log"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    with Nightly(log=str(log), store=store_path, config=QUIET, executor="thread") as flow:
+        params = json.loads(json.dumps(dict(flow.param_values)))
+        flow.store.begin_attempt("dead", default_program(), "restart", now=time.time(),
+                                 host=socket.gethostname(), pid=int(gone),
+                                 info={"flow": "Nightly", "params": params})
+        [found] = interrupted(flow.store, program=default_program(), flow="Nightly")
+    # another program takes it up and finishes it between our look and our claim
+    assert Nightly.recover("dead", store=store_path, config=QUIET, executor="thread")
+    with pytest.raises(evr.RunClaimedError, match="taken up by another program"):
+        Nightly.recover("dead", expect_attempt=found["attempt"], store=store_path, config=QUIET,
+                        executor="thread")
+    with closing(open_store(store_path)) as store:
+        assert [a["mode"] for a in store.attempts("dead")] == ["restart", "recover"]

@@ -226,3 +226,74 @@ def test_eventor_schedule_runs_a_flow_every_second(tmp_path):
     assert len(log.read_text().splitlines()) == 2
     assert time.monotonic() - started < 10
     assert "2 runs" in done.stdout
+
+
+def test_a_schedule_given_to_a_flow_object_is_refused():
+    with pytest.raises(evr.EventorConfigError, match="class option"):
+        Daily(schedule="0 3 * * *")
+
+
+
+class Nightly(Flow, schedule=Schedule("0 2 * * *", param="day", tz="UTC")):
+    day: dt.date = dt.date(2000, 1, 1)
+    source: str = "s3://a"
+
+    go = Event(entry=True)
+
+    @step(on=go, executor="thread")
+    def load(self):
+        return f"{self.day} {self.source}"
+
+
+def test_a_new_time_keeps_the_class_schedule_s_parameter_and_zone(tmp_path):
+    results = Nightly.schedule("0 3 * * *", clock=evr.MockClock(at(2026, 11, 28, 14)), runs=2,
+                               store=str(tmp_path / "n.run.db"), config=QUIET)
+    assert days(results) == ["2026-11-29 s3://a", "2026-11-30 s3://a"]
+    assert [r.attempt for r in results] == [0, 0]
+
+
+def test_schedules_of_one_flow_with_other_parameters_each_run_every_slot(tmp_path):
+    store = str(tmp_path / "n.run.db")
+    for source in ("s3://a", "s3://b"):
+        results = Nightly.schedule(clock=evr.MockClock(at(2026, 11, 28, 14)), runs=2, store=store,
+                                   config=QUIET, source=source)
+        assert days(results) == [f"2026-11-29 {source}", f"2026-11-30 {source}"]
+    with closing(open_store(store)) as s:
+        assert sorted({r["schedule"] for r in _all_slots(s)}) == [
+            f"{default_program()}:Nightly(source=s3://a)", f"{default_program()}:Nightly(source=s3://b)"]
+
+
+def test_a_fixed_time_runs_once_on_the_night_the_clocks_go_back():
+    paris = Schedule("30 2 * * *", tz="Europe/Paris")
+    slots = paris.between(at(2026, 10, 23), at(2026, 10, 28))
+    local = [dt.datetime.fromtimestamp(x, paris.tz).strftime("%m-%d %H:%M") for x in slots]
+    assert local == ["10-23 02:30", "10-24 02:30", "10-25 02:30", "10-26 02:30", "10-27 02:30"]
+    assert all(paris.latest_by(x) == x and paris.latest_by(x + 60) == x for x in slots)
+    hourly = Schedule("@hourly", tz="Europe/Paris")  # a wildcard hour runs in both 02:00s
+    assert len(hourly.between(at(2026, 10, 24, 22), at(2026, 10, 25, 4))) == 6
+
+
+@pytest.mark.parametrize(("bad", "why"), [("0 0 2 * * *", "seconds"), ("0 0 30 2 *", "never comes due"),
+                                         ("0 2 * *", "not a cron expression")])
+def test_cron_mistakes_name_the_fix(bad, why):
+    with pytest.raises(evr.EventorConfigError, match=why):
+        Schedule(bad)
+
+
+def test_no_interval_slot_comes_before_start():
+    hourly = Schedule("1h", start=dt.datetime(2026, 11, 29, 9, tzinfo=UTC))
+    assert hourly.next_after(at(2026, 11, 28, 15)) == at(2026, 11, 29, 9)
+    assert hourly.latest_by(at(2026, 11, 28, 15)) == float("-inf")
+
+
+@pytest.mark.parametrize("tz", [":Europe/Paris", "Europe/Paris"])
+def test_the_local_zone_keeps_its_daylight_saving_rules(monkeypatch, tz):
+    monkeypatch.setenv("TZ", tz)
+    local = Schedule("0 0 * * *")
+    assert local.next_after(at(2026, 10, 20, 12)) == at(2026, 10, 20, 22)  # CEST, UTC+2
+    assert local.next_after(at(2026, 11, 20, 12)) == at(2026, 11, 20, 23)  # CET, UTC+1
+
+
+def test_resume_interrupted_with_a_run_id_of_its_own_is_a_usage_error(tmp_path):
+    with pytest.raises(evr.EventorUsageError, match="run_id"):
+        Nightly(run_id="mine", store=str(tmp_path / "x.run.db")).run(resume_interrupted=True)

@@ -154,3 +154,27 @@ def test_a_fan_out_of_10000_sleeping_process_steps_keeps_to_the_default_workers(
         assert len(ev.store.tasks(ev.run_id)) == 10_000
     finally:
         ev.close()
+
+
+def test_a_thread_given_up_on_at_its_timeout_is_replaced(make_eventor):
+    started: list = []
+
+    def work(i):
+        started.append(i)
+        time.sleep(1.2)
+
+    ev = make_eventor(config={"thread_workers": 2, "timeout": 0.5, "stop_on_exception": False})
+    go = ev.add_event("go")
+    ev.add_assoc(go, ev.add_step("s", func=work, kwargs={"i": 0}))
+    for seq in range(4):
+        ev.trigger_event(go, seq)
+    assert ev.run() is False
+    # every task ran its body and timed out on its own clock; none timed out waiting
+    assert len(started) == 4
+    tasks = ev.store.tasks(ev.run_id)
+    assert {t["error_type"] for t in tasks} == {"StepTimeout"}
+    assert all(t["ended_at"] - t["started_at"] < 1.0 for t in tasks)
+    ev.close()  # does not wait for the threads given up on; they end by themselves
+    for thread in threading.enumerate():
+        if thread.name.startswith("eventor-step"):
+            thread.join(5)

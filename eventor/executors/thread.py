@@ -40,6 +40,8 @@ class ThreadExecutor(Executor):
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._idle = 0
+        self._abandoned: set[int] = set()  # keys of tasks given up on at their timeout
+        self._running: dict[threading.Thread, int] = {}  # thread -> the key of its task
         self._closed = False
         self._pid = os.getpid()
 
@@ -57,12 +59,13 @@ class ThreadExecutor(Executor):
         self._queue.put((task, done))
 
     def _work(self) -> None:
-        get, pid = self._queue.get, self._pid
+        get, pid, me, running = self._queue.get, self._pid, threading.current_thread(), self._running
         while True:
             item = get()
             if item is _STOP:
                 return
             task, done = item
+            running[me] = task.key
             try:
                 outcome = run_task(task, pid, done, keep_output=True)
             except BaseException as exc:  # a KeyboardInterrupt raised by the step itself
@@ -70,14 +73,40 @@ class ThreadExecutor(Executor):
             # Idle before reporting: the engine may submit the next task as soon as it has
             # the outcome, and must find this thread free rather than start another one.
             with self._lock:
-                self._idle += 1
+                del running[me]
+                replaced = task.key in self._abandoned
+                if replaced:  # its replacement goes on; this thread ends
+                    self._abandoned.discard(task.key)
+                    self._max -= 1
+                    self._threads.remove(me)
+                else:
+                    self._idle += 1
             done(outcome)
+            if replaced:
+                return
+
+    def cancel(self, key: int, grace: float) -> bool:
+        """
+        A thread cannot be stopped: the task past its timeout is given up on (False), and
+        its thread is replaced until the task returns, so the engine's other tasks still
+        have ``workers`` threads.
+        """
+        with self._lock:
+            if not self._closed:
+                self._abandoned.add(key)
+                self._max += 1
+        return False
 
     def close(self) -> None:
-        """Let running tasks finish, drop queued ones, and join every thread."""
+        """
+        Let running tasks finish, drop queued ones, and join every thread but those running
+        a task given up on at its timeout (daemon threads: they end with it, or the process).
+        """
         with self._lock:
             self._closed = True
-            threads = list(self._threads)
+            # a thread still running a task given up on at its timeout is left to end alone
+            stuck = {t for t, key in self._running.items() if key in self._abandoned}
+            threads = [t for t in self._threads if t not in stuck]
         while True:  # drop tasks that never started
             try:
                 self._queue.get_nowait()

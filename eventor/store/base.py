@@ -194,8 +194,8 @@ class Store(Protocol):
         """The time of ``schedule``'s latest claimed slot, or None when it has none."""
         ...
 
-    def slots(self, schedule: str) -> list[Row]:
-        """``schedule``'s claimed slots, oldest first."""
+    def slots(self, schedule: str, *, last: int | None = None) -> list[Row]:
+        """``schedule``'s claimed slots (only the ``last`` latest, if given), oldest first."""
         ...
 
     def unfinished(self) -> list[Row]:

@@ -443,9 +443,11 @@ class SqlStore:
                            .where(slots.c.schedule == schedule))
         return found[0]["at"] if found else None
 
-    def slots(self, schedule: str) -> list[Row]:
-        return self._rows(select(slots).where(slots.c.schedule == schedule)
-                          .order_by(slots.c.slot_at))
+    def slots(self, schedule: str, *, last: int | None = None) -> list[Row]:
+        stmt = select(slots).where(slots.c.schedule == schedule)
+        if last is None:
+            return self._rows(stmt.order_by(slots.c.slot_at))
+        return self._rows(stmt.order_by(slots.c.slot_at.desc()).limit(last))[::-1]
 
     def unfinished(self) -> list[Row]:
         a = attempts
