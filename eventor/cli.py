@@ -543,22 +543,29 @@ def _recover_interrupted(target: Any, values: dict[str, Any], *, store: str | No
         with _build(target, dict(values), store=options.get("store")) as ev:
             where, grace, program = ev.store.address, ev.config.heartbeat_grace, ev.program
             runs = interrupted(ev.store, grace=grace, program=program, flow=ev.name)
+    if values:  # -p picks the runs: it never changes what a run recorded
+        wanted = _jsonable(values)
+        runs = [r for r in runs if all((r["info"].get("params") or {}).get(k) == v
+                                       for k, v in wanted.items())]
     if not runs:
-        _con.out.print(f"no interrupted run of {program} in {_short(where)}", markup=False)
+        picked = f" with {_jsonable(values)}" if values else ""
+        _con.out.print(f"no interrupted run of {program}{picked} in {_short(where)}", markup=False)
         raise typer.Exit(0)
     outcomes: list[tuple[str, str]] = []
     for row in runs:
         run_id = row["run_id"]
-        _con.out.print(f"recovering run {run_id} (attempt {row['attempt']} was interrupted)",
+        params = row["info"].get("params") or {}
+        shown = f", {', '.join(f'{k}={v}' for k, v in params.items())}" if params else ""
+        _con.out.print(f"recovering run {run_id} (attempt {row['attempt']} was interrupted{shown})",
                        markup=False)
         try:
             if _is_flow(target):
                 with _Progress() as progress:
                     result = target.recover(run_id, progress=progress,
-                                            expect_attempt=row["attempt"], **options, **values)
+                                            expect_attempt=row["attempt"], **options)
                 status = result.status
             else:
-                with _build_again(target, values, run_mode=RunMode.recover, run_id=run_id,
+                with _build_again(target, {}, run_mode=RunMode.recover, run_id=run_id,
                                   store=options.get("store")) as ev:
                     ev.expect_attempt = row["attempt"]
                     ev.run()
@@ -641,7 +648,7 @@ def cmd_runs(store: StoreOpt = None, config: ConfigOpt = None) -> None:
                     row, hint = _run_row(opened, run, cfg.heartbeat_grace)
                     table.add_row(*([_short(address)] if several else []), *row)
                     if hint:
-                        hints.append(hint + (f" --store {_short(address)}" if several else ""))
+                        hints.append(hint)
         _con.out.print(table)
         for hint in hints:
             _con.out.print(hint, markup=False, highlight=False)
@@ -651,6 +658,18 @@ def _flow_ref(program: str, flow: str) -> str:
     """The flow reference to recover a run with: its program's file, when the run knows it."""
     file = Path(f"{program}.py")
     return f"{file}:{flow}" if program and file.is_file() else f"MODULE:{flow}"
+
+
+def _store_flag(store: Store, program: str) -> str:
+    """`` --store FILE`` for a command about a run in ``store``, unless it is the default one."""
+    try:
+        file = sqlite_file(store.address)
+        default = sqlite_file("", program=program or "eventor")
+    except EventorError:
+        return ""
+    if file is None or (default is not None and os.path.realpath(file) == os.path.realpath(default)):
+        return ""
+    return f" --store {_short(file)}"
 
 
 def _run_row(store: Store, run: Mapping[str, Any], grace: float) -> tuple[list[str], str]:
@@ -666,14 +685,16 @@ def _run_row(store: Store, run: Mapping[str, Any], grace: float) -> tuple[list[s
     if last and _interrupted(last, grace):
         status = "interrupted"
         hint = (f"run {run_id} was interrupted (its engine is gone): "
-                f"eventor recover {_flow_ref(run['program'], flow)} --run-id {run_id}")
+                f"eventor recover {_flow_ref(run['program'], flow)} --run-id {run_id}"
+                f"{_store_flag(store, run['program'])}")
     pending = [d for d in store.delays(run_id, last.get("attempt")) if d["fired_at"] is None] \
         if status in ("stopped", "paused") else []
     if pending:
         status = f"paused ({len(pending)} delay{'s' if len(pending) != 1 else ''}, next at " \
                  f"{_when(min(d['due_at'] for d in pending))})"
         hint = (f"run {run_id} is paused with delays pending: finish it with "
-                f"eventor continue {_flow_ref(run['program'], flow)} --run-id {run_id}")
+                f"eventor continue {_flow_ref(run['program'], flow)} --run-id {run_id}"
+                f"{_store_flag(store, run['program'])}")
     return ([run_id, flow, _when(run["created_at"]), str(len(attempts)), status, str(ok),
              str(failed), str(len(tasks) - ok - failed),
              _took(run["created_at"], last.get("ended_at"))], hint)
@@ -704,7 +725,8 @@ def cmd_show(run_id: Annotated[str, typer.Argument(help="The run's id.")],
             run = opened.run(run_id) or {}
             ref = _flow_ref(run.get("program", ""), (run.get("info") or {}).get("flow", "FLOW"))
             _con.out.print(f"\nattempt {max(gone)} was interrupted (its engine is gone): recover "
-                           f"it with eventor recover {ref} --run-id {run_id}",
+                           f"it with eventor recover {ref} --run-id {run_id}"
+                           f"{_store_flag(opened, run.get('program', ''))}",
                            markup=False, highlight=False)
 
 
@@ -838,7 +860,8 @@ ResumeOpt = Annotated[bool, typer.Option(
          "recover it instead of starting a new run.")]
 InterruptedOpt = Annotated[bool, typer.Option(
     "--interrupted", metavar=" ",
-    help="Recover every interrupted run of the flow in its store (engine killed, host lost).")]
+    help="Recover every interrupted run of the flow in its store (engine killed, host lost), "
+         "each with the parameters it recorded; -p NAME=VALUE picks the runs to recover.")]
 LatestOpt = Annotated[str | None, typer.Option(
     "--run-id", help="The run to pick up (default: the flow's latest run, named when picked).",
     metavar="RUN_ID")]

@@ -400,6 +400,9 @@ class Flow(metaclass=FlowMeta):
                 f"flow {compiled.graph.name!r} has no parameter {schedule.param!r} for the slot "
                 f"time; its parameters: {', '.join(cls.parameters) or 'none'}",
                 flow=compiled.graph.name, parameter=schedule.param)
+        if runs is not None and runs < 1:
+            raise EventorConfigError(f"runs={runs!r}: give a number of slot runs >= 1, or none "
+                                     "to run until stopped", key="runs")
         if schedule.param is not None and schedule.param in values:
             raise ParameterError(
                 f"parameter {schedule.param!r} is each slot's time; do not give it a value",
@@ -429,6 +432,10 @@ class Flow(metaclass=FlowMeta):
             def tend() -> None:  # a scheduler that died mid-slot, here or on another host
                 cls._pick_up_slots(session, key, run_slot, clock, results, options)
 
+            if schedule.same_text():
+                session.log.warning("slot_format_repeats", schedule=key, format=schedule.format,
+                                    why="slots in a row get the same text: their runs get the "
+                                        "same parameter")
             scheduler = Scheduler(schedule, key, session.store, run_slot, new_run_id, clock=clock,
                                   log=session.log, runs=runs,
                                   until=until.timestamp() if until is not None else None,
@@ -461,10 +468,14 @@ class Flow(metaclass=FlowMeta):
                 continue
             session.log.warning("slot_run_interrupted", schedule=key, run_id=row["run_id"])
             try:
-                results.append(cls.recover(row["run_id"], clock=clock,
-                                           expect_attempt=row["attempt"], **options))
+                result = cls.recover(row["run_id"], clock=clock, expect_attempt=row["attempt"],
+                                     **options)
             except RunClaimedError as exc:
                 session.log.info("run_taken", run_id=row["run_id"], why=str(exc))
+                continue
+            session.log.info("slot_finished", schedule=key, run_id=row["run_id"],
+                             status=result.status)
+            results.append(result)
         for row in claimed:
             claim = {"ended_at": None, "heartbeat_at": row["claimed_at"], "host": row["host"],
                      "pid": row["pid"]}
@@ -639,7 +650,11 @@ def _stopped_by_sigterm(scheduler: Scheduler) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
+    def stop(*_: Any) -> None:
+        scheduler.log.warning("schedule_stopping", schedule=scheduler.name, why="SIGTERM")
+        scheduler.stop()
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield
     finally:

@@ -74,6 +74,24 @@ _SENTENCES = {
     "run_not_recorded": "Run {run_id} to recover was never recorded in {store} (its engine "
                         "stopped before its first write): starting it as its first attempt",
     "step_gone": "Step {step}[{sequence}] is no longer in the flow; it is left as recorded",
+    "run_resumed": "Taking up interrupted run {run_id}: attempt {interrupted_attempt} (pid {pid} "
+                   "on {host}) died; recovering it as attempt {attempt}",
+    "run_taken": "Run {run_id} was taken up by another program first: {why}",
+    "no_interrupted_run": "No interrupted run of {program} ({flow}) to take up: starting a new run",
+    "interrupted_runs_left": "Left {runs} interrupted run(s) of {program} with other parameters "
+                             "({which}); recover them with: eventor recover FLOW --interrupted",
+    "schedule_started": "Schedule {schedule}: {when}",
+    "slot_started": "Slot {slot} of {schedule}: run {run_id}",
+    "slot_finished": "Slot run {run_id} of {schedule} ended: {status}",
+    "slot_taken": "Slot {slot} of {schedule} was claimed by another scheduler",
+    "slot_run_interrupted": "Run {run_id} of a slot of {schedule} was left interrupted by a "
+                            "scheduler that died: recovering it",
+    "slot_never_started": "Slot run {run_id} of {schedule} was claimed by a scheduler that died "
+                          "before starting it: starting it now",
+    "schedule_stopping": "Stopping schedule {schedule} once the running slot has finished ({why})",
+    "schedule_stopped": "Schedule {schedule} stopped ({why})",
+    "schedule_interrupted": "Schedule {schedule} interrupted during run {run_id}: a scheduler "
+                            "started again recovers it",
 }
 
 # The stdlib record of an event should point at the code that logged it, not at structlog:

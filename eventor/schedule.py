@@ -46,7 +46,12 @@ def _check_cron(given: str, cron: str, tz: dt.tzinfo) -> None:
 
     fields = cron.split()
     if len(fields) != 5 or not croniter.is_valid(cron):
-        extra = (" (a sixth field would be read as seconds)" if len(fields) == 6 else "")
+        extra = " (a sixth field would be read as seconds)" if len(fields) == 6 else ""
+        if len(fields) == 5:
+            try:
+                croniter(cron)
+            except (CroniterError, ValueError) as exc:  # e.g. "[61] is not acceptable"
+                extra = f" ({exc}: minute 0-59, hour 0-23, day 1-31, month 1-12, day-of-week 0-6)"
         raise EventorConfigError(f"{given!r} is not a cron expression{extra}; {_CRON_HELP}",
                                  key="schedule")
     try:
@@ -135,6 +140,13 @@ class Schedule:
         self.start = start
         self.param = param
         self.catchup = bool(catchup)
+        if format is not None:
+            probe = dt.datetime(2001, 2, 3, 4, 5, 6, tzinfo=self.tz)
+            if not isinstance(format, str) or probe.strftime(format) == format:
+                raise EventorConfigError(
+                    f"format={format!r} has no strftime directive, so every slot would get "
+                    "the same text; write e.g. '%Y-%m-%d' for the day, '%Y-%m-%dT%H:%M' for "
+                    "the minute", key="schedule format")
         self.format = format
 
     def replace(self, **changes: Any) -> Schedule:
@@ -144,6 +156,14 @@ class Schedule:
                                 "start": self.start, "format": self.format}
         kept.update({k: v for k, v in changes.items() if v is not None and k != "when"})
         return Schedule(changes.get("when") or when, **kept)  # type: ignore[arg-type]
+
+    def same_text(self) -> bool:
+        """True when two slots in a row get the same ``format`` text (hourly runs of a day)."""
+        if self.format is None:
+            return False
+        first = self.next_after(dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC).timestamp())
+        second = self.next_after(first)
+        return self.value(first, str) == self.value(second, str)
 
     def __repr__(self) -> str:
         what = repr(self.cron) if self.cron is not None else f"every={self.every:g}s"

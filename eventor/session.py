@@ -191,8 +191,10 @@ class Session:
         found = interrupted(self.store, grace=grace, program=self.program, flow=flow)
         mine = [r for r in found if params is None or (r["info"].get("params") or {}) == params]
         if len(mine) < len(found):
-            self.log.info("interrupted_runs_left", program=self.program, runs=len(found) - len(mine),
-                          why="other parameters", fix="eventor recover FLOW --interrupted")
+            left = [r for r in found if r not in mine]
+            self.log.warning("interrupted_runs_left", program=self.program, runs=len(left),
+                             which=", ".join(f"{r['run_id']} {r['info'].get('params') or {}}"
+                                             for r in left[-3:]))
         run_id, mode = self.run_id, self.mode
         for row in reversed(mine):  # the latest first
             self.choose_run(row["run_id"], RunMode.recover)
@@ -201,7 +203,7 @@ class Session:
             try:
                 engine.open()
             except RunClaimedError as exc:
-                self.log.info("run_taken", run_id=row["run_id"], why=str(exc))
+                self.log.warning("run_taken", run_id=row["run_id"], why=str(exc))
                 self.drop_engine()
                 continue
             self.log.warning("run_resumed", run_id=row["run_id"], interrupted_attempt=row["attempt"],

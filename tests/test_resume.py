@@ -230,7 +230,7 @@ def test_eventor_recover_interrupted_recovers_every_interrupted_run(tmp_path):
     done = eventor_cli("recover", FLOW, "--interrupted", "--store", store, "-q", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     for run_id in killed:
-        assert f"recovering run {run_id} (attempt 0 was interrupted)" in done.stdout
+        assert f"recovering run {run_id} (attempt 0 was interrupted, day=2026-11-2" in done.stdout
         assert f"run {run_id}: success" in done.stdout
     for log in logs:  # each run's recorded log parameter was used again
         assert lines(log) == ["extract", "load start", "load start", "load"]
@@ -284,3 +284,18 @@ def test_a_run_another_program_already_recovered_is_not_recovered_again(tmp_path
                         executor="thread")
     with closing(open_store(store_path)) as store:
         assert [a["mode"] for a in store.attempts("dead")] == ["restart", "recover"]
+
+
+@pytest.mark.slow
+def test_recover_interrupted_with_a_parameter_picks_those_runs_and_changes_none(tmp_path):
+    logs, store = [tmp_path / "log27", tmp_path / "log28"], str(tmp_path / "n.run.db")
+    kill_in_load("flow", store, logs[0], "2026-11-27")
+    kill_in_load("flow", store, logs[1], "2026-11-28")
+    done = eventor_cli("recover", FLOW, "--interrupted", "-p", "day=2026-11-28", "--store", store,
+                       "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "day=2026-11-28" in done.stdout and done.stdout.count("recovering run") == 1
+    assert lines(logs[1]) == ["extract", "load start", "load start", "load"]
+    assert lines(logs[0]) == ["extract", "load start"]  # the 27th is left for its own recovery
+    runs = eventor_cli("runs", "--store", store, cwd=tmp_path)
+    assert f"--store {os.path.relpath(store, tmp_path)}" in runs.stdout  # the hint names the store
