@@ -695,6 +695,10 @@ def _run_row(store: Store, run: Mapping[str, Any], grace: float) -> tuple[list[s
         hint = (f"run {run_id} is paused with delays pending: finish it with "
                 f"eventor continue {_flow_ref(run['program'], flow)} --run-id {run_id}"
                 f"{_store_flag(store, run['program'])}")
+    params = run["info"].get("params") or {}
+    if params:  # which day a nightly run was for is the first question asked of it
+        shown = ", ".join(f"{k}={v}" for k, v in params.items())
+        flow = f"{flow}({shown if len(shown) <= 40 else shown[:39] + '…'})"
     return ([run_id, flow, _when(run["created_at"]), str(len(attempts)), status, str(ok),
              str(failed), str(len(tasks) - ok - failed),
              _took(run["created_at"], last.get("ended_at"))], hint)

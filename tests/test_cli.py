@@ -51,6 +51,13 @@ def test_run_a_flow_class_from_a_module_with_typed_params(cli):
     assert "│ total" in out and "10" in out  # 0+1+2+3+4
 
 
+def test_runs_shows_the_parameters_each_run_was_given(cli):
+    assert cli("run", "tests.cli_flows:Numbers", "-p", "limit=5", "--store", cli.store,
+               "--config", cli.config)[0] == 0
+    code, out, _ = cli("runs", "--store", cli.store)
+    assert code == 0 and "Numbers(limit=5" in out
+
+
 def test_a_failed_run_exits_1_and_shows_the_error(cli):
     code, out, _ = cli("run", "tests.cli_flows:Numbers", "-p", "fail=yes", "--store", cli.store,
                        "--config", cli.config)
