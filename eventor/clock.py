@@ -12,6 +12,19 @@ import threading
 import time
 from typing import Any, Protocol
 
+
+class Inbox(Protocol):
+    """What a clock waits on: a queue of messages (`queue.SimpleQueue`, or the engine's)."""
+
+    def get(self, block: bool = ..., timeout: float | None = ...) -> Any:
+        """The next message, waiting up to ``timeout`` seconds; `queue.Empty` if none came."""
+        ...
+
+    def get_nowait(self) -> Any:
+        """The next message if there is one, else `queue.Empty`."""
+        ...
+
+
 EMPTY = object()  # what `wait` returns when the deadline passed with nothing in the inbox
 
 
@@ -27,7 +40,7 @@ class Clock(Protocol):
         """Seconds since the epoch (stored with triggers, tasks and delays)."""
         ...
 
-    def wait(self, inbox: queue.SimpleQueue[Any], deadline: float | None) -> Any:
+    def wait(self, inbox: Inbox, deadline: float | None) -> Any:
         """
         The next inbox item, or `EMPTY` once ``deadline`` (a `now()` value) has passed.
 
@@ -54,7 +67,7 @@ class SystemClock:
         """The current time, ``time.time()``: seconds since the epoch."""
         return time.time()
 
-    def wait(self, inbox: queue.SimpleQueue[Any], deadline: float | None) -> Any:
+    def wait(self, inbox: Inbox, deadline: float | None) -> Any:
         """
         Block until an item arrives in ``inbox`` or ``deadline`` passes.
 
@@ -120,7 +133,7 @@ class MockClock:
         with self._lock:
             self._now += seconds
 
-    def wait(self, inbox: queue.SimpleQueue[Any], deadline: float | None) -> Any:
+    def wait(self, inbox: Inbox, deadline: float | None) -> Any:
         """
         Take the next inbox item, jumping the clock instead of sleeping until ``deadline``.
 

@@ -274,7 +274,10 @@ class Engine:
         self._recovered: Recovered | None = None  # what the recovered attempt had
         self._logger_name = logger_name or f"eventor.{graph.name}"
         self._executors: dict[str, Executor] = dict(executors or {})
-        self._inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self._baton = threading.RLock()  # held by whoever runs a round: see _deliver
+        self._inbox = _Inbox()
+        self._in_run = False  # inside run(): a thread that finished a task may run a round
+        self._inline_error: BaseException | None = None  # raised by a round run that way
         self._tasks: dict[tuple[str, str], Task] = {}
         self._running: dict[int, Task] = {}
         self._running_by_step: dict[str, int] = {}
@@ -316,6 +319,9 @@ class Engine:
             runs = [s for s in graph.steps.values() if self._executor_of[s.name] == executor]
             if runs:
                 check(runs, self.options)
+        # no step forks, connects or hands over elsewhere, and no executor was given by the caller
+        self._inline_ok = (not executors and set(self._executor_of.values()) <= {"thread", "invoke"})
+        self._inline = False
         self._joins = Joins(graph)
         self._fanners = self._joins.fanners
         self._watched = self._joins.watched
@@ -378,20 +384,31 @@ class Engine:
         self.open()
         heartbeat = _Heartbeat(self.store, self.run_id, self._attempt_no,
                                self.options.heartbeat_interval, self.log)
+        # Rounds may run on the thread that finished a task (no hop back to this one) when
+        # every step runs on threads or inline, on the real clock, with no bound on rounds.
+        self._inline = (max_loops <= 0 and isinstance(self.clock, SystemClock)
+                        and self._inline_ok)
+        self._in_run = True
         try:
             return self._run(max_loops)
         finally:
+            with self._baton:
+                self._in_run = False
             heartbeat.stop()
 
     def _run(self, max_loops: int) -> RunSummary:
         loops = 0
         item: Message | object | None = None
+        baton = self._baton
         while True:
-            self._round(item)
-            loops += 1
-            if self._idle() or 0 < max_loops <= loops:
-                break
-            item = self._wait()
+            with baton:  # a round runs here, or on a thread that finished a task: one at a time
+                self._raise_inline_error()
+                self._round(item)
+                loops += 1
+                if self._idle() or 0 < max_loops <= loops:
+                    break
+                deadline = self._deadline()
+            item = self._wait(deadline)
         while self._running:  # bounded run: let running tasks finish, start nothing new
             item = self.clock.wait(self._inbox, self._timers.next_of(_TimeoutDue))
             now = self.clock.now()
@@ -406,6 +423,52 @@ class Engine:
         self.store.end_attempt(self.run_id, self.attempt, summary.status, now=self.clock.now())
         self.log.info("run_finished", status=summary.status, run_id=self.run_id)
         return summary
+
+    def _deliver(self, message: Message) -> None:
+        """
+        A thread step's messages: when no round is running and no other task runs, the thread
+        that brings a task's outcome runs the round itself, rather than waking the engine's
+        thread to do it (that hop cost as much as the round's commit: a chain of thread steps
+        pays it at every step). One round at a time, in the order messages came: every
+        message is taken from the inbox, and every round run, by the holder of the baton.
+        The engine's thread is woken only when what it waits for changed.
+        """
+        inbox, baton = self._inbox, self._baton
+        if not self._inline or not isinstance(message, Outcome):
+            inbox.put(message)  # a step's ctx.trigger calls are taken together, as they come
+            return
+        inbox.put(message, wake=False)
+        while inbox:
+            if not baton.acquire(blocking=False):
+                # another round runs, and may have looked at the inbox for the last time:
+                # the engine's thread takes what is left, once that round is over
+                inbox.wake()
+                return
+            try:
+                if not self._in_run:
+                    return  # run() returned: the messages wait for the next one
+                if len(self._running) > 1:
+                    # others will report soon: the engine's thread takes theirs with this one
+                    # in one round (a round per outcome would cost a commit each)
+                    inbox.wake()
+                    return
+                deadline, pool_wait = self._timers.next_deadline(), self._pool_wait
+                try:
+                    self._round(None)
+                except BaseException as exc:  # the engine's thread raises it
+                    self._inline_error = exc
+                    inbox.wake()
+                    return
+                if (self._idle() or self._pool_wait != pool_wait
+                        or self._timers.next_deadline() != deadline):
+                    inbox.wake()  # what the engine's thread waits for changed
+            finally:
+                baton.release()
+
+    def _raise_inline_error(self) -> None:
+        error, self._inline_error = self._inline_error, None
+        if error is not None:
+            raise error
 
     def tasks(self) -> tuple[Task, ...]:
         """This attempt's tasks, in the order they were triggered."""
@@ -560,12 +623,22 @@ class Engine:
         timers = self._timers  # a timeout is no work left: its task is running, or ended
         return self._stopped or not (self._ready or timers.count(_DelayDue) or timers.count(_RetryDue))
 
-    def _wait(self) -> Message | object:
+    def _deadline(self) -> float | object | None:
+        """When the engine's thread must look again without a message (EMPTY: at once)."""
         deadline = self._timers.next_deadline()
         if self._pool_wait:  # a release by another program sends no message: look again soon
             poll = self.clock.now() + POOL_POLL
             deadline = poll if deadline is None else min(deadline, poll)
         if deadline is None and not self._running:
+            return EMPTY
+        return deadline
+
+    def _wait(self, deadline: float | object | None) -> Message | object:
+        if deadline is EMPTY:
+            return EMPTY
+        assert deadline is None or isinstance(deadline, float | int)
+        if self._inline:  # the round takes the messages, under the baton
+            self._inbox.wait(deadline)
             return EMPTY
         return self.clock.wait(self._inbox, deadline)
 
@@ -1011,7 +1084,8 @@ class Engine:
 
     def _hand_over(self, executor: str, run: TaskRun) -> None:
         try:
-            self._executor(executor).submit(run, self._inbox.put)
+            done = self._deliver if executor == "thread" else self._inbox.put
+            self._executor(executor).submit(run, done)
         except Exception as exc:  # e.g. fork refused: the task fails, the engine goes on
             self._inbox.put(Outcome(run.key, False, error_type=type(exc).__qualname__,
                                     error_message=f"could not start: {exc}"))
@@ -1038,6 +1112,59 @@ class Engine:
         return RunSummary(self.run_id, self.attempt or 0, status, MappingProxyType(counts), failed,
                           pending, tuple((d.target, d.sequence, due) for due, d in delays
                                          if isinstance(d, _DelayDue)), joins)
+
+
+
+class _Inbox:
+    """
+    The engine's inbox: task outcomes and requests, first in, first out. When rounds may run
+    on the threads that finished tasks (see `Engine._deliver`), messages are taken only by
+    a round, under the engine's baton, so they keep their order; the engine's thread then
+    waits for a message (`wait`) without taking it.
+    """
+
+    __slots__ = ("_items", "_signal")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._signal = threading.Condition(threading.Lock())
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def put(self, item: Any, wake: bool = True) -> None:
+        self._items.append(item)
+        if wake:
+            self.wake()
+
+    def wake(self) -> None:
+        """Wake the engine's thread if it waits."""
+        with self._signal:
+            self._signal.notify()
+
+    def wait(self, deadline: float | None) -> None:
+        """Until a message is here, `wake` is called, or ``deadline`` (a wall-clock time)."""
+        with self._signal:
+            if not self._items:
+                self._signal.wait(None if deadline is None else max(0.0, deadline - time.time()))
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        try:
+            return self._items.popleft()
+        except IndexError:
+            if not block:
+                raise queue.Empty from None
+        end = None if timeout is None else time.monotonic() + timeout
+        with self._signal:
+            while not self._items:
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    raise queue.Empty
+                self._signal.wait(left)
+        return self._items.popleft()
+
+    def get_nowait(self) -> Any:
+        return self.get(block=False)
 
 
 class ResultsSoFar(Mapping[str, tuple[str, str]]):

@@ -379,3 +379,30 @@ def test_a_delay_and_a_retry_due_at_once_start_in_the_order_delays_then_retries(
     with capture_events() as events:
         assert ev.run()
     assert [e["step"] for e in events if e["event"] == "step_started"] == ["A", "B", "C", "A"]
+
+
+def test_a_step_s_triggers_are_taken_before_its_outcome_however_rounds_run(tmp_path):
+    # Each step triggers the next sequence, then returns: were its outcome taken first, its
+    # trigger would come from a task no longer running, and the chain would stop there.
+    from eventor import Event, Flow, step
+
+    class Relay(Flow):
+        tick = Event(entry=True)
+        side = Event()
+
+        @step(on=tick, emits=[tick, side], executor="thread")
+        def hop(self, ctx):
+            n = int(ctx.sequence)
+            if n < 300:
+                ctx.trigger(self.tick, str(n + 1))
+            ctx.trigger(self.side, ctx.sequence)
+            return n
+
+        @step(on=side, executor="thread")
+        def seen(self, ctx):
+            return ctx.sequence
+
+    result = Relay(store=str(tmp_path / "relay.run.db"), config={"LOGGING": {"console": False}}).run()
+    assert result
+    assert sorted(int(t.sequence) for t in result.tasks if t.step == "hop") == list(range(301))
+    assert len([t for t in result.tasks if t.step == "seen"]) == 301
