@@ -217,9 +217,12 @@ class Recovered:
         return _as_recovered(row["status"], self.zombie)
 
 
+_STATUS = {s.value: s for s in StepStatus}  # the enum's lookup, without its call per task
+
+
 def _as_recovered(status: str, zombie: bool) -> StepStatus:
     """A recorded status as recovery reads it: a dead engine's ready task may have started."""
-    recorded = StepStatus(status)
+    recorded = _STATUS[status]
     return StepStatus.active if zombie and recorded is StepStatus.ready else recorded
 
 

@@ -645,7 +645,7 @@ class SqlStore:
         with self._lock, self._guard("read"), self._reader.begin():
             result = self._reader.execute(stmt)
             keys = tuple(result.keys())  # once, not per row: a 100,000-task read is 3x faster
-            return [dict(zip(keys, row, strict=True)) for row in result]
+            return [dict(zip(keys, row, strict=True)) for row in result.all()]
 
     def runs(self) -> list[Row]:
         return [_with_info(r) for r in
