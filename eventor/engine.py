@@ -231,7 +231,8 @@ class Engine:
         attempt: with ``mode`` recover, the attempt to recover from; with continue, the
             attempt to continue (default: the latest).
         progress: called after every round with the counts of tasks ``done``, ``failed``,
-            ``running`` and ``waiting`` (ready, retrying, or behind a delay).
+            ``running`` and ``waiting`` (ready, retrying, or behind a delay); one call at a
+            time, on the thread that ran the round (the engine's, or a thread step's).
 
     Raises:
         EventorConfigError: a step acquires an undeclared pool, has a timeout in the
@@ -386,14 +387,14 @@ class Engine:
                                self.options.heartbeat_interval, self.log)
         # Rounds may run on the thread that finished a task (no hop back to this one) when
         # every step runs on threads or inline, on the real clock, with no bound on rounds.
-        self._inline = (max_loops <= 0 and isinstance(self.clock, SystemClock)
-                        and self._inline_ok)
+        self._inline = max_loops <= 0 and type(self.clock) is SystemClock and self._inline_ok
         self._in_run = True
         try:
             return self._run(max_loops)
         finally:
-            with self._baton:
-                self._in_run = False
+            self._in_run = False  # first: a second Ctrl-C below must not leave it set
+            with self._baton:  # and a round running on a worker finishes before run() returns
+                pass
             heartbeat.stop()
 
     def _run(self, max_loops: int) -> RunSummary:
@@ -406,6 +407,7 @@ class Engine:
                 self._round(item)
                 loops += 1
                 if self._idle() or 0 < max_loops <= loops:
+                    self._in_run = False  # no round runs on a worker from here on
                     break
                 deadline = self._deadline()
             item = self._wait(deadline)
@@ -455,8 +457,8 @@ class Engine:
                 deadline, pool_wait = self._timers.next_deadline(), self._pool_wait
                 try:
                     self._round(None)
-                except BaseException as exc:  # the engine's thread raises it
-                    self._inline_error = exc
+                except BaseException as exc:  # the engine's thread raises it (the first one)
+                    self._inline_error = self._inline_error or exc
                     inbox.wake()
                     return
                 if (self._idle() or self._pool_wait != pool_wait
@@ -1123,11 +1125,12 @@ class _Inbox:
     waits for a message (`wait`) without taking it.
     """
 
-    __slots__ = ("_items", "_signal")
+    __slots__ = ("_items", "_signal", "_woken")
 
     def __init__(self) -> None:
         self._items: deque[Any] = deque()
         self._signal = threading.Condition(threading.Lock())
+        self._woken = False  # a wake that came while nobody waited: the next wait returns
 
     def __bool__(self) -> bool:
         return bool(self._items)
@@ -1138,15 +1141,17 @@ class _Inbox:
             self.wake()
 
     def wake(self) -> None:
-        """Wake the engine's thread if it waits."""
+        """Wake the engine's thread: now if it waits, else at its next `wait`."""
         with self._signal:
+            self._woken = True
             self._signal.notify()
 
     def wait(self, deadline: float | None) -> None:
-        """Until a message is here, `wake` is called, or ``deadline`` (a wall-clock time)."""
+        """Until a message is here, `wake` was called, or ``deadline`` (a wall-clock time)."""
         with self._signal:
-            if not self._items:
+            if not self._items and not self._woken:
                 self._signal.wait(None if deadline is None else max(0.0, deadline - time.time()))
+            self._woken = False
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         try:

@@ -81,7 +81,9 @@ class Flow(metaclass=FlowMeta):
         run_id: the run's id in the store (generated when omitted).
         clock: a time source (tests pass a `MockClock`).
         progress: called after every scheduling round with the counts of tasks ``done``,
-            ``failed``, ``running`` and ``waiting`` (ready, retrying, or behind a delay).
+            ``failed``, ``running`` and ``waiting`` (ready, retrying, or behind a delay), one
+            call at a time, on the thread that ran the round (the engine's, or a thread
+            step's worker).
         **values: parameters by name, and flow options that override the class's:
             ``store``, ``config``, ``max_concurrent``, ``executor``,
             ``stop_on_exception``, ``pickle_results`` and ``strict_triggers``.

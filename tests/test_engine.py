@@ -406,3 +406,37 @@ def test_a_step_s_triggers_are_taken_before_its_outcome_however_rounds_run(tmp_p
     assert result
     assert sorted(int(t.sequence) for t in result.tasks if t.step == "hop") == list(range(301))
     assert len([t for t in result.tasks if t.step == "seen"]) == 301
+
+
+@pytest.mark.parametrize("config", [{}, {"retries": 1, "retry_delay": 0.05}])
+def test_a_wake_from_a_worker_s_round_is_not_lost_while_the_engine_is_not_waiting_yet(
+        tmp_path, monkeypatch, config):
+    # The engine's thread is slow to start waiting (pre-empted): a worker's round that ends
+    # the run, or schedules a retry, meanwhile must still wake it, or run() never returns.
+    from eventor import engine
+
+    real_wait = engine._Inbox.wait
+
+    def late_wait(self, deadline):
+        time.sleep(0.1)
+        real_wait(self, deadline)
+
+    monkeypatch.setattr(engine._Inbox, "wait", late_wait)
+    tries = []
+
+    def flaky():
+        tries.append(1)
+        if config and len(tries) == 1:
+            raise ValueError("first try")
+
+    ev = evr.Eventor(name="w", store=str(tmp_path / "w.run.db"),
+                     config={"task_construct": "thread", "LOGGING": {"console": False}, **config})
+    e = ev.add_event("e")
+    ev.add_assoc(e, ev.add_step("s", func=flaky))
+    ev.trigger_event(e)
+    out: list = []
+    thread = threading.Thread(target=lambda: out.append(ev.run()), daemon=True)
+    thread.start()
+    thread.join(15)
+    assert out == [True], "run() did not return: a wake was lost"
+    ev.close()
