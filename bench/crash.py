@@ -2,7 +2,7 @@
 Kill the engine at 100 random moments of a run, recover each run, and count the recoveries
 that lost or repeated nothing (see tests/crash_harness.py for the flow and the checks).
 
-    python bench/crash.py [--kills 100] [--seed 1]
+    python bench/crash.py [--kills 100] [--seed 1] [--threads]
 
 The moments are drawn uniformly from the start of the run (its attempt recorded) to a
 little past its end, as measured by one uninterrupted run first (its attempt's start and
@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT))
 from tests.crash_harness import expected, kill_and_recover, query, start  # noqa: E402
 
 
-def clean_run_seconds(folder: Path) -> float:
+def clean_run_seconds(folder: Path, kind: str) -> float:
     """How long an uninterrupted run takes, from its attempt's start to its end (as recorded)."""
     store = folder / "clean.run.db"
-    proc = start("run", store, folder / "clean.log", "clean")
+    proc = start("run", store, folder / "clean.log", "clean", kind)
     proc.communicate(timeout=120)
     if proc.returncode != 0:
         raise SystemExit("the uninterrupted run failed")
@@ -40,17 +40,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--kills", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--threads", action="store_true",
+                        help="every step on threads: rounds also run on the workers")
     args = parser.parse_args()
+    kind = "threads" if args.threads else "mixed"
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="eventor-crash-") as tmp:
         folder = Path(tmp)
-        span = clean_run_seconds(folder)
+        span = clean_run_seconds(folder, kind)
         print(f"an uninterrupted run takes {span:.3f} s; killing {args.kills} runs "
               f"at random moments in [0, {span * 1.1:.3f}] s")
         passed, states, failures = 0, Counter(), []
         for n in range(args.kills):
             kill_after = rng.uniform(0, span * 1.1)
-            report = kill_and_recover(folder, kill_after, run_id=f"k{n}")
+            report = kill_and_recover(folder, kill_after, run_id=f"k{n}", kind=kind)
             states[report.recorded_before] += 1
             if report.ok:
                 passed += 1

@@ -107,6 +107,27 @@ class CrashFlow(Flow):
         return list(ctx.results.each("c").values())
 
 
+class ThreadCrashFlow(CrashFlow):
+    """`CrashFlow` with every step on threads: its rounds run on the workers that finish
+    tasks, not only on the engine's thread (see Engine._deliver)."""
+
+    @step(on=CrashFlow.item, success=CrashFlow.a_done, executor="thread")
+    def a(self, ctx):
+        return self.work(ctx)
+
+    @step(on=CrashFlow.both, success=CrashFlow.c_done, delay=0.05, executor="thread")
+    def c(self, ctx):
+        self.work(ctx)
+        return f"{ctx.results['a']}+{ctx.results['b']}"
+
+    @step(on=CrashFlow.d_failed, success=CrashFlow.e_done, executor="thread")
+    def e(self, ctx):
+        return self.work(ctx)
+
+
+FLOWS = {"mixed": CrashFlow, "threads": ThreadCrashFlow}
+
+
 def expected() -> dict[tuple[str, str], tuple[str, str | None]]:
     """(step, sequence) -> (status, stored result) of an uninterrupted run."""
     out: dict[tuple[str, str], tuple[str, str | None]] = {("spawn", "0"): ("success", '"spawn:0"')}
@@ -124,17 +145,19 @@ def expected() -> dict[tuple[str, str], tuple[str, str | None]]:
 
 
 def main(argv: list[str]) -> int:
-    mode, store, log, run_id = argv
+    mode, store, log, run_id, *kind = argv
+    flow = FLOWS[kind[0] if kind else "mixed"]
     if mode == "run":
-        result = CrashFlow(log=log, store=store, config=QUIET, run_id=run_id).run()
+        result = flow(log=log, store=store, config=QUIET, run_id=run_id).run()
     else:
-        result = CrashFlow.recover(run_id, store=store, config=QUIET)
+        result = flow.recover(run_id, store=store, config=QUIET)
     return 0 if result else 1
 
 
-def start(mode: str, store: Path, log: Path, run_id: str) -> subprocess.Popen[str]:
+def start(mode: str, store: Path, log: Path, run_id: str,
+          kind: str = "mixed") -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.crash_harness", mode, str(store), str(log), run_id],
+        [sys.executable, "-m", "tests.crash_harness", mode, str(store), str(log), run_id, kind],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -189,11 +212,15 @@ def log_lines(log: Path) -> list[tuple[str, str, int]]:
     return [(s, q, int(a)) for s, q, a, _ in (line.split() for line in log.read_text().splitlines())]
 
 
-def kill_and_recover(folder: Path, kill_after: float, run_id: str = "crash") -> Report:
-    """Run `CrashFlow`, SIGKILL its engine ``kill_after`` s into its run, recover, and check."""
+def kill_and_recover(folder: Path, kill_after: float, run_id: str = "crash",
+                     kind: str = "mixed") -> Report:
+    """
+    Run `CrashFlow` (``kind`` "threads": `ThreadCrashFlow`), SIGKILL its engine ``kill_after``
+    s into its run, recover, and check.
+    """
     store, log = folder / f"{run_id}.run.db", folder / f"{run_id}.log"
     report = Report(kill_after)
-    engine = start("run", store, log, run_id)
+    engine = start("run", store, log, run_id, kind)
     wait_for_attempt(store, timeout=30)
     time.sleep(kill_after)
     with contextlib.suppress(ProcessLookupError):
@@ -211,7 +238,7 @@ def kill_and_recover(folder: Path, kill_after: float, run_id: str = "crash") -> 
     report.recorded_before = len(recorded)
     before = len(log_lines(log))
 
-    again = start("recover" if has_run else "run", store, log, run_id)
+    again = start("recover" if has_run else "run", store, log, run_id, kind)
     _out, err = again.communicate(timeout=120)
     if again.returncode != 0:
         report.problems.append(f"recovery exited {again.returncode}: {err.strip()[-500:]}")

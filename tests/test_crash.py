@@ -23,6 +23,13 @@ def test_a_killed_run_recovers_without_losing_or_repeating_work(tmp_path, kill_a
     assert report.ok, report.problems
 
 
+@pytest.mark.parametrize("kill_after", [0.04, 0.1, 0.15])
+def test_a_killed_thread_only_run_recovers_too(tmp_path, kill_after):
+    # every step on threads: rounds also run on the workers that finish tasks
+    report = kill_and_recover(tmp_path, kill_after, kind="threads")
+    assert report.ok, report.problems
+
+
 SLOW_STEP = """
 import os, sys, time
 from eventor import Event, Flow, ResourcePool, step
