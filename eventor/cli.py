@@ -721,7 +721,10 @@ def cmd_show(run_id: Annotated[str, typer.Argument(help="The run's id.")],
         gone = {a["attempt"] for a in attempts if _interrupted(a, grace)}
         ended_by = {a["attempt"]: "crashed" for a in attempts if a["status"] == "crashed"}
         ended_by.update(dict.fromkeys(gone, "interrupted"))
-        _con.out.print(_task_table(rows, f"run {run_id}", ended_by=ended_by))
+        params = ((opened.run(run_id) or {}).get("info") or {}).get("params") or {}
+        title = f"run {run_id}" + (f" ({', '.join(f'{k}={v}' for k, v in params.items())})"
+                                   if params else "")
+        _con.out.print(_task_table(rows, title, ended_by=ended_by))
         for line in _joins_waiting(opened, run_id):
             _con.out.print(line, markup=False)
         _print_failures(opened, run_id, rows, full)

@@ -56,6 +56,9 @@ def test_runs_shows_the_parameters_each_run_was_given(cli):
                "--config", cli.config)[0] == 0
     code, out, _ = cli("runs", "--store", cli.store)
     assert code == 0 and "Numbers(limit=5" in out
+    [run_id] = run_ids(cli.store)
+    code, out, _ = cli("show", run_id, "--store", cli.store)
+    assert code == 0 and f"run {run_id} (limit=5" in out
 
 
 def test_a_failed_run_exits_1_and_shows_the_error(cli):
