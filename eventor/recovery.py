@@ -230,10 +230,9 @@ def load_recovered(store: Store, run_id: str, prior: Row) -> Recovered:
     """Read the attempt ``prior`` (a claimed attempt row) for a recovery of ``run_id``."""
     attempt = prior["attempt"]
     triggered: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for row in store.triggers(run_id, attempt):
-        if row["origin"] == "trigger":
-            origin = (row["origin_step"], row["origin_sequence"])
-            triggered.setdefault(origin, []).append((row["event"], row["sequence"]))
+    for row in store.triggers(run_id, attempt, origin="trigger"):  # its ctx.trigger calls
+        origin = (row["origin_step"], row["origin_sequence"])
+        triggered.setdefault(origin, []).append((row["event"], row["sequence"]))
     return Recovered(
         attempt, prior["ended_at"] is None,
         {(r["step"], r["sequence"]): r for r in store.tasks(run_id, attempt)},
@@ -256,8 +255,8 @@ def note_code_changes(store: Store, run_id: str, graph: FlowGraph, log: BoundLog
 
 def user_triggers(store: Store, run_id: str, attempt: int) -> list[tuple[str, str]]:
     """(event, sequence) of the triggers the user made in an attempt, for a recovery to fire again."""
-    return [(row["event"], row["sequence"]) for row in store.triggers(run_id, attempt)
-            if row["origin"] == "user"]
+    return [(row["event"], row["sequence"])
+            for row in store.triggers(run_id, attempt, origin="user")]
 
 
 @dataclass(frozen=True)

@@ -662,8 +662,12 @@ class SqlStore:
     def tasks(self, run_id: str, attempt: int | None = None) -> list[Row]:
         return self._rows(_of_run(tasks, run_id, attempt))
 
-    def triggers(self, run_id: str, attempt: int | None = None) -> list[Row]:
-        return self._rows(_of_run(triggers, run_id, attempt))
+    def triggers(self, run_id: str, attempt: int | None = None, *,
+                 origin: str | None = None) -> list[Row]:
+        stmt = _of_run(triggers, run_id, attempt)
+        if origin is not None:
+            stmt = stmt.where(triggers.c.origin == origin)
+        return self._rows(stmt)
 
     def delays(self, run_id: str, attempt: int | None = None) -> list[Row]:
         return self._rows(_of_run(delays, run_id, attempt))
