@@ -91,6 +91,13 @@ def _errors() -> Iterator[None]:
         sys.stderr.write(f"error: {text}\n")
         sys.stderr.flush()
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        if _state["debug"]:
+            raise
+        sys.stderr.write("interrupted (Ctrl-C): a run in progress is left interrupted; "
+                         "eventor runs shows it, with the command that recovers it\n")
+        sys.stderr.flush()
+        raise typer.Exit(130) from None
     finally:
         sys.path[:] = path
         if program is None:

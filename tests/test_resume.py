@@ -299,3 +299,22 @@ def test_recover_interrupted_with_a_parameter_picks_those_runs_and_changes_none(
     assert lines(logs[0]) == ["extract", "load start"]  # the 27th is left for its own recovery
     runs = eventor_cli("runs", "--store", store, cwd=tmp_path)
     assert f"--store {os.path.relpath(store, tmp_path)}" in runs.stdout  # the hint names the store
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_eventor_run_is_one_line_and_leaves_the_run_to_recover(tmp_path):
+    log, store = tmp_path / "log", str(tmp_path / "n.run.db")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "eventor"), "run", FLOW, "--store", store,
+         "-p", f"log={log}", "-q"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "HANG": "1"})
+    deadline = time.monotonic() + 30
+    while "load start" not in (log.read_text() if log.exists() else ""):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "interrupted (Ctrl-C)" in err and "Traceback" not in err
+    runs = eventor_cli("runs", "--store", store, cwd=tmp_path)
+    assert "interrupted" in runs.stdout and "eventor recover" in runs.stdout
