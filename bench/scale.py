@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 QUIET = {"LOGGING": {"logging_level": "WARNING", "console": False}}
 
@@ -33,15 +34,21 @@ def noop() -> None:
     return None
 
 
-def fanout(folder: Path, n: int) -> dict[str, float]:
+def wide(store: str, n: int, **kwargs: Any) -> Any:
+    """An Eventor of one thread step triggered in n sequences (the flow every case runs)."""
     import eventor as evr
 
-    ev = evr.Eventor(name="wide", store=str(folder / "wide.run.db"),
-                     config={**QUIET, "task_construct": "thread"})
+    config = {**QUIET, "task_construct": "thread", **kwargs.pop("config", {})}
+    ev = evr.Eventor(name="big", store=store, config=config, **kwargs)
     go = ev.add_event("go")
     ev.add_assoc(go, ev.add_step("s", func=noop))
     for seq in range(n):
         ev.trigger_event(go, seq)
+    return ev
+
+
+def fanout(folder: Path, n: int) -> dict[str, float]:
+    ev = wide(str(folder / "wide.run.db"), n)
     start = time.perf_counter()
     ok = ev.run()
     took = time.perf_counter() - start
@@ -60,14 +67,8 @@ def chain_dsl(folder: Path, n: int) -> dict[str, float]:
 
 def _recorded_run(folder: Path, n: int, *, kill_half: bool) -> tuple[str, str]:
     """A run of n one-step sequences; with kill_half, its engine 'dies' after half of them."""
-    import eventor as evr
-
     store = str(folder / "big.run.db")
-    ev = evr.Eventor(name="big", store=store, config={**QUIET, "task_construct": "thread"})
-    go = ev.add_event("go")
-    ev.add_assoc(go, ev.add_step("s", func=noop))
-    for seq in range(n):
-        ev.trigger_event(go, seq)
+    ev = wide(store, n)
     ok = ev.run(max_loops=n // 2 if kill_half else -1)
     run_id = ev.run_id
     if kill_half:  # as an engine killed mid-run leaves it: an attempt that never ended
@@ -87,11 +88,8 @@ def plan(folder: Path, n: int) -> dict[str, float]:
     import eventor as evr
 
     store, run_id = _recorded_run(folder, n, kill_half=True)
-    ev = evr.Eventor(name="big", store=store, run_mode=evr.RUN_RECOVER, run_id=run_id,
-                     config={**QUIET, "task_construct": "thread", "heartbeat_grace": 3,
-                             "heartbeat_interval": 1})
-    go = ev.add_event("go")
-    ev.add_assoc(go, ev.add_step("s", func=noop))
+    ev = wide(store, 0, run_mode=evr.RUN_RECOVER, run_id=run_id,
+              config={"heartbeat_grace": 3, "heartbeat_interval": 1})
     start = time.perf_counter()
     planned = ev.recovery_plan()
     took = time.perf_counter() - start
@@ -104,12 +102,7 @@ def recover(folder: Path, n: int) -> dict[str, float]:
     import eventor as evr
 
     store, run_id = _recorded_run(folder, n, kill_half=False)
-    ev = evr.Eventor(name="big", store=store, run_mode=evr.RUN_RECOVER, run_id=run_id,
-                     config={**QUIET, "task_construct": "thread"})
-    go = ev.add_event("go")
-    ev.add_assoc(go, ev.add_step("s", func=noop))
-    for seq in range(n):
-        ev.trigger_event(go, seq)
+    ev = wide(store, n, run_mode=evr.RUN_RECOVER, run_id=run_id)
     start = time.perf_counter()
     ok = ev.run()
     took = time.perf_counter() - start

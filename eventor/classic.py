@@ -6,7 +6,6 @@ front end and runs it on the same engine.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -26,6 +25,7 @@ from eventor.exceptions import (
 )
 from eventor.graph import And, EventSpec, FlowGraph, JoinRef, Or, StepSpec
 from eventor.options import StepOptions
+from eventor.params import recorded
 from eventor.recovery import RecoveryPlan, plan_recovery
 from eventor.session import Session, new_run_id, note_changed_params
 from eventor.steps import fit_signature, mark_of, spec_from_mark
@@ -409,14 +409,13 @@ class Eventor:
             return self._session.start(graph, clock=self._clock, progress=self.progress,
                                        info={"params": self._params} if self._params else None)
 
-        params = json.loads(json.dumps(self._params, default=str))  # as the store has them
-        row = self._session.resume_interrupted(self.name, params, start)
+        row = self._session.resume_interrupted(self.name, recorded(self._params), start)
         if row is not None:
             self.run_id, self.run_mode = row["run_id"], RunMode.recover
 
     def _note_changed_params(self) -> None:
-        recorded = (self.store.run(self.run_id) or {}).get("info", {}).get("params") or {}
-        note_changed_params(self._session.log, self.run_id, recorded, self._params)
+        before = (self.store.run(self.run_id) or {}).get("info", {}).get("params") or {}
+        note_changed_params(self._session.log, self.run_id, before, self._params)
 
     def recovery_plan(self) -> RecoveryPlan:
         """

@@ -43,7 +43,7 @@ from eventor.enums import RunMode
 from eventor.exceptions import EventorError, FlowDefinitionError, RunClaimedError, did_you_mean
 from eventor.joins import waiting_in
 from eventor.log import set_console_level
-from eventor.params import Param, checked, coerce
+from eventor.params import Param, checked, coerce, recorded
 from eventor.recovery import interrupted, owner_alive
 from eventor.session import open_configured, purge
 from eventor.store import Store, sqlite_file
@@ -260,21 +260,17 @@ def _build_again(builder: Callable[..., Any], values: dict[str, Any], **wanted: 
     """
     ev = _build(builder, dict(values), **wanted)
     params = _builder_params(builder)
-    recorded = (ev.store.run(ev.run_id) or {}).get("info", {}).get("params") or {}
-    missing = {k: coerce(params[k], v) for k, v in recorded.items() if k in params and k not in values}
+    before = (ev.store.run(ev.run_id) or {}).get("info", {}).get("params") or {}
+    missing = {k: coerce(params[k], v) for k, v in before.items() if k in params and k not in values}
     if any(missing[k] != _default(params[k]) for k in missing):
         ev.close()
         ev = _build(builder, {**values, **missing}, **wanted)
-    ev.record_params({**recorded, **_jsonable(values)})
+    ev.record_params({**before, **recorded(values)})
     return ev
 
 
 def _default(param: Param) -> Any:
     return None if param.required else param.default
-
-
-def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(json.loads(json.dumps(dict(values), default=str)))
 
 
 # -- progress and summaries ----------------------------------------------------------------
@@ -501,7 +497,7 @@ def _run_target(target: Any, values: dict[str, Any], *, store: str | None, confi
     ev = _build(target, dict(values), store=options.get("store"), run_id=run_id)
     ev.resume_interrupted = resume_interrupted
     params = _builder_params(target)
-    ev.record_params(_jsonable({**{k: _default(p) for k, p in params.items()}, **values}))
+    ev.record_params(recorded({**{k: _default(p) for k, p in params.items()}, **values}))
     _run_eventor(ev, max_loops)
 
 
@@ -551,19 +547,19 @@ def _recover_interrupted(target: Any, values: dict[str, Any], *, store: str | No
             where, grace, program = ev.store.address, ev.config.heartbeat_grace, ev.program
             runs = interrupted(ev.store, grace=grace, program=program, flow=ev.name)
     if values:  # -p picks the runs: it never changes what a run recorded
-        wanted = _jsonable(values)
+        wanted = recorded(values)
         runs = [r for r in runs if all((r["info"].get("params") or {}).get(k) == v
                                        for k, v in wanted.items())]
     if not runs:
-        picked = f" with {_jsonable(values)}" if values else ""
+        picked = f" with {recorded(values)}" if values else ""
         _con.out.print(f"no interrupted run of {program}{picked} in {_short(where)}", markup=False)
         raise typer.Exit(0)
     outcomes: list[tuple[str, str]] = []
     for row in runs:
         run_id = row["run_id"]
-        params = row["info"].get("params") or {}
-        shown = f", {', '.join(f'{k}={v}' for k, v in params.items())}" if params else ""
-        _con.out.print(f"recovering run {run_id} (attempt {row['attempt']} was interrupted{shown})",
+        shown = _params_text(row["info"].get("params"))
+        _con.out.print(f"recovering run {run_id} (attempt {row['attempt']} was interrupted"
+                       f"{', ' + shown if shown else ''})",
                        markup=False)
         try:
             if _is_flow(target):
@@ -667,6 +663,11 @@ def _flow_ref(program: str, flow: str) -> str:
     return f"{file}:{flow}" if program and file.is_file() else f"MODULE:{flow}"
 
 
+def _params_text(params: Mapping[str, Any] | None) -> str:
+    """A run's recorded parameters as ``day=2026-11-28, source=s3://a`` ('' for none)."""
+    return ", ".join(f"{k}={v}" for k, v in (params or {}).items())
+
+
 def _store_flag(store: Store, program: str) -> str:
     """`` --store FILE`` for a command about a run in ``store``, unless it is the default one."""
     try:
@@ -702,9 +703,8 @@ def _run_row(store: Store, run: Mapping[str, Any], grace: float) -> tuple[list[s
         hint = (f"run {run_id} is paused with delays pending: finish it with "
                 f"eventor continue {_flow_ref(run['program'], flow)} --run-id {run_id}"
                 f"{_store_flag(store, run['program'])}")
-    params = run["info"].get("params") or {}
-    if params:  # which day a nightly run was for is the first question asked of it
-        shown = ", ".join(f"{k}={v}" for k, v in params.items())
+    shown = _params_text(run["info"].get("params"))
+    if shown:  # which day a nightly run was for is the first question asked of it
         flow = f"{flow}({shown if len(shown) <= 40 else shown[:39] + '…'})"
     return ([run_id, flow, _when(run["created_at"]), str(len(attempts)), status, str(ok),
              str(failed), str(len(tasks) - ok - failed),
@@ -728,9 +728,8 @@ def cmd_show(run_id: Annotated[str, typer.Argument(help="The run's id.")],
         gone = {a["attempt"] for a in attempts if _interrupted(a, grace)}
         ended_by = {a["attempt"]: "crashed" for a in attempts if a["status"] == "crashed"}
         ended_by.update(dict.fromkeys(gone, "interrupted"))
-        params = ((opened.run(run_id) or {}).get("info") or {}).get("params") or {}
-        title = f"run {run_id}" + (f" ({', '.join(f'{k}={v}' for k, v in params.items())})"
-                                   if params else "")
+        shown = _params_text(((opened.run(run_id) or {}).get("info") or {}).get("params"))
+        title = f"run {run_id}" + (f" ({shown})" if shown else "")
         _con.out.print(_task_table(rows, title, ended_by=ended_by))
         for line in _joins_waiting(opened, run_id):
             _con.out.print(line, markup=False)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
-import json
 import signal
 import sys
 import threading
@@ -38,7 +37,7 @@ from eventor.exceptions import (
     did_you_mean,
 )
 from eventor.graph import FlowGraph
-from eventor.params import Param, checked, coerce, type_name
+from eventor.params import Param, checked, coerce, recorded, type_name
 from eventor.recovery import (
     RecoveryPlan,
     interrupted,
@@ -238,19 +237,15 @@ class Flow(metaclass=FlowMeta):
 
     def _resume_interrupted(self) -> None:
         """Make this flow's run the latest interrupted one of its kind, if there is one."""
-        if not self._held:
-            self._held.append(Session(self.graph.name, self.options.get("store", ""),
-                                      self.options.get("config")))
-        session = self._held[0]
+        session = self._session_held()
 
         def start() -> Engine:
             self._engine = None
             self.run_id = session.run_id
             return self._ensure_engine()
 
-        params = json.loads(json.dumps(dict(self.param_values), default=str))
         own_id = self.run_id
-        row = session.resume_interrupted(self.graph.name, params, start)
+        row = session.resume_interrupted(self.graph.name, recorded(self.param_values), start)
         if row is None:
             self._engine, self.run_id = None, own_id
             session.choose_run(own_id)
@@ -409,7 +404,7 @@ class Flow(metaclass=FlowMeta):
             raise ParameterError(
                 f"parameter {schedule.param!r} is each slot's time; do not give it a value",
                 flow=compiled.graph.name, parameter=schedule.param)
-        cls(**{k: v for k, v in values.items()},  # mistakes in the values are found now
+        cls(**values,  # mistakes in the values are found now
             **({schedule.param: schedule.value(0.0, cls.parameters[schedule.param].type)}
                if schedule.param else {})).close()
         results: list[RunResult] = []
@@ -537,12 +532,11 @@ class Flow(metaclass=FlowMeta):
         session = cls._session({k: v for k, v in values.items() if k in FLOW_OPTIONS})
         try:
             chosen = session.choose_run(run_id, mode)
-            recorded = (session.store.run(chosen) or {}).get("info", {}).get("params", {})
-            params = {k: coerce(cls.parameters[k], v) for k, v in recorded.items()
+            before = (session.store.run(chosen) or {}).get("info", {}).get("params", {})
+            params = {k: coerce(cls.parameters[k], v) for k, v in before.items()
                       if k in cls.parameters and k not in values}
             given = {k: v for k, v in values.items() if k in cls.parameters}
-            note_changed_params(session.log, chosen, recorded,
-                                json.loads(json.dumps(given, default=str)))
+            note_changed_params(session.log, chosen, before, recorded(given))
             flow = cls(run_id=chosen, clock=clock, **{**values, **params})
         except BaseException:
             session.close()
@@ -583,21 +577,25 @@ class Flow(metaclass=FlowMeta):
         if not self._finalizer.alive:
             raise EventorUsageError(f"{self!r} is closed; create a new flow object to run again")
         options = self.options
-        if not self._held:
-            self._held.append(Session(self.graph.name, options.get("store", ""),
-                                      options.get("config")))
-        session = self._held[0]
+        session = self._session_held()
         if not session.run_id:  # a new run (a reopened one was chosen by _reopen)
             session.choose_run(self.run_id)
         self._engine = session.start(
             self._bound_graph(), attempt=self._from_attempt, clock=self._clock,
             progress=self._progress,
-            info={"params": json.loads(json.dumps(dict(self.param_values), default=str))},
+            info={"params": recorded(self.param_values)},
             max_concurrent=options.get("max_concurrent"), executor=options.get("executor"),
             stop_on_exception=options.get("stop_on_exception"),
             strict_triggers=options.get("strict_triggers"),
         )
         return self._engine
+
+    def _session_held(self) -> Session:
+        """The session this flow records its run through, opened on first use."""
+        if not self._held:
+            self._held.append(Session(self.graph.name, self.options.get("store", ""),
+                                      self.options.get("config")))
+        return self._held[0]
 
     @property
     def store(self) -> Store:
@@ -640,7 +638,7 @@ def _schedule_key(program: str, flow: str, params: Mapping[str, Any]) -> str:
     """
     if not params:
         return f"{program}:{flow}"
-    shown = ", ".join(f"{k}={v}" for k, v in sorted(json.loads(json.dumps(params, default=str)).items()))
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(recorded(params).items()))
     if len(shown) > 160:
         shown = hashlib.sha1(shown.encode()).hexdigest()[:16]
     return f"{program}:{flow}({shown})"

@@ -6,14 +6,16 @@ given in Python, typed on a command line or read back from a run's record become
 from __future__ import annotations
 
 import inspect
+import json
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from eventor.exceptions import ParameterError
 
-__all__ = ["Param", "checked", "coerce", "fits", "type_name"]
+__all__ = ["Param", "checked", "coerce", "fits", "recorded", "type_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,11 @@ class Param:
     def required(self) -> bool:
         return self.default is inspect.Parameter.empty
 
+
+
+def recorded(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameter values as a run's record holds them: JSON (a date as its ISO text)."""
+    return dict(json.loads(json.dumps(dict(values), default=str)))
 
 
 def type_name(tp: Any) -> str:

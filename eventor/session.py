@@ -189,9 +189,11 @@ class Session:
         """
         grace = self.config.heartbeat_grace
         found = interrupted(self.store, grace=grace, program=self.program, flow=flow)
-        mine = [r for r in found if params is None or (r["info"].get("params") or {}) == params]
-        if len(mine) < len(found):
-            left = [r for r in found if r not in mine]
+        mine, left = [], []
+        for row in found:
+            same = params is None or (row["info"].get("params") or {}) == params
+            (mine if same else left).append(row)
+        if left:
             self.log.warning("interrupted_runs_left", program=self.program, runs=len(left),
                              which=", ".join(f"{r['run_id']} {r['info'].get('params') or {}}"
                                              for r in left[-3:]))
