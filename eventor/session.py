@@ -23,7 +23,7 @@ from eventor.exceptions import EventorConfigError, EventorUsageError, RunClaimed
 from eventor.graph import FlowGraph
 from eventor.log import BoundLogger, close_run_log, make_logger, open_run_log
 from eventor.recovery import interrupted, pick_run
-from eventor.store import Store, open_store
+from eventor.store import Row, Store, open_store
 
 __all__ = ["Session", "new_run_id", "note_changed_params", "open_configured", "purge"]
 
@@ -189,7 +189,8 @@ class Session:
         """
         grace = self.config.heartbeat_grace
         found = interrupted(self.store, grace=grace, program=self.program, flow=flow)
-        mine, left = [], []
+        mine: list[Row] = []
+        left: list[Row] = []
         for row in found:
             same = params is None or (row["info"].get("params") or {}) == params
             (mine if same else left).append(row)
