@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
 from eventor.exceptions import EventorUsageError, ResultNotStoredError, did_you_mean
 from eventor.executors.base import StoredResult, TaskRun, TriggerRequest, current_task
 
@@ -139,6 +137,8 @@ class StepContext:
     def log(self) -> Any:
         """A structlog logger bound to the flow, run, step and sequence."""
         if self._log is None:
+            import structlog  # here: it loads its console (and rich) when imported
+
             self._log = structlog.wrap_logger(
                 logging.getLogger(self._logger_name),
                 wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET),

@@ -50,7 +50,7 @@ from eventor.executors.base import (
 from eventor.executors.registry import CHECKS, REGISTRY, executor_name
 from eventor.graph import FlowGraph, StepSpec, holds
 from eventor.joins import Joins
-from eventor.log import BoundLogger, null_logger
+from eventor.log import EventLogger, null_logger
 from eventor.options import UNSET, EngineOptions, StepOptions
 from eventor.ready import ReadyTasks
 from eventor.recovery import (
@@ -223,7 +223,7 @@ class Engine:
         program: the program's name, recorded with the run.
         options: engine settings, with every step's defaults.
         clock: time source; tests pass a `MockClock`.
-        log: a structlog logger (default: one that drops everything).
+        log: an `EventLogger` (default: one that drops everything).
         executors: executors by name; missing ones come from the registry when first needed.
         mode: the attempt's run mode (recorded).
         logger_name: prefix of the logger names passed to steps.
@@ -248,7 +248,7 @@ class Engine:
         program: str = "eventor",
         options: EngineOptions | None = None,
         clock: Clock | None = None,
-        log: BoundLogger | None = None,
+        log: EventLogger | None = None,
         executors: Mapping[str, Executor] | None = None,
         mode: RunMode = RunMode.restart,
         logger_name: str | None = None,
@@ -262,7 +262,7 @@ class Engine:
         self.program = program
         self.options = options or EngineOptions()
         self.clock: Clock = clock or SystemClock()
-        self.log: BoundLogger = log if log is not None else null_logger()
+        self.log: EventLogger = log if log is not None else null_logger()
         self.mode = mode
         self.host = socket.gethostname()
         self.attempt: int | None = None
@@ -1208,14 +1208,14 @@ class _Heartbeat:
     """
 
     def __init__(self, store: Store, run_id: str, attempt: int, interval: float,
-                 log: BoundLogger) -> None:
+                 log: EventLogger) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, args=(store, run_id, attempt, interval, log),
                                         name=f"eventor-heartbeat-{run_id}", daemon=True)
         self._thread.start()
 
     def _beat(self, store: Store, run_id: str, attempt: int, interval: float,
-              log: BoundLogger) -> None:
+              log: EventLogger) -> None:
         while not self._stop.wait(interval):
             try:
                 store.heartbeat(run_id, attempt, at=time.time())

@@ -1,6 +1,6 @@
 """
-Structured logging: the engine logs events (``step_started``, ``step_succeeded``, ...) with
-structlog, bound to the flow, run and attempt; a renderer turns them into Eventor 5.1's
+Structured logging: the engine logs events (``step_started``, ``step_succeeded``, ...) as
+structlog does, bound to the flow, run and attempt; a renderer turns them into Eventor 5.1's
 bracketed lines (or JSON lines) on standard logging handlers, so steps in child processes
 and user handlers share one stream.
 
@@ -9,6 +9,12 @@ and user handlers share one stream.
 Handlers write each record with one ``write`` on a file opened for appending, so the
 lines of several processes (the engine and its workers) never interleave, and nothing a
 worker logged is lost when it exits.
+
+The engine's events go through `EventLogger`, which is structlog's filtering bound logger
+in the few lines the engine needs (bind, a method per level, one renderer). It is not
+structlog's own, because ``import structlog`` loads its development console and, when it
+is installed, rich: 70 ms of a plain run's start for nothing the run prints. A step's
+``ctx.log`` is a real structlog logger, imported when a step first asks for it.
 """
 
 from __future__ import annotations
@@ -20,19 +26,16 @@ import logging.handlers
 import os
 import socket
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
-
-import structlog
-from structlog.typing import FilteringBoundLogger as BoundLogger
 
 __all__ = [
     "CONSOLE_FORMAT",
     "CONTEXT_KEYS",
     "AtomicFileHandler",
     "AtomicStreamHandler",
-    "BoundLogger",
+    "EventLogger",
     "close_run_log",
     "make_logger",
     "null_logger",
@@ -94,9 +97,69 @@ _SENTENCES = {
                             "started again recovers it",
 }
 
-# The stdlib record of an event should point at the code that logged it, not at structlog:
-# the caller -> structlog's level method -> _proxy_to_logger -> logging.
+# The stdlib record of an event should point at the code that logged it:
+# the caller -> EventLogger's level method -> EventLogger._emit -> logging.
 _STACKLEVEL = 3
+
+Renderer = Callable[[Any, str, MutableMapping[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]]
+
+
+class EventLogger:
+    """
+    Structured events for a stdlib logger: ``log.info("step_started", step="s1")``.
+
+    Bound values (`bind`) go with every event. Levels below the logger's least level cost
+    a call and nothing else. The renderer has structlog's processor signature, ``(logger,
+    method, event_dict)``, and returns the stdlib call's ``(args, kwargs)``.
+    """
+
+    __slots__ = ("_context", "_level", "_logger", "_render")
+
+    def __init__(self, logger: logging.Logger | None, render: Renderer, level: int,
+                 context: Mapping[str, Any] | None = None) -> None:
+        self._logger = logger
+        self._render = render
+        self._level = level if logger is not None else logging.CRITICAL + 1
+        self._context = dict(context or {})
+
+    def bind(self, **values: Any) -> EventLogger:
+        """A logger that adds ``values`` to every event (this one is unchanged)."""
+        return EventLogger(self._logger, self._render, self._level, {**self._context, **values})
+
+    def is_enabled_for(self, level: int) -> bool:
+        """Whether an event at ``level`` is logged at all."""
+        return level >= self._level
+
+    def log(self, level: int, event: str, **values: Any) -> None:
+        """Log ``event`` at ``level`` (a `logging` level number)."""
+        if level >= self._level:
+            self._emit(level, event, values)
+
+    def debug(self, event: str, **values: Any) -> None:
+        if self._level <= logging.DEBUG:
+            self._emit(logging.DEBUG, event, values)
+
+    def info(self, event: str, **values: Any) -> None:
+        if self._level <= logging.INFO:
+            self._emit(logging.INFO, event, values)
+
+    def warning(self, event: str, **values: Any) -> None:
+        if self._level <= logging.WARNING:
+            self._emit(logging.WARNING, event, values)
+
+    def error(self, event: str, **values: Any) -> None:
+        if self._level <= logging.ERROR:
+            self._emit(logging.ERROR, event, values)
+
+    def critical(self, event: str, **values: Any) -> None:
+        if self._level <= logging.CRITICAL:
+            self._emit(logging.CRITICAL, event, values)
+
+    def _emit(self, level: int, event: str, values: dict[str, Any]) -> None:
+        assert self._logger is not None
+        event_dict = {**self._context, **values, "event": event}
+        args, kwargs = self._render(self._logger, logging.getLevelName(level).lower(), event_dict)
+        self._logger.log(level, *args, **kwargs)
 
 
 def render_message(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
@@ -110,7 +173,7 @@ def render_message(_logger: Any, _method: str, event_dict: MutableMapping[str, A
     if text is None:
         extra = " ".join(f"{k}={v!r}" for k, v in event_dict.items() if k not in CONTEXT_KEYS)
         text = f"{event} {extra}".rstrip()
-    event_dict["event"] = event  # structlog's dict is ours to keep: eventor.testing reads it
+    event_dict["event"] = event  # the dict is ours to keep: eventor.testing reads it
     return (text,), {"stacklevel": _STACKLEVEL, "extra": {"eventor_event": event_dict}}
 
 
@@ -215,12 +278,9 @@ def _formatter(settings: Mapping[str, Any]) -> logging.Formatter:
     return _LevelFormatter(CONSOLE_FORMAT, settings.get("level_formats"))
 
 
-def null_logger() -> BoundLogger:
+def null_logger() -> EventLogger:
     """A logger that drops every event (an engine's, when it is given none)."""
-    return structlog.wrap_logger(  # below CRITICAL a call is a no-op; a critical one is returned
-        structlog.ReturnLogger(), processors=[],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
-    )
+    return EventLogger(None, render_message, logging.CRITICAL + 1)
 
 
 class _ConsoleChoice(logging.Filter):
@@ -253,9 +313,9 @@ def set_console_level(level: int | None, *, engine_lines: bool = True) -> None:
     _console_choice.engine_lines = engine_lines
 
 
-def make_logger(name: str, settings: Mapping[str, Any] | None = None) -> BoundLogger:
+def make_logger(name: str, settings: Mapping[str, Any] | None = None) -> EventLogger:
     """
-    A structlog logger for one flow, writing to the stdlib logger ``eventor.{name}``.
+    The event logger for one flow, writing to the stdlib logger ``eventor.{name}``.
 
     Unless ``LOGGING.console`` is false, the ``eventor`` logger gets one console handler
     (added once per process). ``LOGGING.renderer: json`` writes JSON lines instead of the
@@ -283,12 +343,7 @@ def make_logger(name: str, settings: Mapping[str, Any] | None = None) -> BoundLo
         # through its last-resort handler: "console: false" means nothing on the console.
         root.addHandler(logging.NullHandler())
     renderer = render_json if settings.get("renderer") == "json" else render_message
-    return structlog.wrap_logger(
-        logging.getLogger(f"eventor.{name}"),
-        processors=[renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        cache_logger_on_first_use=True,
-    )
+    return EventLogger(logging.getLogger(f"eventor.{name}"), renderer, level)
 
 
 def open_run_log(name: str, run_id: str, settings: Mapping[str, Any] | None,

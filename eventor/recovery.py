@@ -24,7 +24,7 @@ from typing import Any
 from eventor.enums import StepReplay, StepStatus
 from eventor.exceptions import EventorUsageError, RunClaimedError, RunNotFoundError
 from eventor.graph import FlowGraph, StepSpec
-from eventor.log import BoundLogger
+from eventor.log import EventLogger
 from eventor.store.base import Row, Store
 
 __all__ = [
@@ -109,7 +109,7 @@ def _zombie(pid: int) -> bool:
 
 
 def pick_run(store: Store, run_id: str, *, program: str, shared_db: bool,
-             log: BoundLogger | None = None) -> str:
+             log: EventLogger | None = None) -> str:
     """
     The run to recover or continue: ``run_id`` when given, else the latest of ``program``.
 
@@ -179,7 +179,7 @@ def pick_attempt(store: Store, run_id: str, attempt: int | None) -> Row:
 
 
 def claim_attempt(store: Store, run_id: str, attempt: Row, *, now: float,
-                  log: BoundLogger, grace: float = HEARTBEAT_GRACE) -> Row:
+                  log: EventLogger, grace: float = HEARTBEAT_GRACE) -> Row:
     """
     ``attempt``, to be recovered or continued by the caller: when its engine died without
     ending it (a zombie), it is ended as ``crashed`` and the leases it held are released.
@@ -242,7 +242,7 @@ def load_recovered(store: Store, run_id: str, prior: Row) -> Recovered:
     )
 
 
-def note_code_changes(store: Store, run_id: str, graph: FlowGraph, log: BoundLogger) -> None:
+def note_code_changes(store: Store, run_id: str, graph: FlowGraph, log: EventLogger) -> None:
     """Warn of steps changed since the run was recorded, and record the code as it is now."""
     info = dict((store.run(run_id) or {}).get("info") or {})
     now_print = fingerprint(graph)

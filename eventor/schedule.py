@@ -22,7 +22,7 @@ from eventor.clock import Clock, SystemClock
 from eventor.exceptions import EventorConfigError
 
 if TYPE_CHECKING:  # a flow class with a schedule loads neither the store nor the logging
-    from eventor.log import BoundLogger
+    from eventor.log import EventLogger
     from eventor.store.base import Store
 
 __all__ = ["Schedule", "Scheduler", "parse_interval"]
@@ -300,7 +300,7 @@ class Scheduler:
 
     def __init__(self, schedule: Schedule, name: str, store: Store,
                  run_slot: Callable[[float, str], Any], new_run_id: Callable[[], str], *,
-                 clock: Clock | None = None, log: BoundLogger | None = None,
+                 clock: Clock | None = None, log: EventLogger | None = None,
                  runs: int | None = None, until: float | None = None,
                  recheck: float | None = 60.0, tend: Callable[[], Any] | None = None) -> None:
         self.schedule, self.name, self.store = schedule, name, store

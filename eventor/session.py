@@ -21,7 +21,7 @@ from eventor.engine import Engine
 from eventor.enums import RunMode
 from eventor.exceptions import EventorConfigError, EventorUsageError, RunClaimedError
 from eventor.graph import FlowGraph
-from eventor.log import BoundLogger, close_run_log, make_logger, open_run_log
+from eventor.log import EventLogger, close_run_log, make_logger, open_run_log
 from eventor.recovery import interrupted, pick_run
 from eventor.store import Row, Store, open_store
 
@@ -96,7 +96,7 @@ def purge(store: str | Store = "", *, days: float | None = None, config: Any = N
             target.close()
 
 
-def note_changed_params(log: BoundLogger, run_id: str, recorded: Mapping[str, Any],
+def note_changed_params(log: EventLogger, run_id: str, recorded: Mapping[str, Any],
                         given: Mapping[str, Any]) -> None:
     """Log the parameters of a recover or continue that differ from those the run recorded."""
     changed = {k: (recorded[k], v) for k, v in given.items() if k in recorded and recorded[k] != v}
@@ -141,7 +141,7 @@ class Session:
         self.name = name
         self.config = load_config(config, tag=config_tag)
         self.program = default_program()
-        self.log: BoundLogger = make_logger(name, self.config.LOGGING)
+        self.log: EventLogger = make_logger(name, self.config.LOGGING)
         self.store, self._owns_store, _ = open_configured(store, self.config)
         self.run_id = ""
         self.mode = RunMode.restart

@@ -30,6 +30,7 @@ DOORS = {
     "distributed": {"eventor.executors.dask"},
     "dask": {"eventor.executors.dask"},
     "cloudpickle": {"eventor.executors.dask"},
+    "structlog": {"eventor.context"},  # for ctx.log, when asked for: it loads rich
 }
 
 
@@ -131,3 +132,22 @@ def test_the_model_loads_neither_sqlalchemy_nor_the_engine():
             "'eventor.executors.process') if m in sys.modules]; "
             "assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_plain_flow_run_loads_no_console_libraries(tmp_path):
+    """structlog loads its dev console and rich when imported: a run that prints through the
+    engine's own event logger must not pay for them (ctx.log imports structlog when used)."""
+    code = (
+        "import sys, eventor as evr\n"
+        "class One(evr.Flow):\n"
+        "    go = evr.Event(entry=True)\n"
+        "    @evr.step(on=go)\n"
+        "    def hello(self, ctx):\n"
+        "        return 1\n"
+        f"assert One(store={str(tmp_path / 'one.db')!r}).run().status == 'success'\n"
+        "loaded = [m for m in ('structlog', 'rich', 'typer', 'yaml') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Step completed hello[0], status: success, result 1" in done.stderr
