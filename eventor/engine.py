@@ -82,8 +82,6 @@ __all__ = ["Engine", "EngineOptions", "Origin", "RunSummary", "Task"]
 DEFAULT_SEQUENCE = "0"
 TIMEOUT_MRO = qualified_names(StepTimeout)
 POOL_POLL = 0.1  # seconds between looks at pools another program holds
-# Executors whose threads may run a round when they bring an outcome (see Engine._deliver).
-_INLINE = frozenset({"thread", "process"})
 _LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1", socket.gethostname()})
 
 
@@ -322,9 +320,8 @@ class Engine:
             runs = [s for s in graph.steps.values() if self._executor_of[s.name] == executor]
             if runs:
                 check(runs, self.options)
-        # every step runs here (threads, inline, or forked workers whose outcomes reader
-        # threads bring), none over a network, and no executor was given by the caller
-        self._inline_ok = not executors and set(self._executor_of.values()) <= _INLINE | {"invoke"}
+        # no step forks, connects or hands over elsewhere, and no executor was given by the caller
+        self._inline_ok = (not executors and set(self._executor_of.values()) <= {"thread", "invoke"})
         self._inline = False
         self._joins = Joins(graph)
         self._fanners = self._joins.fanners
@@ -431,13 +428,12 @@ class Engine:
 
     def _deliver(self, message: Message) -> None:
         """
-        The messages of thread and process steps: when no round is running and no other task
-        runs, the thread that brings a task's outcome (the step's thread, or the reader of a
-        process step's worker) runs the round itself, rather than waking the engine's thread
-        to do it (that hop cost as much as the round's commit: a chain pays it at every step).
-        One round at a time, in the order messages came: every message is taken from the
-        inbox, and every round run, by the holder of the baton. The engine's thread is woken
-        only when what it waits for changed.
+        A thread step's messages: when no round is running and no other task runs, the thread
+        that brings a task's outcome runs the round itself, rather than waking the engine's
+        thread to do it (that hop cost as much as the round's commit: a chain of thread steps
+        pays it at every step). One round at a time, in the order messages came: every
+        message is taken from the inbox, and every round run, by the holder of the baton.
+        The engine's thread is woken only when what it waits for changed.
         """
         inbox, baton = self._inbox, self._baton
         if not self._inline or not isinstance(message, Outcome):
@@ -1090,7 +1086,7 @@ class Engine:
 
     def _hand_over(self, executor: str, run: TaskRun) -> None:
         try:
-            done = self._deliver if executor in _INLINE else self._inbox.put
+            done = self._deliver if executor == "thread" else self._inbox.put
             self._executor(executor).submit(run, done)
         except Exception as exc:  # e.g. fork refused: the task fails, the engine goes on
             self._inbox.put(Outcome(run.key, False, error_type=type(exc).__qualname__,

@@ -30,7 +30,6 @@ import termios
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -227,9 +226,6 @@ class ProcessExecutor(Executor):
         self._idle: list[_Worker] = []
         self._workers: dict[int, _Worker] = {}
         self._closed = False
-        # Every worker is forked by this one long-lived thread (see die_with_parent), so
-        # that any thread may submit: the engine's, or a reader running a round inline.
-        self._forker = ThreadPoolExecutor(1, thread_name_prefix="eventor-forker")
 
     # -- engine side ---------------------------------------------------------------------
 
@@ -241,7 +237,7 @@ class ProcessExecutor(Executor):
                     raise RuntimeError("the process executor is closed")
                 worker = self._idle.pop() if self._idle else None
             if worker is None:
-                worker = self._forker.submit(self._spawn).result()
+                worker = self._spawn()
             with self._lock:  # the reader marks a worker dead under this lock
                 if worker.dead:
                     continue
@@ -326,7 +322,8 @@ class ProcessExecutor(Executor):
             task, done = current
             if unread and not self._closed:
                 # It died before reading the task (killed while idle): the task never
-                # started, so the engine submits it again.
+                # started, so the engine submits it again, from its own thread (a worker
+                # forked from this short-lived thread would die with it: see _worker_main).
                 done(Requeue(task))
             else:
                 outcome = died(task.key, task.step, worker.pid, os.waitstatus_to_exitcode(status))
@@ -368,7 +365,6 @@ class ProcessExecutor(Executor):
             if worker.reader.is_alive():
                 send_signal(worker.pid, signal.SIGKILL)
                 worker.reader.join()
-        self._forker.shutdown()  # last: its end would kill (SIGKILL) the workers it forked
 
 
 def send_signal(pid: int, sig: int) -> None:
@@ -409,7 +405,7 @@ def die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the work
     crashed engine (recovery would run it again beside the orphan).
 
     Linux sends the signal when the *thread* that forked the worker ends, so workers are
-    forked only by the executor's forker thread, which lives as long as the executor.
+    forked only from the engine's thread, never from a reader thread.
     """
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -121,26 +121,6 @@ def test_idle_workers_are_reused_unless_max_tasks_per_child_says_otherwise(make_
     assert len(set(pids({"max_tasks_per_child": 1}))) == 3
 
 
-def test_a_worker_outlives_the_reader_thread_whose_round_started_it(make_eventor):
-    """
-    A process step's outcome is read, and the next round run, by its worker's reader thread;
-    with max_tasks_per_child=1 that thread ends with its worker. The next worker must not
-    die with it (Linux kills a child when the thread that forked it ends): workers are
-    forked by the executor's own long-lived thread.
-    """
-    ev = make_eventor(config={"task_construct": "process", "max_tasks_per_child": 1})
-    events = [ev.add_event(f"e{i}") for i in range(4)]
-    for i in range(4):
-        ev.add_step(f"s{i}", func=lambda: time.sleep(0.3) or os.getpid(),
-                    triggers={evr.STEP_SUCCESS: events[i + 1]} if i < 3 else {})
-        ev.add_assoc(events[i], f"s{i}")
-    ev.trigger_event(events[0])
-    assert ev.run()
-    tasks = ev.store.tasks(ev.run_id)
-    assert [t["status"] for t in tasks] == ["success"] * 4
-    assert len({t["result"] for t in tasks}) == 4
-
-
 def test_a_worker_killed_while_idle_does_not_take_the_next_task_down(make_eventor, tmp_path):
     pidfile = tmp_path / "worker.pid"
     ev = make_eventor(config={"task_construct": "process"})
