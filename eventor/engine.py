@@ -320,8 +320,10 @@ class Engine:
             runs = [s for s in graph.steps.values() if self._executor_of[s.name] == executor]
             if runs:
                 check(runs, self.options)
-        # no step forks, connects or hands over elsewhere, and no executor was given by the caller
-        self._inline_ok = (not executors and set(self._executor_of.values()) <= {"thread", "invoke"})
+        # Every step runs on threads, and no executor was given by the caller: a round may run
+        # on a thread step's worker. Not with process steps (a worker is forked by the thread
+        # that runs the flow, and inherits its state), nor invoke steps (they run in that thread).
+        self._inline_ok = not executors and set(self._executor_of.values()) <= {"thread"}
         self._inline = False
         self._joins = Joins(graph)
         self._fanners = self._joins.fanners
@@ -386,7 +388,7 @@ class Engine:
         heartbeat = _Heartbeat(self.store, self.run_id, self._attempt_no,
                                self.options.heartbeat_interval, self.log)
         # Rounds may run on the thread that finished a task (no hop back to this one) when
-        # every step runs on threads or inline, on the real clock, with no bound on rounds.
+        # every step runs on threads, on the real clock, with no bound on rounds.
         self._inline = max_loops <= 0 and type(self.clock) is SystemClock and self._inline_ok
         self._in_run = True
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -406,6 +407,20 @@ def test_a_step_s_triggers_are_taken_before_its_outcome_however_rounds_run(tmp_p
     assert result
     assert sorted(int(t.sequence) for t in result.tasks if t.step == "hop") == list(range(301))
     assert len([t for t in result.tasks if t.step == "seen"]) == 301
+
+
+def test_an_invoke_step_after_a_thread_step_runs_in_the_thread_that_runs_the_flow(make_eventor):
+    # A worker that brings a thread step's outcome may run the next round itself; an invoke
+    # step must still run in the engine's own thread (signals, thread-local state, Ctrl-C).
+    ev = make_eventor(config={"task_construct": "thread"})
+    e1, e2 = ev.add_event("e1"), ev.add_event("e2")
+    ev.add_assoc(e1, ev.add_step("t", func=lambda: None, triggers={evr.STEP_SUCCESS: e2}))
+    ev.add_assoc(e2, ev.add_step("i", func=lambda: threading.current_thread().name,
+                                 config={"task_construct": "invoke"}))
+    ev.trigger_event(e1)
+    assert ev.run()
+    by_step = {t["step"]: t for t in ev.store.tasks(ev.run_id)}
+    assert by_step["i"]["result"] == json.dumps(threading.current_thread().name)
 
 
 @pytest.mark.parametrize("config", [{}, {"retries": 1, "retry_delay": 0.05}])
