@@ -10,16 +10,18 @@ and are decoded only when read.
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import logging
 import pickle
+import types
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from eventor.exceptions import EventorUsageError, ResultNotStoredError, did_you_mean
-from eventor.executors.base import StoredResult, TaskRun, TriggerRequest, current_task
+from eventor.executors.base import FORK_LOCK, StoredResult, TaskRun, TriggerRequest, current_task
 
 __all__ = ["RunResult", "StepCall", "StepContext", "TaskResult", "decode_result"]
 
@@ -137,8 +139,7 @@ class StepContext:
     def log(self) -> Any:
         """A structlog logger bound to the flow, run, step and sequence."""
         if self._log is None:
-            import structlog  # here: it loads its console (and rich) when imported
-
+            structlog = _structlog()
             self._log = structlog.wrap_logger(
                 logging.getLogger(self._logger_name),
                 wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET),
@@ -178,6 +179,28 @@ class StepContext:
         return f"<StepContext {self.step}[{self.sequence}] run={self.run_id} attempt={self.recovery}>"
 
 
+def _structlog() -> Any:
+    """
+    structlog, imported when a run first needs it: importing it loads its development
+    console (and rich, when installed), which a run that never logs from a step does not use.
+    """
+    with FORK_LOCK:  # a worker forked in the middle of the import would hang on it
+        import structlog
+    return structlog
+
+
+def _reads_log(func: Callable[..., Any]) -> bool:
+    """Whether ``func``'s code, or a function defined in it, reads an attribute named ``log``."""
+    code = getattr(inspect.unwrap(func), "__code__", None)
+    codes = [code] if isinstance(code, types.CodeType) else []
+    while codes:
+        code = codes.pop()
+        if "log" in code.co_names:
+            return True
+        codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return False
+
+
 def _render(_logger: Any, _method: str, event_dict: Any) -> Any:
     """The event as one line, logged as if from the step's own function (its call site)."""
     event = event_dict.pop("event", "")
@@ -214,6 +237,11 @@ class StepCall:
         self.allow_pickle = allow_pickle
         self.owner = owner  # the Flow class, and
         self.step = step  # the step's name there: how a copy finds its function on another host
+        if wants_ctx and _reads_log(func):
+            # ctx.log, most likely: import structlog now, in the thread defining the flow,
+            # so that the process workers forked for its run inherit it rather than each
+            # importing it (70-130 ms); a step whose helper logs imports it when it asks.
+            _structlog()
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Sent to another host by reference: the flow class, the step's name, the flow's

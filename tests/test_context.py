@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -27,6 +29,48 @@ def test_the_step_context_describes_the_task(opts):
     assert result["probe"] == {"run_id": flow.run_id, "sequence": "s1", "step": "probe",
                                "recovery": 0, "results": {}, "env": "probe"}
     flow.close()
+
+
+def test_ctx_log_first_used_in_a_thread_step_does_not_hang_a_worker_forked_meanwhile(tmp_path):
+    # structlog is imported on the first ctx.log (here from a helper, so not before the run):
+    # a worker forked while a thread step is in the middle of that import would find the
+    # module's lock held forever. A fresh interpreter, where structlog is not loaded yet.
+    code = (
+        "import eventor as evr\n"
+        "def say(ctx, what):\n"
+        "    ctx.log.info(what)\n"
+        "class Mixed(evr.Flow):\n"
+        "    go = evr.Event(entry=True)\n"
+        "    @evr.step(on=go, executor='thread')\n"
+        "    def a(self, ctx):\n"
+        "        say(ctx, 'from a thread')\n"
+        "    @evr.step(on=go, executor='process', config={'timeout': 10})\n"
+        "    def b(self, ctx):\n"
+        "        say(ctx, 'from a process')\n"
+        f"result = Mixed(store={str(tmp_path / 'mixed.db')!r}).run()\n"
+        "assert result.status == 'success', result.task('b').error\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_flow_whose_steps_read_ctx_log_imports_structlog_before_its_workers_fork(tmp_path):
+    # Its process workers inherit structlog rather than each importing it (70-130 ms).
+    code = (
+        "import sys, eventor as evr\n"
+        "class Logs(evr.Flow):\n"
+        "    go = evr.Event(entry=True)\n"
+        "    @evr.step(on=go, executor='process')\n"
+        "    def hello(self, ctx):\n"
+        "        inherited = 'structlog' in sys.modules\n"
+        "        ctx.log.info('hello')\n"
+        "        return inherited\n"
+        f"result = Logs(store={str(tmp_path / 'logs.db')!r}).run()\n"
+        "assert result['hello'] is True, result['hello']\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "hello" in done.stderr
 
 
 def test_results_that_are_not_json_are_refused_unless_the_flow_stores_pickles(opts):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 __all__ = [
+    "FORK_LOCK",
     "Emit",
     "Executor",
     "Message",
@@ -43,6 +44,11 @@ __all__ = [
 
 REPR_LIMIT = 2000
 OUTPUT_LIMIT = 64 * 1024  # bytes of a task's output kept: its end, where the errors are
+
+# Held while a worker process is forked, and while a step first imports a module it needs
+# (structlog, for ctx.log): a child forked in the middle of another thread's import would
+# find that module's import lock held forever, and hang on its own first import of it.
+FORK_LOCK = threading.Lock()
 E = TypeVar("E", bound="Executor")
 
 

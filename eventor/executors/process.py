@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 from eventor.exceptions import ProcessDied
 from eventor.executors.base import (
+    FORK_LOCK,
     OUTPUT_LIMIT,
     Emit,
     Executor,
@@ -269,7 +270,11 @@ class ProcessExecutor(Executor):
         files = memory_files()
         flush_std()  # else the child would write the parent's buffered text again
         parent = os.getpid()
-        pid = os.fork()
+        FORK_LOCK.acquire()  # no import half done by another thread (see FORK_LOCK)
+        try:
+            pid = os.fork()
+        finally:
+            FORK_LOCK.release()  # in the worker too: its copy was held by the forking thread
         if pid == 0:  # pragma: no cover - the worker never returns
             os.close(task_w)
             os.close(result_r)
