@@ -100,6 +100,10 @@ class GraphBuilder:
     def __contains__(self, name: object) -> bool:
         return name in self._events or name in self._steps
 
+    def event(self, name: str) -> EventSpec | None:
+        """The event added under ``name``, or None (no such event, or it names a step)."""
+        return self._events.get(name)
+
     def build(self) -> FlowGraph:
         """
         Freeze what was added into a `FlowGraph`.

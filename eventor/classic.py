@@ -350,21 +350,29 @@ class Eventor:
                 starts an independent instance of the flow.
 
         Raises:
-            EventorUsageError: no such event was added (or, once the run started, it is a
-                join event, which fires by itself), or the Eventor is closed.
+            EventorUsageError: no such event was added (a step's name is not an event's),
+                it is a join event, which fires by itself, or the Eventor is closed.
         """
         name = _name_of(event, "an event")
         if self._closed:
             raise EventorUsageError("cannot trigger an event: this Eventor is closed")
         if self._engine is not None:
             self._engine.trigger(name, sequence)
-        elif name not in self._builder:
+            return
+        spec = self._builder.event(name)
+        if spec is None and name in self._builder:
+            raise EventorUsageError(
+                f"cannot trigger {name!r}: it is a step, not an event; trigger the event "
+                "it is associated with (add_assoc)")
+        if spec is None:
             raise EventorUsageError(
                 f"cannot trigger {name!r}: no such event was added."
                 + did_you_mean(name, self._builder.where)
             )
-        else:
-            self._early_triggers.append((name, sequence))
+        if spec.join is not None:
+            raise EventorUsageError(
+                f"cannot trigger {name!r}: it is a join, which fires once its children arrive")
+        self._early_triggers.append((name, sequence))
 
     def record_params(self, params: Mapping[str, Any]) -> None:
         """

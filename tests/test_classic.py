@@ -66,6 +66,18 @@ def test_triggering_an_unknown_event_names_it(make_eventor):
         ev.trigger_event("strat")
 
 
+def test_triggering_a_step_or_a_join_is_refused_when_triggered_not_at_run(make_eventor):
+    ev = make_eventor()
+    found, loaded = ev.add_event("found"), ev.add_event("loaded")
+    all_loaded = ev.add_event("all_loaded", join=evr.join(loaded, over=found))
+    ev.add_assoc(found, ev.add_step("load", func=lambda: None,
+                                    triggers={evr.STEP_SUCCESS: loaded}))
+    with pytest.raises(evr.EventorUsageError, match="'load': it is a step, not an event"):
+        ev.trigger_event("load")
+    with pytest.raises(evr.EventorUsageError, match="'all_loaded': it is a join"):
+        ev.trigger_event(all_loaded)
+
+
 def test_the_graph_is_frozen_once_run_started(make_eventor):
     ev = make_eventor()
     ev.add_event("e")
