@@ -26,8 +26,8 @@ __all__ = [
     "TryRecord",
 ]
 
-SCHEMA_VERSION = 6  # 2: leases, tries; 3: trigger origins; 4: heartbeats; 5: task output, attempt
-# params; 6: schedule slots
+SCHEMA_VERSION = 7  # 2: leases, tries; 3: trigger origins; 4: heartbeats; 5: task output, attempt
+# params; 6: schedule slots; 7: triggers and tasks keyed by what they are (no row ids)
 
 Row = dict[str, Any]  # a row as read back: column name -> value
 

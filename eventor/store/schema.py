@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -57,10 +58,14 @@ attempts = Table(
     Column("params", Text),  # schema 5: the parameters this attempt ran with (JSON)
 )
 
+# Schema 7: triggers and tasks are keyed by what they are (an event fired, a step triggered,
+# once per sequence of an attempt) rather than by a row id with a unique index beside it: a
+# round then writes one b-tree per table, not two (on sqlite, WITHOUT ROWID tables). Their
+# ``id`` orders them within their attempt; the store gives it (see SqlStore.write).
 triggers = Table(
     "eventor_triggers",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Integer, nullable=False),
     Column("run_id", String(64), nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("event", String(256), nullable=False),
@@ -73,13 +78,14 @@ triggers = Table(
     Column("origin", String(16)),
     Column("origin_step", String(256)),
     Column("origin_sequence", String(256)),
-    UniqueConstraint("run_id", "attempt", "event", "sequence", name="uq_trigger_once"),
+    PrimaryKeyConstraint("run_id", "attempt", "event", "sequence", name="pk_eventor_triggers"),
+    sqlite_with_rowid=False,
 )
 
 tasks = Table(
     "eventor_tasks",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Integer, nullable=False),
     Column("run_id", String(64), nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("step", String(256), nullable=False),
@@ -98,7 +104,8 @@ tasks = Table(
     Column("traceback", Text),
     Column("exit_code", Integer),
     Column("output", Text),  # schema 5: the end of what the task printed
-    UniqueConstraint("run_id", "attempt", "step", "sequence", name="uq_task_once"),
+    PrimaryKeyConstraint("run_id", "attempt", "step", "sequence", name="pk_eventor_tasks"),
+    sqlite_with_rowid=False,
 )
 
 delays = Table(
@@ -176,6 +183,9 @@ UPGRADES: dict[int, tuple[tuple[Table, ...], tuple[Column[Any], ...]]] = {
     4: ((), (attempts.c.heartbeat_at,)),
     5: ((), (tasks.c.output, attempts.c.params)),
     6: ((slots,), ()),
+    7: ((), ()),
 }
+# Tables a version recreates in their new definition, keeping their rows.
+REBUILDS: dict[int, tuple[Table, ...]] = {7: (triggers, tasks)}
 
 TABLES = tuple(t.name for t in metadata.sorted_tables)

@@ -18,9 +18,9 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy import MetaData, bindparam, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -43,6 +43,7 @@ from eventor.exceptions import (
 )
 from eventor.store.base import SCHEMA_VERSION, Batch, LeaseRequest, Row
 from eventor.store.schema import (
+    REBUILDS,
     TABLES,
     UPGRADES,
     attempts,
@@ -62,6 +63,12 @@ BUSY_TIMEOUT = 60.0  # seconds a sqlite connection waits for another writer
 _TASK_KEY = ("run_id", "attempt", "step", "sequence")
 _COLUMN = {"try_": "try"}  # record fields whose column name is a Python keyword
 _DELAY_KEY = ("run_id", "attempt", "event", "target", "sequence")
+_NUMBERED = frozenset({tasks, triggers})  # rows whose id the store gives, per attempt
+
+
+class _AttemptKey(NamedTuple):
+    run_id: str
+    attempt: int
 
 
 def resolve_url(
@@ -192,6 +199,8 @@ class SqlStore:
             self._engine.dispose()
             raise
         self._statements: dict[tuple[str, str, type], _Compiled] = {}
+        # (table, run_id, attempt) -> the id its next inserted row gets (see _numbered)
+        self._next_ids: dict[tuple[str, str, int], int] = {}
         self._dbapi: Any = self._engine.dialect.dbapi
 
     # -- opening -------------------------------------------------------------------------
@@ -330,7 +339,8 @@ class SqlStore:
             )
 
     def _upgrade(self, conn: Connection) -> None:
-        """Add what later schema versions add; every old run stays as it was."""
+        """Add what later schema versions add, and rebuild the tables they redefine; every
+        old run stays as it was."""
         with self._guard("upgrade the store's schema"), conn.begin():
             if self._engine.dialect.name == "postgresql":
                 # Two programs opening an old store at once: the second waits, then finds it
@@ -350,8 +360,21 @@ class SqlStore:
                         f"ALTER TABLE {self._qualified(column.table.name)} ADD COLUMN {name} {kind}")
                 if version == 3:
                     self._backfill_origins(conn)
+                for table in REBUILDS.get(version, ()):
+                    self._rebuild(conn, table)
             conn.execute(update(meta).where(meta.c.key == "schema_version")
                          .values(value=str(SCHEMA_VERSION)))
+
+    def _rebuild(self, conn: Connection, table: Any) -> None:
+        """Recreate ``table`` in its current definition, with every row it holds."""
+        new = table.to_metadata(MetaData(), name=f"{table.name}_rebuilt")
+        new.create(conn)
+        names = [c.name for c in table.columns]
+        conn.execute(insert(new).from_select(names, select(*(table.c[n] for n in names))))
+        table.drop(conn)
+        quote = self._engine.dialect.identifier_preparer.quote
+        conn.exec_driver_sql(
+            f"ALTER TABLE {self._qualified(new.name)} RENAME TO {quote(table.name)}")
 
     def _qualified(self, table: str) -> str:
         """A table's name for raw SQL: quoted, and in the store's schema when it has one."""
@@ -494,13 +517,43 @@ class SqlStore:
                             cursor.execute(stmt.sql, stmt.params(record))
                         continue
                     stmt = self._statement(kind, table, type(records[0]))
-                    cursor.executemany(stmt.sql, [stmt.params(r) for r in records])
+                    if kind == "insert" and table in _NUMBERED:
+                        rows = self._numbered(cursor, table, records, stmt)
+                    else:
+                        rows = [stmt.params(r) for r in records]
+                    cursor.executemany(stmt.sql, rows)
                 dbapi_conn.commit()
             except BaseException:
                 dbapi_conn.rollback()
+                self._next_ids.clear()  # read them again: what this round took is not there
                 raise
             finally:
                 cursor.close()
+
+    def _numbered(self, cursor: Any, table: Any, records: list[Any], stmt: _Compiled) -> list[Any]:
+        """
+        The parameters of ``records`` with the ``id`` each row gets: the next in its attempt.
+
+        An attempt has one writer (its engine, which claimed it), so the next id is read
+        from the table once per attempt and then counted here.
+        """
+        next_ids = self._next_ids
+        rows: list[Any] = []
+        for record in records:
+            key = (table.name, record.run_id, record.attempt)
+            number = next_ids.get(key)
+            if number is None:
+                last = self._statement("last_id", table, _AttemptKey)
+                cursor.execute(last.sql, last.params(_AttemptKey(record.run_id, record.attempt)))
+                number = (cursor.fetchone()[0] or 0) + 1
+            next_ids[key] = number + 1
+            params = stmt.params(record)
+            if isinstance(params, dict):
+                rows.append({**params, "id": number})
+            else:
+                at = stmt.id_at
+                rows.append((*params[:at], number, *params[at:]))
+        return rows
 
     def _statement(self, kind: str, table: Any, record: type) -> _Compiled:
         """
@@ -515,8 +568,15 @@ class SqlStore:
         if compiled is None:
             columns = {f: _COLUMN.get(f, f) for f in record._fields}  # type: ignore[attr-defined]
             stmt: Any
-            if kind == "insert":
-                stmt = insert(table).values({c: bindparam(f) for f, c in columns.items()})
+            if kind == "last_id":  # the last id given in an attempt (see _numbered)
+                stmt = select(func.max(table.c.id)).where(
+                    table.c.run_id == bindparam("run_id"), table.c.attempt == bindparam("attempt"))
+                names = {"run_id": "run_id", "attempt": "attempt"}
+            elif kind == "insert":
+                values: dict[str, Any] = {c: bindparam(f) for f, c in columns.items()}
+                if table in _NUMBERED:  # given by _numbered
+                    values["id"] = bindparam("id")
+                stmt = insert(table).values(values)
                 names = {f: f for f in columns}
             else:
                 key = (tuple(f for f in columns if f != "released_at") if kind == "release"
@@ -532,6 +592,8 @@ class SqlStore:
         return compiled
 
     def resume_attempt(self, run_id: str, attempt: int, *, now: float, host: str, pid: int) -> None:
+        for table in _NUMBERED:  # another program may have written it since: count again
+            self._next_ids.pop((table.name, run_id, attempt), None)
         with self._lock, self._guard("resume attempt"), self._conn.begin():
             self._conn.execute(
                 update(attempts)
@@ -710,7 +772,7 @@ def _of_run(table: Any, run_id: str, attempt: int | None) -> Any:
     stmt = select(table).where(table.c.run_id == run_id)
     if attempt is not None:
         stmt = stmt.where(table.c.attempt == attempt)
-    return stmt.order_by(table.c.id)
+    return stmt.order_by(table.c.attempt, table.c.id)  # triggers' and tasks' ids are per attempt
 
 
 class _Compiled:
@@ -719,7 +781,11 @@ class _Compiled:
     def __init__(self, compiled: Any, names: Mapping[str, str], record: Any) -> None:
         self.sql = compiled.string
         order = compiled.positiontup
+        self.id_at = 0  # where a numbered insert's id goes among the positional parameters
         if order is not None:  # qmark/format paramstyles: a tuple in bind order
+            if "id" in order and "id" not in names:  # a numbered insert: see SqlStore._numbered
+                self.id_at = order.index("id")
+                order = [n for n in order if n != "id"]
             fields = tuple(names[n] for n in order)
             get = operator.attrgetter(*fields)
             if fields == record._fields:  # the record is that tuple already (an insert)

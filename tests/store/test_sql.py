@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import Integer, insert
 from sqlalchemy.exc import IntegrityError
 
 import eventor as evr
@@ -24,6 +24,7 @@ from eventor.store.base import (
     TryRecord,
 )
 from eventor.store.schema import tasks, triggers
+from tests.conftest import POSTGRES
 
 
 def digest(path: Path) -> str:
@@ -235,9 +236,9 @@ def _as_older_schema(path, version, legacy_triggers=()):
         db.execute("alter table eventor_attempts drop column heartbeat_at")  # added by version 4
         for column in ("origin", "origin_step", "origin_sequence"):  # added by version 3
             db.execute(f"alter table eventor_triggers drop column {column}")
-        db.executemany("insert into eventor_triggers (run_id, attempt, event, sequence, "
-                       "created_at, source, acted) values ('old', 0, ?, ?, 1.0, ?, 1)",
-                       legacy_triggers)
+        db.executemany("insert into eventor_triggers (id, run_id, attempt, event, sequence, "
+                       "created_at, source, acted) values (?, 'old', 0, ?, ?, 1.0, ?, 1)",
+                       [(i, *t) for i, t in enumerate(legacy_triggers, 1)])
         if version < 2:
             db.execute("drop table eventor_leases")
             db.execute("drop table eventor_tries")
@@ -273,6 +274,72 @@ def test_a_version_2_store_gets_the_origin_of_its_triggers_from_their_text(tmp_p
     assert origins == {"go": ("user", None, None), "both": ("expr", None, None),
                        "e2": ("assoc", None, None), "done": ("status", "s1", None),
                        "item": ("trigger", "scan", "0")}
+
+
+def _as_schema_6(backend, rows):
+    """
+    Make a store's triggers and tasks tables what schema 6 made them (a row id for each row,
+    counted across runs, and a unique key beside it) holding ``rows``: (table, values) in
+    the order an old engine wrote them.
+    """
+    from sqlalchemy import Column, MetaData, Table, UniqueConstraint, create_engine, update
+
+    from eventor.store.schema import meta
+
+    old = MetaData()
+    for table, key in ((triggers, ("event",)), (tasks, ("step",))):
+        Table(table.name, old, Column("id", Integer, primary_key=True, autoincrement=True),
+              *(Column(c.name, c.type, nullable=c.nullable) for c in table.columns if c.name != "id"),
+              UniqueConstraint("run_id", "attempt", *key, "sequence"))
+    if backend.kind == "sqlite":
+        engine = create_engine(f"sqlite:///{backend.store}")
+    else:
+        database = backend.config["DATABASES"]["pg"]
+        engine = create_engine(POSTGRES).execution_options(
+            schema_translate_map={None: database["schema"]})
+    with engine.begin() as conn:
+        triggers.drop(conn)
+        tasks.drop(conn)
+        old.create_all(conn)
+        for table, values in rows:
+            conn.execute(insert(old.tables[table.name]), [values])
+        conn.execute(update(meta).values(value="6"))
+    engine.dispose()
+
+
+def test_a_version_6_store_keeps_its_triggers_and_tasks_in_order_when_upgraded(backend):
+    store = backend.open()
+    store.begin_attempt("old", "prog", "restart", now=1.0, host="h", pid=1)
+    store.begin_attempt("other", "prog", "restart", now=1.0, host="h", pid=1)
+    store.close()
+    trigger = {"created_at": 1.0, "acted": True, "origin": "user", "source": "user"}
+    task = {"executor": "thread", "created_at": 1.0, "status": "success"}
+    _as_schema_6(backend, [  # two runs written at once: their row ids interleave
+        (triggers, {"run_id": "old", "attempt": 0, "event": "go", "sequence": "0", **trigger}),
+        (triggers, {"run_id": "other", "attempt": 0, "event": "go", "sequence": "0", **trigger}),
+        (tasks, {"run_id": "old", "attempt": 0, "step": "s9", "sequence": "0", **task}),
+        (tasks, {"run_id": "other", "attempt": 0, "step": "s1", "sequence": "0", **task}),
+        (tasks, {"run_id": "old", "attempt": 0, "step": "s10", "sequence": "0",
+                 **task, "status": "active"}),
+    ])
+    store = backend.open()
+    assert [t["step"] for t in store.tasks("old")] == ["s9", "s10"]  # as written, not by key
+    assert [t["status"] for t in store.tasks("old")] == ["success", "active"]
+    assert [t["event"] for t in store.triggers("old")] == ["go"]
+    # the run goes on: its next rows come after the old ones, and the key still holds
+    store.resume_attempt("old", 0, now=2.0, host="h", pid=1)
+    store.write(Batch(new_tasks=[TaskRecord("old", 0, "s2", "0", "active", "thread", 2.0)],
+                      triggers=[TriggerRecord("old", 0, "e2", "0", 2.0, "s9:success", "status")]))
+    assert [t["step"] for t in store.tasks("old")] == ["s9", "s10", "s2"]
+    assert [t["event"] for t in store.triggers("old")] == ["go", "e2"]
+    with pytest.raises(evr.StoreError):
+        store.write(Batch(new_tasks=[TaskRecord("old", 0, "s2", "0", "ready", "thread", 3.0)]))
+    store.close()
+    if backend.kind == "sqlite":
+        with sqlite3.connect(backend.store) as db:
+            made = dict(db.execute("select name, sql from sqlite_master where type = 'table'"))
+            assert db.execute("select value from eventor_meta").fetchone() == (str(SCHEMA_VERSION),)
+        assert all("WITHOUT ROWID" in made[t.name] for t in (tasks, triggers))
 
 
 def test_leases_are_granted_all_or_nothing_in_order_across_runs(backend):
