@@ -325,6 +325,7 @@ class Engine:
         # that runs the flow, and inherits its state), nor invoke steps (they run in that thread).
         self._inline_ok = not executors and set(self._executor_of.values()) <= {"thread"}
         self._inline = False
+        self._ran = False  # run() was called before: a later call resumes the attempt
         self._joins = Joins(graph)
         self._fanners = self._joins.fanners
         self._watched = self._joins.watched
@@ -384,7 +385,11 @@ class Engine:
         """
         if self._closed:
             raise EventorUsageError(f"run {self.run_id!r} is closed; create a new Eventor to run again")
+        if self._ran:  # this attempt again: running, and by us (the store counts its rows anew)
+            self.store.resume_attempt(self.run_id, self._attempt_no, now=self.clock.now(),
+                                      host=self.host, pid=os.getpid())
         self.open()
+        self._ran = True
         heartbeat = _Heartbeat(self.store, self.run_id, self._attempt_no,
                                self.options.heartbeat_interval, self.log)
         # Rounds may run on the thread that finished a task (no hop back to this one) when

@@ -25,7 +25,7 @@ from eventor.enums import StepReplay, StepStatus
 from eventor.exceptions import EventorUsageError, RunClaimedError, RunNotFoundError
 from eventor.graph import FlowGraph, StepSpec
 from eventor.log import EventLogger
-from eventor.store.base import Row, Store
+from eventor.store.base import HEARTBEAT_GRACE, Row, Store
 
 __all__ = [
     "HEARTBEAT_GRACE",
@@ -65,7 +65,6 @@ def replay(step: StepSpec, status: StepStatus) -> tuple[StepReplay, str]:
     return DEFAULT_REPLAY[status], f"default for {status}"
 
 
-HEARTBEAT_GRACE = 60.0  # seconds an attempt may go without a heartbeat before it counts as dead
 
 
 def owner_alive(attempt: Mapping[str, Any], *, grace: float = HEARTBEAT_GRACE,

@@ -409,6 +409,30 @@ def test_a_step_s_triggers_are_taken_before_its_outcome_however_rounds_run(tmp_p
     assert len([t for t in result.tasks if t.step == "seen"]) == 301
 
 
+def test_running_an_eventor_again_after_another_program_continued_its_run_keeps_the_order(
+        make_eventor):
+    # The other program wrote to the attempt meanwhile: rows are numbered after its own.
+    def build(**kw):
+        ev = make_eventor(config={"task_construct": "thread"}, **kw)
+        go = ev.add_event("go")
+        ev.add_assoc(go, ev.add_step("s", func=lambda: None))
+        return ev
+
+    first = build(run_id="again")
+    first.trigger_event("go", "A1")
+    assert first.run()
+    other = build(run_id="again", run_mode=evr.RUN_CONTINUE)
+    other.trigger_event("go", "B")
+    assert other.run()
+    other.close()
+    first.trigger_event("go", "A2")
+    assert first.run()
+    rows = first.store.tasks("again")
+    assert [t["sequence"] for t in rows] == ["A1", "B", "A2"]
+    assert len({t["id"] for t in rows}) == 3
+    assert first.store.attempts("again")[-1]["status"] == "success"
+
+
 def test_an_invoke_step_after_a_thread_step_runs_in_the_thread_that_runs_the_flow(make_eventor):
     # A worker that brings a thread step's outcome may run the next round itself; an invoke
     # step must still run in the engine's own thread (signals, thread-local state, Ctrl-C).

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, Protocol
 
 __all__ = [
     "SCHEMA_VERSION",
+    "HEARTBEAT_GRACE",
     "Batch",
     "DelayFired",
     "DelayRecord",
@@ -30,6 +31,8 @@ SCHEMA_VERSION = 7  # 2: leases, tries; 3: trigger origins; 4: heartbeats; 5: ta
 # params; 6: schedule slots; 7: triggers and tasks keyed by what they are (no row ids)
 
 Row = dict[str, Any]  # a row as read back: column name -> value
+
+HEARTBEAT_GRACE = 60.0  # seconds an attempt may go without a heartbeat before it counts as dead
 
 
 # -- what the engine hands the store: one record type per kind of row -------------------------

@@ -41,7 +41,7 @@ from eventor.exceptions import (
     StoreUnavailableError,
     StoreURLError,
 )
-from eventor.store.base import SCHEMA_VERSION, Batch, LeaseRequest, Row
+from eventor.store.base import HEARTBEAT_GRACE, SCHEMA_VERSION, Batch, LeaseRequest, Row
 from eventor.store.schema import (
     REBUILDS,
     TABLES,
@@ -191,6 +191,7 @@ class SqlStore:
         self._schema: str | None = None
         self._upgrade_from = 0  # the older schema version found, to upgrade when opening
         self._engine = self._create_engine(url, schema if isinstance(schema, str) else None)
+        self._dbapi: Any = self._engine.dialect.dbapi  # before anything _guard may see
         try:
             self._conn: Connection = self._connect()
             self._reader: Connection = self._connect().execution_options(eventor_read=True)
@@ -201,7 +202,6 @@ class SqlStore:
         self._statements: dict[tuple[str, str, type], _Compiled] = {}
         # (table, run_id, attempt) -> the id its next inserted row gets (see _numbered)
         self._next_ids: dict[tuple[str, str, int], int] = {}
-        self._dbapi: Any = self._engine.dialect.dbapi
 
     # -- opening -------------------------------------------------------------------------
 
@@ -348,6 +348,8 @@ class SqlStore:
                 conn.exec_driver_sql(f"LOCK TABLE {self._qualified(meta.name)} IN EXCLUSIVE MODE")
             value = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
             found = int(value or 0)
+            if found >= 4 and any(REBUILDS.get(v) for v in range(found + 1, SCHEMA_VERSION + 1)):
+                self._refuse_if_written(conn, found)
             for version in range(found + 1, SCHEMA_VERSION + 1):
                 tables, columns = UPGRADES[version]
                 metadata.create_all(conn, tables=list(tables), checkfirst=True)
@@ -364,6 +366,27 @@ class SqlStore:
                     self._rebuild(conn, table)
             conn.execute(update(meta).where(meta.c.key == "schema_version")
                          .values(value=str(SCHEMA_VERSION)))
+
+    def _refuse_if_written(self, conn: Connection, found: int) -> None:
+        """
+        Refuse to rebuild tables an engine of an earlier Eventor is writing to: its next
+        round would fail (it does not number its rows), and its run be left interrupted.
+        """
+        a = attempts
+        live = conn.execute(
+            select(a.c.run_id, a.c.attempt, a.c.host, a.c.pid, a.c.heartbeat_at)
+            .where(a.c.ended_at.is_(None), a.c.heartbeat_at >= time.time() - HEARTBEAT_GRACE)
+        ).first()
+        if live is not None:
+            raise StoreUnavailableError(
+                f"cannot open store {self.address} yet: it is schema version {found}, and "
+                f"upgrading it to {SCHEMA_VERSION} rebuilds its triggers and tasks tables, while "
+                f"run {live.run_id!r} (attempt {live.attempt}) is being written by an engine of "
+                f"an earlier Eventor (pid {live.pid} on {live.host}, alive "
+                f"{max(0, round(time.time() - live.heartbeat_at))} s ago); let that run end, or "
+                "stop it (recover it after), then open the store again",
+                store=self.address,
+            )
 
     def _rebuild(self, conn: Connection, table: Any) -> None:
         """Recreate ``table`` in its current definition, with every row it holds."""

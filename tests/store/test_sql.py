@@ -309,8 +309,9 @@ def _as_schema_6(backend, rows):
 
 def test_a_version_6_store_keeps_its_triggers_and_tasks_in_order_when_upgraded(backend):
     store = backend.open()
-    store.begin_attempt("old", "prog", "restart", now=1.0, host="h", pid=1)
-    store.begin_attempt("other", "prog", "restart", now=1.0, host="h", pid=1)
+    for run_id in ("old", "other"):
+        store.begin_attempt(run_id, "prog", "restart", now=1.0, host="h", pid=1)
+        store.end_attempt(run_id, 0, "paused", now=1.5)
     store.close()
     trigger = {"created_at": 1.0, "acted": True, "origin": "user", "source": "user"}
     task = {"executor": "thread", "created_at": 1.0, "status": "success"}
@@ -340,6 +341,34 @@ def test_a_version_6_store_keeps_its_triggers_and_tasks_in_order_when_upgraded(b
             made = dict(db.execute("select name, sql from sqlite_master where type = 'table'"))
             assert db.execute("select value from eventor_meta").fetchone() == (str(SCHEMA_VERSION),)
         assert all("WITHOUT ROWID" in made[t.name] for t in (tasks, triggers))
+
+
+def test_a_version_6_store_is_not_rebuilt_while_an_earlier_eventor_writes_to_it(backend):
+    # That engine numbers no rows: its next round would fail, and its run be interrupted.
+    import time
+
+    from sqlalchemy import create_engine, update
+
+    from eventor.store.schema import attempts
+
+    store = backend.open()
+    store.begin_attempt("live", "prog", "restart", now=1.0, host="h", pid=4242)
+    store.close()
+    _as_schema_6(backend, [])
+    with pytest.raises(evr.StoreUnavailableError, match="run 'live'.*pid 4242 on h.*let that run end"):
+        backend.open()
+    # once its heartbeat is old (the engine died) the store is upgraded
+    if backend.kind == "sqlite":
+        engine = create_engine(f"sqlite:///{backend.store}")
+    else:
+        engine = create_engine(POSTGRES).execution_options(
+            schema_translate_map={None: backend.config["DATABASES"]["pg"]["schema"]})
+    with engine.begin() as conn:
+        conn.execute(update(attempts).values(heartbeat_at=time.time() - 3600))
+    engine.dispose()
+    store = backend.open()
+    assert [r["run_id"] for r in store.runs()] == ["live"]
+    store.close()
 
 
 def test_leases_are_granted_all_or_nothing_in_order_across_runs(backend):
