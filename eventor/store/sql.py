@@ -540,10 +540,9 @@ class SqlStore:
                             cursor.execute(stmt.sql, stmt.params(record))
                         continue
                     stmt = self._statement(kind, table, type(records[0]))
-                    if kind == "insert" and table in _NUMBERED:
-                        rows = self._numbered(cursor, table, records, stmt)
-                    else:
-                        rows = [stmt.params(r) for r in records]
+                    rows: Any = (self._numbered(cursor, table, records, stmt)
+                                 if kind == "insert" and table in _NUMBERED
+                                 else [stmt.params(r) for r in records])
                     cursor.executemany(stmt.sql, rows)
                 dbapi_conn.commit()
             except BaseException:
@@ -553,30 +552,32 @@ class SqlStore:
             finally:
                 cursor.close()
 
-    def _numbered(self, cursor: Any, table: Any, records: list[Any], stmt: _Compiled) -> list[Any]:
+    def _numbered(self, cursor: Any, table: Any, records: list[Any],
+                  stmt: _Compiled) -> Iterator[Any]:
         """
-        The parameters of ``records`` with the ``id`` each row gets: the next in its attempt.
+        The parameters of ``records`` with the ``id`` each row gets: the next in its attempt,
+        made as they are written (a 100,000-task round makes no second list of them).
 
         An attempt has one writer (its engine, which claimed it), so the next id is read
         from the table once per attempt and then counted here.
         """
         next_ids = self._next_ids
-        rows: list[Any] = []
-        for record in records:
-            key = (table.name, record.run_id, record.attempt)
-            number = next_ids.get(key)
-            if number is None:
+        for run_id, attempt in dict.fromkeys((r.run_id, r.attempt) for r in records):
+            if (table.name, run_id, attempt) not in next_ids:  # now, not while writing
                 last = self._statement("last_id", table, _AttemptKey)
-                cursor.execute(last.sql, last.params(_AttemptKey(record.run_id, record.attempt)))
-                number = (cursor.fetchone()[0] or 0) + 1
+                cursor.execute(last.sql, last.params(_AttemptKey(run_id, attempt)))
+                next_ids[table.name, run_id, attempt] = (cursor.fetchone()[0] or 0) + 1
+        return self._with_ids(table.name, records, stmt)
+
+    def _with_ids(self, name: str, records: list[Any], stmt: _Compiled) -> Iterator[Any]:
+        next_ids, at = self._next_ids, stmt.id_at
+        for record in records:
+            key = (name, record.run_id, record.attempt)
+            number = next_ids[key]
             next_ids[key] = number + 1
             params = stmt.params(record)
-            if isinstance(params, dict):
-                rows.append({**params, "id": number})
-            else:
-                at = stmt.id_at
-                rows.append((*params[:at], number, *params[at:]))
-        return rows
+            yield {**params, "id": number} if isinstance(params, dict) else (
+                *params[:at], number, *params[at:])
 
     def _statement(self, kind: str, table: Any, record: type) -> _Compiled:
         """
