@@ -104,6 +104,17 @@ _STACKLEVEL = 3
 Renderer = Callable[[Any, str, MutableMapping[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]]
 
 
+def _at(level: int) -> Callable[..., None]:
+    """``EventLogger``'s method for one level: ``log.info("step_started", step="s1")``."""
+
+    def method(self: EventLogger, event: str, **values: Any) -> None:
+        if level >= self._level:
+            self._emit(level, event, values)
+
+    method.__name__ = logging.getLevelName(level).lower()
+    return method
+
+
 class EventLogger:
     """
     Structured events for a stdlib logger: ``log.info("step_started", step="s1")``.
@@ -126,40 +137,22 @@ class EventLogger:
         """A logger that adds ``values`` to every event (this one is unchanged)."""
         return EventLogger(self._logger, self._render, self._level, {**self._context, **values})
 
-    def is_enabled_for(self, level: int) -> bool:
-        """Whether an event at ``level`` is logged at all."""
-        return level >= self._level
-
     def log(self, level: int, event: str, **values: Any) -> None:
         """Log ``event`` at ``level`` (a `logging` level number)."""
         if level >= self._level:
             self._emit(level, event, values)
-
-    def debug(self, event: str, **values: Any) -> None:
-        if self._level <= logging.DEBUG:
-            self._emit(logging.DEBUG, event, values)
-
-    def info(self, event: str, **values: Any) -> None:
-        if self._level <= logging.INFO:
-            self._emit(logging.INFO, event, values)
-
-    def warning(self, event: str, **values: Any) -> None:
-        if self._level <= logging.WARNING:
-            self._emit(logging.WARNING, event, values)
-
-    def error(self, event: str, **values: Any) -> None:
-        if self._level <= logging.ERROR:
-            self._emit(logging.ERROR, event, values)
-
-    def critical(self, event: str, **values: Any) -> None:
-        if self._level <= logging.CRITICAL:
-            self._emit(logging.CRITICAL, event, values)
 
     def _emit(self, level: int, event: str, values: dict[str, Any]) -> None:
         assert self._logger is not None
         event_dict = {**self._context, **values, "event": event}
         args, kwargs = self._render(self._logger, logging.getLevelName(level).lower(), event_dict)
         self._logger.log(level, *args, **kwargs)
+
+    debug = _at(logging.DEBUG)
+    info = _at(logging.INFO)
+    warning = _at(logging.WARNING)
+    error = _at(logging.ERROR)
+    critical = _at(logging.CRITICAL)
 
 
 def render_message(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:

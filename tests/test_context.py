@@ -31,6 +31,13 @@ def test_the_step_context_describes_the_task(opts):
     flow.close()
 
 
+def _in_a_fresh_interpreter(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` where structlog is not imported yet; it must succeed."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_ctx_log_first_used_in_a_thread_step_does_not_hang_a_worker_forked_meanwhile(tmp_path):
     # structlog is imported on the first ctx.log (here from a helper, so not before the run):
     # a worker forked while a thread step is in the middle of that import would find the
@@ -50,8 +57,7 @@ def test_ctx_log_first_used_in_a_thread_step_does_not_hang_a_worker_forked_meanw
         f"result = Mixed(store={str(tmp_path / 'mixed.db')!r}).run()\n"
         "assert result.status == 'success', result.task('b').error\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    _in_a_fresh_interpreter(code)
 
 
 def test_a_flow_whose_steps_read_ctx_log_imports_structlog_before_its_workers_fork(tmp_path):
@@ -68,8 +74,7 @@ def test_a_flow_whose_steps_read_ctx_log_imports_structlog_before_its_workers_fo
         f"result = Logs(store={str(tmp_path / 'logs.db')!r}).run()\n"
         "assert result['hello'] is True, result['hello']\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    done = _in_a_fresh_interpreter(code)
     assert "hello" in done.stderr
 
 
