@@ -519,10 +519,11 @@ class Engine:
     def _open_attempt(self) -> None:
         now, store, run_id = self.clock.now(), self.store, self.run_id
         if self.mode is RunMode.restart:
-            self.info.setdefault("fingerprint", fingerprint(self.graph))
-            self.info.setdefault("graph", self.graph.summary())
+            info = dict(self.info)  # the graph's summary is kept by the store, not here
+            info.setdefault("fingerprint", fingerprint(self.graph))
+            info.setdefault("graph", self.graph.summary())
             self.attempt = store.begin_attempt(run_id, self.program, self.mode.value, now=now,
-                                               host=self.host, pid=os.getpid(), info=self.info)
+                                               host=self.host, pid=os.getpid(), info=info)
         elif self.mode is RunMode.recover:
             # The latest attempt is claimed (none may be running it), whichever one is recovered
             latest = pick_attempt(store, run_id, None)

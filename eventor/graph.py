@@ -36,6 +36,8 @@ __all__ = [
     "to_operand",
 ]
 
+NOTHING: Mapping[Any, Any] = MappingProxyType({})  # a step's kwargs, triggers or recovery, when none
+
 
 @dataclass(frozen=True, slots=True)
 class And:
@@ -208,11 +210,11 @@ class StepSpec:
     name: str
     func: Callable[..., Any] | None = None
     args: tuple[Any, ...] = ()
-    kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    triggers: Mapping[Any, tuple[Any, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    kwargs: Mapping[str, Any] = field(default_factory=lambda: NOTHING)
+    triggers: Mapping[Any, tuple[Any, ...]] = field(default_factory=lambda: NOTHING)
     acquires: tuple[Any, ...] = ()
     releases: tuple[Any, ...] | None = None
-    recovery: Mapping[Any, Any] = field(default_factory=lambda: MappingProxyType({}))
+    recovery: Mapping[Any, Any] = field(default_factory=lambda: NOTHING)
     options: StepOptions = UNSET  # shared and frozen: every step with no option set
     host: str | None = None
     context: bool = False  # func takes a StepContext: its task gets the sequence's results
@@ -244,15 +246,11 @@ class StepSpec:
             name=name,
             func=func,
             args=tuple(args),
-            kwargs=MappingProxyType(dict(kwargs or {})),
-            triggers=MappingProxyType(
-                {_status(k): _event_names(v) for k, v in (triggers or {}).items()}
-            ),
+            kwargs=_frozen(dict(kwargs or {})),
+            triggers=_frozen({_status(k): _event_names(v) for k, v in (triggers or {}).items()}),
             acquires=tuple(acquires or ()),
             releases=None if releases is None else tuple(releases),
-            recovery=MappingProxyType(
-                {_status(k): _replay(v) for k, v in (recovery or {}).items()}
-            ),
+            recovery=_frozen({_status(k): _replay(v) for k, v in (recovery or {}).items()}),
             options=options if options is not None else StepOptions.from_config(config),
             host=host,
             context=context,
@@ -270,6 +268,11 @@ class StepSpec:
 
     def __str__(self) -> str:
         return self.name
+
+
+def _frozen(mapping: dict[Any, Any]) -> Mapping[Any, Any]:
+    """A read-only view of ``mapping``; the one shared `NOTHING` when it is empty (most are)."""
+    return MappingProxyType(mapping) if mapping else NOTHING
 
 
 def _status(key: Any) -> Any:

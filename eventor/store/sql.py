@@ -59,6 +59,7 @@ from eventor.store.schema import (
 )
 
 BUSY_TIMEOUT = 60.0  # seconds a sqlite connection waits for another writer
+WAL_CHECKPOINT_PAGES = 4000  # sqlite: WAL pages written before they are copied to the database
 
 _TASK_KEY = ("run_id", "attempt", "step", "sequence")
 _COLUMN = {"try_": "try"}  # record fields whose column name is a Python keyword
@@ -250,6 +251,9 @@ class SqlStore:
             dbapi_conn.isolation_level = None  # SQLAlchemy, not pysqlite, says when to BEGIN
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA synchronous=NORMAL")  # with WAL: safe when a process dies
+            # Copy the WAL back into the database every 4,000 pages (16 MB) rather than 1,000:
+            # a chain's rounds touch the same few pages, copied (and synced) once, not 4 times.
+            cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -516,41 +520,44 @@ class SqlStore:
         """
         if not batch:
             return
-        parts = (
-            ("insert", triggers, batch.triggers),
-            ("insert", tasks, batch.new_tasks),
-            ("update", tasks, batch.task_updates),
-            ("insert", delays, batch.delays),
-            ("update", delays, batch.delays_fired),
-            ("insert", tries, batch.tries),
-            ("release", leases, batch.releases),
-        )
-        with self._lock, self._guard("record a round"):
+        with self._lock:
             dbapi_conn: Any = self._conn.connection.dbapi_connection
             cursor = dbapi_conn.cursor()
             try:
                 if self.is_sqlite:
                     cursor.execute("BEGIN IMMEDIATE")
-                for kind, table, records in parts:
-                    if not records:
-                        continue
-                    if kind == "release":  # task and pool releases, in the order given
-                        for record in records:
-                            stmt = self._statement(kind, table, type(record))
-                            cursor.execute(stmt.sql, stmt.params(record))
-                        continue
-                    stmt = self._statement(kind, table, type(records[0]))
-                    rows: Any = (self._numbered(cursor, table, records, stmt)
-                                 if kind == "insert" and table in _NUMBERED
-                                 else [stmt.params(r) for r in records])
-                    cursor.executemany(stmt.sql, rows)
+                for kind, table, records in (
+                    ("insert", triggers, batch.triggers),
+                    ("insert", tasks, batch.new_tasks),
+                    ("update", tasks, batch.task_updates),
+                    ("insert", delays, batch.delays),
+                    ("update", delays, batch.delays_fired),
+                    ("insert", tries, batch.tries),
+                    ("release", leases, batch.releases),
+                ):
+                    if records:
+                        self._write_records(cursor, kind, table, records)
                 dbapi_conn.commit()
-            except BaseException:
+            except BaseException as exc:
                 dbapi_conn.rollback()
                 self._next_ids.clear()  # read them again: what this round took is not there
+                if isinstance(exc, SQLAlchemyError | self._dbapi.Error):
+                    raise self._store_error(exc, "record a round") from exc
                 raise
             finally:
                 cursor.close()
+
+    def _write_records(self, cursor: Any, kind: str, table: Any, records: list[Any]) -> None:
+        if kind == "release":  # task and pool releases, in the order given
+            for record in records:
+                stmt = self._statement(kind, table, type(record))
+                cursor.execute(stmt.sql, stmt.params(record))
+            return
+        stmt = self._statement(kind, table, type(records[0]))
+        if kind == "insert" and table in _NUMBERED:
+            cursor.executemany(stmt.sql, self._numbered(cursor, table, records, stmt))
+        else:
+            cursor.executemany(stmt.sql, list(map(stmt.params, records)))
 
     def _numbered(self, cursor: Any, table: Any, records: list[Any],
                   stmt: _Compiled) -> Iterator[Any]:
@@ -713,17 +720,21 @@ class SqlStore:
         try:
             yield
         except (SQLAlchemyError, self._dbapi.Error) as exc:
-            orig = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the DBAPI's error
-            message = f"store {self.address}: could not {doing}: {_first_line(exc)}"
-            if isinstance(orig, self._dbapi.IntegrityError):
-                raise StoreIntegrityError(
-                    message + " (a trigger or task was recorded twice: is another engine "
-                    "running this run?)",
-                    store=self.address,
-                ) from exc
-            if isinstance(orig, self._dbapi.OperationalError):
-                raise StoreUnavailableError(message, store=self.address) from exc
-            raise StoreError(message, store=self.address) from exc
+            raise self._store_error(exc, doing) from exc
+
+    def _store_error(self, exc: BaseException, doing: str) -> StoreError:
+        """The store error that says what ``exc`` (a database error) stopped."""
+        orig = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the DBAPI's error
+        message = f"store {self.address}: could not {doing}: {_first_line(exc)}"
+        if isinstance(orig, self._dbapi.IntegrityError):
+            return StoreIntegrityError(
+                message + " (a trigger or task was recorded twice: is another engine "
+                "running this run?)",
+                store=self.address,
+            )
+        if isinstance(orig, self._dbapi.OperationalError):
+            return StoreUnavailableError(message, store=self.address)
+        return StoreError(message, store=self.address)
 
     # -- reading -------------------------------------------------------------------------
 
