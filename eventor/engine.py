@@ -71,8 +71,6 @@ from eventor.store.base import (
     DelayFired,
     DelayRecord,
     Store,
-    TaskRecord,
-    TriggerRecord,
     TryRecord,
 )
 from eventor.timers import Timers
@@ -112,6 +110,7 @@ class Origin:
 
 USER = Origin("user")
 EXPR = Origin("expr")
+_TEXT = {status: status.value for status in StepStatus}  # as stored, without .value per task
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +273,7 @@ class Engine:
         self._done = self._failed = 0
         self._recovered: Recovered | None = None  # what the recovered attempt had
         self._logger_name = logger_name or f"eventor.{graph.name}"
+        self._step_loggers: dict[str, str] = {}  # step -> the name of its tasks' logger
         self._executors: dict[str, Executor] = dict(executors or {})
         self._baton = threading.RLock()  # held by whoever runs a round: see _deliver
         self._inbox = _Inbox()
@@ -332,12 +332,15 @@ class Engine:
         self._pools = Pools(graph, self.options.pools)
         self._pooled = frozenset(self._pools.wants) | frozenset(self._pools.releases)
         self._status_origins: dict[tuple[str, StepStatus], Origin] = {}
+        self._assoc_origins: dict[str, Origin] = {}  # event -> the origin of what it reaches
         self._retry_of: dict[str, RetryPolicy]
         self._retry_of, self._timeout_of = plan_retries(self._options_of, self._executor_of)
         self._timed_out: dict[int, str] = {}  # key -> why, for tasks being stopped
         self._pool_wait = False  # ready tasks wait for leases: poll for other programs
         self._activated = False  # a task started in this pass fired its active trigger
         self._warned: set[tuple[str, str]] = set()  # (step, event) of undeclared ctx.triggers
+        self._replays: dict[tuple[str, StepStatus], tuple[StepReplay, str]] = {}  # recovery's rules
+        self._log_tasks = self.log.enabled_for(logging.INFO)  # a task's events are INFO
 
     def _executor_for(self, step: StepSpec, names: dict[Any, str]) -> str:
         if step.func is None:
@@ -550,6 +553,7 @@ class Engine:
         self._attempt_no = self.attempt  # as an int, for the records of every round
         # every later event carries the run's context
         self.log = self.log.bind(flow=self.graph.name, run_id=run_id, attempt=self.attempt)
+        self._log_tasks = self.log.enabled_for(logging.INFO)  # one look, not three per task
         self.log.info("run_started", store=store.address, run_id=run_id, attempt=self.attempt,
                       mode=self.mode.value)
 
@@ -596,11 +600,9 @@ class Engine:
         now = self.clock.now()
         if item is not None and item is not EMPTY:
             self._on_message(item, now)  # type: ignore[arg-type]
-        while True:
-            try:
-                self._on_message(self._inbox.get_nowait(), now)
-            except queue.Empty:
-                break
+        inbox = self._inbox
+        while inbox:  # a round is the only taker of messages: what is here stays here
+            self._on_message(inbox.get_nowait(), now)
         if expire and self._timers:
             self._expire(now)
         self._propagate(now)
@@ -795,9 +797,12 @@ class Engine:
             self._note_rerun(task, ok)
         if ok:
             task.status = StepStatus.success
-            self._keep_result(task)
-            self.log.info("step_succeeded", step=name, sequence=task.sequence, result=task.result)
-            self._status_triggers(task, StepStatus.success)
+            if task.result is not None:
+                self._keep_result(task)
+            if self._log_tasks:
+                self.log.info("step_succeeded", step=name, sequence=task.sequence, result=task.result)
+            if step.triggers:
+                self._status_triggers(task, StepStatus.success)
         else:
             task.status = StepStatus.failure
             self._failed += 1
@@ -813,7 +818,8 @@ class Engine:
                 if self._options_of[name].stop_on_exception and not self._stopped:
                     self._stopped = True
                     self._hold_delays()
-        self._status_triggers(task, StepStatus.complete)
+        if step.triggers:
+            self._status_triggers(task, StepStatus.complete)
 
     def _note_rerun(self, task: Task, ok: bool) -> None:
         """A task recovery ran: when it ended otherwise than recorded, its joins changed."""
@@ -832,7 +838,7 @@ class Engine:
             kept[name] = (task.result_kind, task.result)
 
     def _status_triggers(self, task: Task, status: StepStatus) -> None:
-        events = task.step.triggered_by(status)
+        events = task.step.triggers.get(status)  # as triggered_by, a call less per task
         if events:
             key = (task.step.name, status)
             origin = self._status_origins.get(key)
@@ -841,25 +847,26 @@ class Engine:
             self._pending.extend((event, task.sequence, origin) for event in events)
 
     def _spread(self, now: float) -> None:
-        pending, graph, triggers = self._pending, self.graph, self._batch.triggers
+        pending, triggers, fired_in = self._pending, self._batch.triggers, self._fired
         run_id, attempt, watched = self.run_id, self._attempt_no, self._watched
+        assocs_from, dependents = self.graph.assocs_from, self.graph.dependents
         while pending:
             event, seq, origin = pending.popleft()
-            fired = self._fired.get(seq)
+            fired = fired_in.get(seq)
             if fired is None:
-                fired = self._fired[seq] = set()
+                fired = fired_in[seq] = set()
             if event in fired:
                 if event in watched and origin.kind == "trigger" and event in self._joins.over:
                     self.log.warning("child_already_started", fired=event, sequence=seq,
                                      parent=origin.sequence)
                 continue  # an event fires at most once per sequence
             fired.add(event)
-            triggers.append(TriggerRecord(run_id, attempt, event, seq, now, origin.text,
-                                          origin.kind, origin.step, origin.sequence))
+            triggers.append((run_id, attempt, event, seq, now, origin.text,  # a TriggerRecord's
+                             origin.kind, origin.step, origin.sequence, True))  # fields (see Batch)
             if event in watched:
                 self._joins.event_fired(event, seq, origin.sequence if origin.kind == "trigger"
                                         else None, self._fired)
-            for assoc in graph.assocs_from(event):
+            for assoc in assocs_from(event):
                 if assoc.delay > 0:
                     # In recovery a delay keeps its first activation: only the rest is waited.
                     started = now if self._recovered is None else \
@@ -867,7 +874,7 @@ class Engine:
                     self._schedule(event, assoc.target, seq, started + assoc.delay, started)
                 else:
                     self._reach(assoc.target, seq, event, now)
-            for dependent in graph.dependents(event):
+            for dependent in dependents(event):
                 if dependent not in fired and holds(self._exprs[dependent], fired.__contains__):
                     pending.append((dependent, seq, EXPR))
 
@@ -889,7 +896,10 @@ class Engine:
 
     def _reach(self, target: str, seq: str, via: str, now: float) -> None:
         if target in self.graph.events:
-            self._pending.append((target, seq, Origin("assoc", via=via)))
+            origin = self._assoc_origins.get(via)
+            if origin is None:
+                origin = self._assoc_origins[via] = Origin("assoc", via=via)
+            self._pending.append((target, seq, origin))
             return
         key = (target, seq)
         if key in self._tasks:
@@ -900,7 +910,8 @@ class Engine:
         self._new.append(task)
         if target in self._fanners:
             self._joins.task_created(target, seq)
-        self._status_triggers(task, StepStatus.ready)
+        if step.triggers:
+            self._status_triggers(task, StepStatus.ready)
         if self._recovered is not None and self._recover_skips(task, now):
             return
         self._ready.append(task)
@@ -909,29 +920,36 @@ class Engine:
         """Apply the step's recovery policy to a task the recovered attempt had; True if skipped."""
         recovered = self._recovered
         assert recovered is not None
-        status = recovered.status(task.step.name, task.sequence)
-        if status is None:
+        step, seq = task.step, task.sequence
+        found = recovered.recorded(step.name, seq)
+        if found is None:
             return False  # new in this attempt
-        decision, reason = replay(task.step, status)
-        if (decision is StepReplay.skip and task.step.name in self._joins.joiners
-                and self._joins.changed(task.sequence)):
+        status, prior = found
+        rule = self._replays.get((step.name, status))
+        if rule is None:
+            rule = self._replays[step.name, status] = replay(step, status)
+        decision, reason = rule
+        if (decision is StepReplay.skip and step.name in self._joins.joiners
+                and self._joins.changed(seq)):
             decision, reason = StepReplay.rerun, "a child it joins ran again"
         if decision is not StepReplay.skip:
-            self.log.info("step_rerun", step=task.step.name, sequence=task.sequence,
-                          was=status.value, reason=reason)
+            self.log.info("step_rerun", step=step.name, sequence=seq, was=_TEXT[status],
+                          reason=reason)
             return False
-        prior = recovered.tasks[(task.step.name, task.sequence)]
         task.executor = "skip"
         task.started_at = task.ended_at = now
         task.host, task.pid = prior["host"], prior["pid"]  # where its outcome was made
         task.result_kind, task.result = prior["result_kind"], prior["result"]
         task.error_type, task.error_message = prior["error_type"], prior["error_message"]
-        self.log.info("step_skipped", step=task.step.name, sequence=task.sequence,
-                      was=status.value, reason=reason)
+        if self._log_tasks:
+            self.log.info("step_skipped", step=step.name, sequence=seq, was=_TEXT[status],
+                          reason=reason)
         self._finish(task, status is not StepStatus.failure)
-        origin = Origin("trigger", task.step.name, task.sequence)
-        for event, seq in recovered.triggered.get((task.step.name, task.sequence), ()):
-            self._pending.append((event, seq, origin))  # its ctx.trigger calls, again
+        calls = recovered.triggered.get((step.name, seq))
+        if calls:
+            origin = Origin("trigger", step.name, seq)
+            for event, at in calls:
+                self._pending.append((event, at, origin))  # its ctx.trigger calls, again
         return True
 
     def _schedule(self, event: str, target: str, seq: str, due: float, now: float) -> None:
@@ -1059,17 +1077,19 @@ class Engine:
             task.dirty = False
         self._new, self._dirty, self._batch = [], [], Batch()
 
-    def _record(self, t: Task) -> TaskRecord:
-        return TaskRecord(
-            self.run_id, self._attempt_no, t.step.name, t.sequence, t.status.value, t.executor,
-            t.created_at, t.started_at, t.ended_at, t.host, t.pid, t.result_kind, t.result,
-            t.error_type, t.error_message, t.traceback, t.exit_code, t.output)
+    def _record(self, t: Task) -> tuple[Any, ...]:
+        """The task as the store writes it: a `TaskRecord`'s fields, as a plain tuple (see Batch)."""
+        return (self.run_id, self._attempt_no, t.step.name, t.sequence, _TEXT[t.status], t.executor,
+                t.created_at, t.started_at, t.ended_at, t.host, t.pid, t.result_kind, t.result,
+                t.error_type, t.error_message, t.traceback, t.exit_code, t.output)
 
     # -- running tasks -----------------------------------------------------------------
 
     def _submit(self, task: Task) -> None:
         step = task.step
-        logger_name = f"{self._logger_name}.{step.name}"
+        logger_name = self._step_loggers.get(step.name)
+        if logger_name is None:
+            logger_name = self._step_loggers[step.name] = f"{self._logger_name}.{step.name}"
         k_name, k_seq, k_recovery, k_logger = self._env_keys
         env = {k_name: step.name, k_seq: task.sequence, k_recovery: str(self.attempt),
                k_logger: logger_name}
@@ -1089,7 +1109,8 @@ class Engine:
         run = TaskRun(task.key, self.run_id, step.name, task.sequence, self._attempt_no,
                       step.func, step.args, step.kwargs, env, extra, results, children,
                       step.host if task.executor == "ssh" else None)
-        self.log.info("step_started", step=step.name, sequence=task.sequence)
+        if self._log_tasks:
+            self.log.info("step_started", step=step.name, sequence=task.sequence)
         self._hand_over(task.executor, run)
 
     def _hand_over(self, executor: str, run: TaskRun) -> None:
@@ -1112,7 +1133,8 @@ class Engine:
     def _summary(self) -> RunSummary:
         counts: dict[str, int] = {}
         for task in self._tasks.values():
-            counts[task.status.value] = counts.get(task.status.value, 0) + 1
+            text = _TEXT[task.status]
+            counts[text] = counts.get(text, 0) + 1
         failed = tuple((t.step.name, t.sequence) for t in self._failures)
         delays = sorted([*self._timers.pending(_DelayDue), *self._held_delays],
                         key=lambda d: d[0])

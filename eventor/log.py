@@ -137,6 +137,10 @@ class EventLogger:
         """A logger that adds ``values`` to every event (this one is unchanged)."""
         return EventLogger(self._logger, self._render, self._level, {**self._context, **values})
 
+    def enabled_for(self, level: int) -> bool:
+        """True when events at ``level`` are logged: a caller may skip making their values."""
+        return level >= self._level
+
     def log(self, level: int, event: str, **values: Any) -> None:
         """Log ``event`` at ``level`` (a `logging` level number)."""
         if level >= self._level:

@@ -208,12 +208,15 @@ class Recovered:
     triggered: Mapping[tuple[str, str], tuple[tuple[str, str], ...]]  # task -> its ctx.trigger calls
     delays_started: Mapping[tuple[str, str, str], float]  # (event, target, sequence) -> when
 
-    def status(self, step: str, sequence: str) -> StepStatus | None:
-        """The status the task had (active for a zombie's ready task), or None if it had none."""
+    def recorded(self, step: str, sequence: str) -> tuple[StepStatus, Row] | None:
+        """
+        The status the task had (active for a zombie's ready task) and its row, or None
+        when the attempt had no such task.
+        """
         row = self.tasks.get((step, sequence))
         if row is None:
             return None
-        return _as_recovered(row["status"], self.zombie)
+        return _as_recovered(row["status"], self.zombie), row
 
 
 _STATUS = {s.value: s for s in StepStatus}  # the enum's lookup, without its call per task
@@ -225,6 +228,11 @@ def _as_recovered(status: str, zombie: bool) -> StepStatus:
     return StepStatus.active if zombie and recorded is StepStatus.ready else recorded
 
 
+# What a recovery reads of each task it recovers: a skipped task keeps its outcome.
+_OUTCOME = ("step", "sequence", "status", "host", "pid", "result_kind", "result", "error_type",
+            "error_message")
+
+
 def load_recovered(store: Store, run_id: str, prior: Row) -> Recovered:
     """Read the attempt ``prior`` (a claimed attempt row) for a recovery of ``run_id``."""
     attempt = prior["attempt"]
@@ -234,7 +242,7 @@ def load_recovered(store: Store, run_id: str, prior: Row) -> Recovered:
         triggered.setdefault(origin, []).append((row["event"], row["sequence"]))
     return Recovered(
         attempt, prior["ended_at"] is None,
-        {(r["step"], r["sequence"]): r for r in store.tasks(run_id, attempt)},
+        {(r["step"], r["sequence"]): r for r in store.tasks(run_id, attempt, columns=_OUTCOME)},
         {k: tuple(v) for k, v in triggered.items()},
         {(d["event"], d["target"], d["sequence"]): d["activated_at"]
          for d in store.delays(run_id, attempt)},

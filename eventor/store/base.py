@@ -150,11 +150,18 @@ class PoolRelease(NamedTuple):
 
 @dataclass(slots=True)
 class Batch:
-    """Everything one scheduling round changed; the store writes it in one transaction."""
+    """
+    Everything one scheduling round changed; the store writes it in one transaction.
 
-    triggers: list[TriggerRecord] = field(default_factory=list)
-    new_tasks: list[TaskRecord] = field(default_factory=list)
-    task_updates: list[TaskRecord] = field(default_factory=list)
+    A trigger or task may come as its record (`TriggerRecord`, `TaskRecord`) or as the plain
+    tuple of the record's fields, in order, which is how the engine makes them: the garbage
+    collector stops looking at a plain tuple of plain values, never at a NamedTuple, and a
+    round of a 100,000-task recovery holds 200,000 of them.
+    """
+
+    triggers: list[TriggerRecord | tuple[Any, ...]] = field(default_factory=list)
+    new_tasks: list[TaskRecord | tuple[Any, ...]] = field(default_factory=list)
+    task_updates: list[TaskRecord | tuple[Any, ...]] = field(default_factory=list)
     delays: list[DelayRecord] = field(default_factory=list)
     delays_fired: list[DelayFired] = field(default_factory=list)
     tries: list[TryRecord] = field(default_factory=list)  # failed tries that will be retried
@@ -265,7 +272,10 @@ class Store(Protocol):
         ...
 
     def attempts(self, run_id: str) -> list[Row]: ...
-    def tasks(self, run_id: str, attempt: int | None = None) -> list[Row]: ...
+    def tasks(self, run_id: str, attempt: int | None = None, *,
+              columns: tuple[str, ...] | None = None) -> list[Row]:
+        """A run's tasks (of one attempt), oldest first: every column, or only ``columns``."""
+        ...
     def triggers(self, run_id: str, attempt: int | None = None, *,
                  origin: str | None = None) -> list[Row]:
         """A run's triggers (of one attempt; only those of one ``origin``, e.g. "trigger")."""
