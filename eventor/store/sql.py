@@ -767,7 +767,7 @@ class SqlStore:
         with self._lock, self._guard("read"), self._reader.begin():
             result = self._reader.execute(stmt)
             keys = tuple(result.keys())  # once, not per row: a 100,000-task read is 3x faster
-            return [dict(zip(keys, row, strict=True)) for row in result.all()]
+            return [dict(zip(keys, row, strict=False)) for row in result.all()]  # same lengths
 
     def runs(self) -> list[Row]:
         return [_with_info(r) for r in
@@ -824,8 +824,8 @@ class SqlStore:
             cursor = dbapi_conn.cursor()
             try:
                 cursor.execute(text, params)
-                keys = tuple(d[0] for d in cursor.description)
-                return [dict(zip(keys, row, strict=True)) for row in cursor.fetchall()]
+                keys = tuple(d[0] for d in cursor.description)  # as long as every row: not checked
+                return [dict(zip(keys, row, strict=False)) for row in cursor.fetchall()]
             finally:
                 cursor.close()
 
