@@ -72,12 +72,14 @@ triggers = Table(
     Column("sequence", String(256), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("source", String(300), nullable=False),  # "user", "step:status", "assoc:event", "expr"
-    Column("acted", Boolean, nullable=False),  # its associations were expanded (same transaction)
     # Schema version 3: what fired it, as data (user, status, assoc, expr, trigger), and the
     # task that fired it (a status trigger: its step; a ctx.trigger: its step and sequence).
     Column("origin", String(16)),
     Column("origin_step", String(256)),
     Column("origin_sequence", String(256)),
+    # Its associations were expanded (same transaction). Last, as in TriggerRecord: a round's
+    # rows are written as the engine made them, with no reordering.
+    Column("acted", Boolean, nullable=False),
     PrimaryKeyConstraint("run_id", "attempt", "event", "sequence", name="pk_eventor_triggers"),
     sqlite_with_rowid=False,
 )

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -77,6 +77,14 @@ _TASK_KEY = ("run_id", "attempt", "step", "sequence")
 _COLUMN = {"try_": "try"}  # record fields whose column name is a Python keyword
 _DELAY_KEY = ("run_id", "attempt", "event", "target", "sequence")
 _NUMBERED = frozenset({tasks, triggers})  # rows whose id the store gives, per attempt
+_ROUND = (  # what a round writes, in this order: (field of Batch, kind, table, record)
+    ("triggers", "insert", triggers, TriggerRecord),
+    ("new_tasks", "insert", tasks, TaskRecord),
+    ("task_updates", "update", tasks, TaskRecord),
+    ("delays", "insert", delays, DelayRecord),
+    ("delays_fired", "update", delays, DelayFired),
+    ("tries", "insert", tries, TryRecord),
+)
 
 
 class _AttemptKey(NamedTuple):
@@ -214,6 +222,7 @@ class SqlStore:
             raise
         self._statements: dict[tuple[str, str, type], _Compiled] = {}
         self._selects: dict[tuple[Any, ...], tuple[str, Any, Any]] = {}  # see _select
+        self._round: list[_Compiled | None] = [None] * len(_ROUND)  # compiled as first needed
         # (table, run_id, attempt) -> the id its next inserted row gets (see _numbered)
         self._next_ids: dict[tuple[str, str, int], int] = {}
 
@@ -539,17 +548,17 @@ class SqlStore:
             try:
                 if self.is_sqlite:
                     cursor.execute("BEGIN IMMEDIATE")
-                for kind, table, record, records in (
-                    ("insert", triggers, TriggerRecord, batch.triggers),
-                    ("insert", tasks, TaskRecord, batch.new_tasks),
-                    ("update", tasks, TaskRecord, batch.task_updates),
-                    ("insert", delays, DelayRecord, batch.delays),
-                    ("update", delays, DelayFired, batch.delays_fired),
-                    ("insert", tries, TryRecord, batch.tries),
-                    ("release", leases, None, batch.releases),
-                ):
+                for at, (field, kind, table, _record) in enumerate(_ROUND):
+                    records = getattr(batch, field)
                     if records:
-                        self._write_records(cursor, kind, table, record, records)
+                        stmt = self._round[at] or self._compile_round(at)
+                        if kind == "insert" and table in _NUMBERED:
+                            cursor.executemany(stmt.sql, self._numbered(cursor, table, records, stmt))
+                        else:
+                            cursor.executemany(stmt.sql, list(map(stmt.params, records)))
+                for release in batch.releases:  # task and pool releases, in the order given
+                    stmt = self._statement("release", leases, type(release))
+                    cursor.execute(stmt.sql, stmt.params(release))
                 dbapi_conn.commit()
             except BaseException as exc:
                 dbapi_conn.rollback()
@@ -560,22 +569,13 @@ class SqlStore:
             finally:
                 cursor.close()
 
-    def _write_records(self, cursor: Any, kind: str, table: Any, record: Any,
-                       records: list[Any]) -> None:
-        """Write ``records`` (of type ``record``, or plain tuples of its fields)."""
-        if kind == "release":  # task and pool releases, in the order given
-            for release in records:
-                stmt = self._statement(kind, table, type(release))
-                cursor.execute(stmt.sql, stmt.params(release))
-            return
-        stmt = self._statement(kind, table, record)
-        if kind == "insert" and table in _NUMBERED:
-            cursor.executemany(stmt.sql, self._numbered(cursor, table, records, stmt))
-        else:
-            cursor.executemany(stmt.sql, list(map(stmt.params, records)))
+    def _compile_round(self, at: int) -> _Compiled:
+        _, kind, table, record = _ROUND[at]
+        stmt = self._round[at] = self._statement(kind, table, record)
+        return stmt
 
     def _numbered(self, cursor: Any, table: Any, records: list[Any],
-                  stmt: _Compiled) -> Iterator[Any]:
+                  stmt: _Compiled) -> Iterable[Any]:
         """
         The parameters of ``records`` with the ``id`` each row gets: the next in its attempt,
         made as they are written (a 100,000-task round makes no second list of them).
@@ -584,12 +584,16 @@ class SqlStore:
         from the table once per attempt and then counted here.
         """
         next_ids, name = self._next_ids, table.name
-        of = dict.fromkeys((r[0], r[1]) for r in records)  # (run_id, attempt): first, as named
+        if len(records) == 1 and stmt.id_at == 0 and stmt.positional:  # a chain's round
+            record = records[0]
+            key = (name, record[0], record[1])  # run_id and attempt: first, as named
+            number = next_ids.get(key) or self._last_id(cursor, table, record[0], record[1])
+            next_ids[key] = number + 1
+            return [(number, *(record if stmt.as_is else stmt.params(record)))]
+        of = dict.fromkeys((r[0], r[1]) for r in records)
         for run_id, attempt in of:
             if (name, run_id, attempt) not in next_ids:  # now, not while writing
-                last = self._statement("last_id", table, _AttemptKey)
-                cursor.execute(last.sql, last.params(_AttemptKey(run_id, attempt)))
-                next_ids[name, run_id, attempt] = (cursor.fetchone()[0] or 0) + 1
+                next_ids[name, run_id, attempt] = self._last_id(cursor, table, run_id, attempt)
         if len(of) == 1 and stmt.id_at == 0 and stmt.positional:  # a round: of one attempt
             key = (name, *next(iter(of)))
             first = next_ids[key]
@@ -600,6 +604,12 @@ class SqlStore:
             params = stmt.params
             return ((number, *params(record)) for number, record in numbers)
         return self._with_ids(name, records, stmt)
+
+    def _last_id(self, cursor: Any, table: Any, run_id: str, attempt: int) -> int:
+        """The id the next row of ``table`` in an attempt gets, read from the table."""
+        last = self._statement("last_id", table, _AttemptKey)
+        cursor.execute(last.sql, last.params(_AttemptKey(run_id, attempt)))
+        return int(cursor.fetchone()[0] or 0) + 1
 
     def _with_ids(self, name: str, records: list[Any], stmt: _Compiled) -> Iterator[Any]:
         next_ids, at = self._next_ids, stmt.id_at
