@@ -7,7 +7,7 @@ to the columns of the same names.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -273,7 +273,7 @@ class Store(Protocol):
 
     def attempts(self, run_id: str) -> list[Row]: ...
     def tasks(self, run_id: str, attempt: int | None = None, *,
-              columns: tuple[str, ...] | None = None) -> list[Row]:
+              columns: Iterable[str] | None = None) -> list[Row]:
         """A run's tasks (of one attempt), oldest first: every column, or only ``columns``."""
         ...
     def triggers(self, run_id: str, attempt: int | None = None, *,

@@ -34,6 +34,7 @@ from sqlalchemy.pool import StaticPool
 
 from eventor.exceptions import (
     EventorConfigError,
+    EventorUsageError,
     NotAStoreError,
     RunClaimedError,
     SchemaVersionError,
@@ -543,30 +544,36 @@ class SqlStore:
         if not batch:
             return
         with self._lock:
-            dbapi_conn: Any = self._conn.connection.dbapi_connection
-            cursor = dbapi_conn.cursor()
             try:
-                if self.is_sqlite:
-                    cursor.execute("BEGIN IMMEDIATE")
-                for at, (field, kind, table, _record) in enumerate(_ROUND):
-                    records = getattr(batch, field)
-                    if records:
-                        stmt = self._round[at] or self._compile_round(at)
-                        if kind == "insert" and table in _NUMBERED:
-                            cursor.executemany(stmt.sql, self._numbered(cursor, table, records, stmt))
-                        else:
-                            cursor.executemany(stmt.sql, list(map(stmt.params, records)))
-                for release in batch.releases:  # task and pool releases, in the order given
-                    stmt = self._statement("release", leases, type(release))
-                    cursor.execute(stmt.sql, stmt.params(release))
-                dbapi_conn.commit()
-            except BaseException as exc:
+                self._write_round(batch)
+            except (SQLAlchemyError, self._dbapi.Error) as exc:
+                raise self._store_error(exc, "record a round") from exc
+
+    def _write_round(self, batch: Batch) -> None:
+        dbapi_conn: Any = self._conn.connection.dbapi_connection
+        cursor = dbapi_conn.cursor()
+        try:
+            if self.is_sqlite:
+                cursor.execute("BEGIN IMMEDIATE")
+            for at, (field, kind, table, _record) in enumerate(_ROUND):
+                records = getattr(batch, field)
+                if records:
+                    stmt = self._round[at] or self._compile_round(at)
+                    if kind == "insert" and table in _NUMBERED:
+                        cursor.executemany(stmt.sql, self._numbered(cursor, table, records, stmt))
+                    else:
+                        cursor.executemany(stmt.sql, list(map(stmt.params, records)))
+            for release in batch.releases:  # task and pool releases, in the order given
+                stmt = self._statement("release", leases, type(release))
+                cursor.execute(stmt.sql, stmt.params(release))
+            dbapi_conn.commit()
+        except BaseException:
+            self._next_ids.clear()  # read them again: what this round took is not there
+            with contextlib.suppress(Exception):  # a lost connection: its error is the one
                 dbapi_conn.rollback()
-                self._next_ids.clear()  # read them again: what this round took is not there
-                if isinstance(exc, SQLAlchemyError | self._dbapi.Error):
-                    raise self._store_error(exc, "record a round") from exc
-                raise
-            finally:
+            raise
+        finally:
+            with contextlib.suppress(Exception):
                 cursor.close()
 
     def _compile_round(self, at: int) -> _Compiled:
@@ -792,7 +799,14 @@ class SqlStore:
         return self._rows(select(a).where(a.c.run_id == run_id).order_by(a.c.attempt))
 
     def tasks(self, run_id: str, attempt: int | None = None, *,
-              columns: tuple[str, ...] | None = None) -> list[Row]:
+              columns: Iterable[str] | None = None) -> list[Row]:
+        if columns is not None:
+            columns = tuple(columns)
+            unknown = [c for c in columns if c not in tasks.c]
+            if unknown:
+                raise EventorUsageError(
+                    f"store.tasks(columns=...): {unknown[0]!r} is not a column of "
+                    f"{tasks.name}; give some of {', '.join(tasks.c.keys())}")
         return self._select(tasks, run_id, attempt, columns=columns)
 
     def triggers(self, run_id: str, attempt: int | None = None, *,

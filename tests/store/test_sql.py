@@ -79,6 +79,39 @@ def test_unique_constraints_hold_at_most_once_in_the_database(backend):
     store.close()
 
 
+def test_a_round_the_store_cannot_write_is_a_store_error_naming_it(backend):
+    store = backend.open()
+    store.begin_attempt("r", "p", "restart", now=1.0, host="h", pid=1)
+    round_ = Batch(triggers=[TriggerRecord("r", 0, "e", "1", 1.0, "user", "user")])
+    if backend.kind == "postgresql":  # the server drops the store's connections
+        from sqlalchemy import create_engine
+
+        pids = [c.connection.dbapi_connection.info.backend_pid for c in (store._conn, store._reader)]
+        other = create_engine(POSTGRES)
+        with other.begin() as conn:
+            for pid in pids:
+                conn.exec_driver_sql(f"select pg_terminate_backend({pid})")
+        other.dispose()
+        for _ in range(2):  # the lost connection, then the closed one
+            with pytest.raises(evr.StoreUnavailableError, match="could not record a round"):
+                store.write(round_)
+        store.close()
+    else:
+        store.close()
+        with pytest.raises(evr.StoreError, match=f"store {backend.kind}.*could not record a round"):
+            store.write(round_)
+
+
+def test_tasks_may_be_read_with_only_some_columns(backend):
+    store = backend.open()
+    store.begin_attempt("r", "p", "restart", now=1.0, host="h", pid=1)
+    store.write(Batch(new_tasks=[TaskRecord("r", 0, "s", "1", "success", "thread", 1.0, pid=7)]))
+    assert store.tasks("r", 0, columns=["step", "pid"]) == [{"step": "s", "pid": 7}]
+    with pytest.raises(evr.EventorUsageError, match="'pdi' is not a column of eventor_tasks"):
+        store.tasks("r", columns=("step", "pdi"))
+    store.close()
+
+
 def test_a_restart_with_an_existing_run_id_is_refused(backend):
     store = backend.open()
     store.begin_attempt("r", "p", "restart", now=1.0, host="h", pid=1)
