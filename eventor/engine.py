@@ -340,7 +340,8 @@ class Engine:
         self._activated = False  # a task started in this pass fired its active trigger
         self._warned: set[tuple[str, str]] = set()  # (step, event) of undeclared ctx.triggers
         self._replays: dict[tuple[str, StepStatus], tuple[StepReplay, str]] = {}  # recovery's rules
-        self._log_tasks = self.log.enabled_for(logging.INFO)  # a task's events are INFO
+        # A task's events are INFO: looked at once, not three times a task (bind keeps the level)
+        self._log_tasks = self.log.enabled_for(logging.INFO)
 
     def _executor_for(self, step: StepSpec, names: dict[Any, str]) -> str:
         if step.func is None:
@@ -553,7 +554,6 @@ class Engine:
         self._attempt_no = self.attempt  # as an int, for the records of every round
         # every later event carries the run's context
         self.log = self.log.bind(flow=self.graph.name, run_id=run_id, attempt=self.attempt)
-        self._log_tasks = self.log.enabled_for(logging.INFO)  # one look, not three per task
         self.log.info("run_started", store=store.address, run_id=run_id, attempt=self.attempt,
                       mode=self.mode.value)
 
@@ -797,8 +797,7 @@ class Engine:
             self._note_rerun(task, ok)
         if ok:
             task.status = StepStatus.success
-            if task.result is not None:
-                self._keep_result(task)
+            self._keep_result(task)
             if self._log_tasks:
                 self.log.info("step_succeeded", step=name, sequence=task.sequence, result=task.result)
             if step.triggers:

@@ -591,25 +591,21 @@ class SqlStore:
         from the table once per attempt and then counted here.
         """
         next_ids, name = self._next_ids, table.name
-        if len(records) == 1 and stmt.id_at == 0 and stmt.positional:  # a chain's round
-            record = records[0]
-            key = (name, record[0], record[1])  # run_id and attempt: first, as named
-            number = next_ids.get(key) or self._last_id(cursor, table, record[0], record[1])
-            next_ids[key] = number + 1
-            return [(number, *(record if stmt.as_is else stmt.params(record)))]
-        of = dict.fromkeys((r[0], r[1]) for r in records)
+        # (run_id, attempt) of the records, which are their first two fields, as named
+        of = ([records[0][:2]] if len(records) == 1  # a chain's round
+              else list(dict.fromkeys(r[:2] for r in records)))
         for run_id, attempt in of:
             if (name, run_id, attempt) not in next_ids:  # now, not while writing
                 next_ids[name, run_id, attempt] = self._last_id(cursor, table, run_id, attempt)
         if len(of) == 1 and stmt.id_at == 0 and stmt.positional:  # a round: of one attempt
-            key = (name, *next(iter(of)))
+            key = (name, *of[0])
             first = next_ids[key]
             next_ids[key] = first + len(records)
-            numbers = zip(itertools.count(first), records)
-            if stmt.as_is:
-                return ((number, *record) for number, record in numbers)
             params = stmt.params
-            return ((number, *params(record)) for number, record in numbers)
+            if len(records) == 1:  # a chain's round: no generator to set up
+                return [(first, *params(records[0]))]
+            return ((number, *params(record))
+                    for number, record in zip(itertools.count(first), records))
         return self._with_ids(name, records, stmt)
 
     def _last_id(self, cursor: Any, table: Any, run_id: str, attempt: int) -> int:
@@ -854,10 +850,10 @@ class SqlStore:
                 cursor.close()
 
     def delays(self, run_id: str, attempt: int | None = None) -> list[Row]:
-        return self._rows(_of_run(delays, run_id, attempt))
+        return self._select(delays, run_id, attempt)
 
     def tries(self, run_id: str, attempt: int | None = None) -> list[Row]:
-        return self._rows(_of_run(tries, run_id, attempt))
+        return self._select(tries, run_id, attempt)
 
     def leases(self, run_id: str | None = None, *, held: bool = False) -> list[Row]:
         stmt = select(leases)
@@ -890,13 +886,6 @@ def _with_info(row: Row) -> Row:
     return row
 
 
-def _of_run(table: Any, run_id: str, attempt: int | None) -> Any:
-    stmt = select(table).where(table.c.run_id == run_id)
-    if attempt is not None:
-        stmt = stmt.where(table.c.attempt == attempt)
-    return stmt.order_by(table.c.attempt, table.c.id)  # triggers' and tasks' ids are per attempt
-
-
 class _Compiled:
     """A statement compiled once, and how to turn a record into its parameters."""
 
@@ -904,7 +893,6 @@ class _Compiled:
         self.sql = compiled.string
         order = compiled.positiontup
         self.id_at = 0  # where a numbered insert's id goes among the positional parameters
-        self.as_is = False  # the record is the positional parameters, in their order
         self.positional = order is not None
         if order is not None:  # qmark/format paramstyles: a tuple in bind order
             if "id" in order and "id" not in names:  # a numbered insert: see SqlStore._numbered
@@ -912,7 +900,6 @@ class _Compiled:
                 order = [n for n in order if n != "id"]
             fields = tuple(names[n] for n in order)
             if fields == record._fields:  # the record is that tuple already (an insert)
-                self.as_is = True
                 self.params: Any = lambda record: record
             else:  # by position: a record may be the plain tuple of its fields
                 get = operator.itemgetter(*(record._fields.index(f) for f in fields))
