@@ -13,8 +13,10 @@ Cases (all on a WAL sqlite file in a temporary folder, logging at WARNING):
   chain-dsl      the thread chain as a Flow class whose steps take ctx and return a result
   thread hop     a task handed to a thread and its result handed back, nothing else
 
-Prints ms/step, the ratio to the floor, the peak RSS after the fan-out, and how late
-delayed associations fire after their due time (real clock, thread steps).
+Prints ms/step, the ratio to the floor, the peak RSS after the fan-out, how late
+delayed associations fire after their due time (real clock, thread steps), and the time of a
+fixed Python loop before and after the cases: this machine's speed drifts (the same loop
+took from about 30 to 130 ms within one hour), and a ratio holds only if it did not drift.
 Record results in docs/performance.md with the command line used.
 """
 
@@ -66,6 +68,15 @@ def commit_floor(engine: Any, n: int, schema: str | None = None) -> float:
 
 def noop() -> None:
     return None
+
+
+def cpu_probe() -> float:
+    """ms for a fixed pure-Python loop: this machine's speed now (it drifts, up to 4x here)."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(1_000_000):
+        total += i
+    return (time.perf_counter() - start) * 1000
 
 
 def thread_hop(n: int) -> float:
@@ -193,6 +204,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"python {platform.python_version()} on {platform.machine()}, "
           f"eventor {evr.__name__} from {Path(evr.__file__).parent}")
+    probe_before = cpu_probe()
     with tempfile.TemporaryDirectory(prefix="eventor-bench-") as tmp:
         folder = Path(tmp)
         base = floor(folder, args.floor)
@@ -227,6 +239,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="eventor-bench-") as tmp:
         late = delay_lateness(Path(tmp), args.delays, 0.2)
     print(f"delays fired at most {late:.2f} ms after due ({args.delays} delays; target <= 10 ms)")
+    print(f"machine speed, a fixed Python loop: {probe_before:.0f} ms before the cases, "
+          f"{cpu_probe():.0f} ms after (ratios to the floor hold only when these agree)")
     sys.stdout.flush()
 
 
