@@ -111,6 +111,7 @@ class Origin:
 USER = Origin("user")
 EXPR = Origin("expr")
 _TEXT = {status: status.value for status in StepStatus}  # as stored, without .value per task
+_STARTED, _CHANGED = 1, 2  # Task.dirty: written narrowly (a TaskStart), or all of it
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +161,7 @@ class Task:
     output: str | None = None  # the end of what it printed
     tries: int = 0  # executions started (a retried task runs more than once)
     persisted: bool = False  # inserted in the store
-    dirty: bool = False  # changed since, waiting in the round's update list
+    dirty: int = 0  # changed since: _STARTED (only started) or _CHANGED; see Engine._touch
 
 
 @dataclass(frozen=True)
@@ -297,6 +298,7 @@ class Engine:
         self._closed = False
         self._keys = itertools.count(1)
         self._new: list[Task] = []
+        self._starts: list[Task] = []  # started, nothing else changed: a narrow update
         self._dirty: list[Task] = []
         self._batch = Batch()
         prefix = self.options.envvar_prefix
@@ -1001,7 +1003,9 @@ class Engine:
             task.started_at = now
             task.host = task.step.host if task.executor == "ssh" else self.host
             task.tries += 1
-            self._touch(task)
+            if task.persisted and not task.dirty:
+                task.dirty = _STARTED
+                self._starts.append(task)
             self._running[task.key] = task
             if name in self._timeout_of:
                 self._timers.add(now + self._timeout_of[name][0], _TimeoutDue(task.key, task.tries),
@@ -1059,22 +1063,33 @@ class Engine:
         self._pool_wait = False
 
     def _touch(self, task: Task) -> None:
-        if task.persisted and not task.dirty:
-            task.dirty = True
+        """
+        The task changed: the round writes all of it. (A task that only started since it was
+        written is written narrowly, as a `TaskStart`: see `_start_ready`.)
+        """
+        if task.persisted and task.dirty != _CHANGED:
+            task.dirty = _CHANGED
             self._dirty.append(task)
 
     def _flush(self) -> None:
         batch = self._batch
         if self._new:
             batch.new_tasks = [self._record(t) for t in self._new]
+        if self._starts:
+            run_id, attempt = self.run_id, self._attempt_no
+            batch.task_starts = [
+                (run_id, attempt, t.step.name, t.sequence, _TEXT[t.status], t.started_at, t.host)
+                for t in self._starts if t.dirty == _STARTED]
         if self._dirty:
             batch.task_updates = [self._record(t) for t in self._dirty]
         self.store.write(batch)
         for task in self._new:
             task.persisted = True
+        for task in self._starts:
+            task.dirty = 0
         for task in self._dirty:
-            task.dirty = False
-        self._new, self._dirty, self._batch = [], [], Batch()
+            task.dirty = 0
+        self._new, self._starts, self._dirty, self._batch = [], [], [], Batch()
 
     def _record(self, t: Task) -> tuple[Any, ...]:
         """The task as the store writes it: a `TaskRecord`'s fields, as a plain tuple (see Batch)."""

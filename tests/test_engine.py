@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 
@@ -338,6 +339,31 @@ def test_each_round_is_committed_before_the_next_step_starts(make_eventor, tmp_p
     ev.trigger_event(first, 1)
     assert ev.run()
     assert seen["look"] == "active"
+
+
+def test_a_task_that_waited_for_a_slot_is_recorded_active_before_it_runs(make_eventor, tmp_path):
+    """Recorded ready while it waits; its start (a narrower update) is committed before it runs."""
+    seen = {}
+    ev = make_eventor(config={"max_concurrent": 1})
+    path = tmp_path / "t.run.db"
+
+    def look(me):
+        import sqlite3
+
+        with sqlite3.connect(path) as db:
+            seen[me] = {row[0]: row[1:] for row in db.execute(
+                "select step, status, started_at is not null, host, ended_at from eventor_tasks")}
+
+    go = ev.add_event("go")
+    ev.add_assoc(go, ev.add_step("first", func=look, args=("first",)),
+                 ev.add_step("second", func=look, args=("second",)))
+    ev.trigger_event(go, 1)
+    assert ev.run()
+    assert seen["first"]["second"] == ("ready", 0, None, None)
+    assert seen["second"]["second"] == ("active", 1, socket.gethostname(), None)
+    assert seen["second"]["first"][0] == "success"
+    row = {t["step"]: t for t in ev.store.tasks(ev.run_id)}["second"]
+    assert row["status"] == "success" and row["started_at"] <= row["ended_at"]
 
 
 @pytest.mark.parametrize("executor", ["thread", "process"])

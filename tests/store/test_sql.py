@@ -20,6 +20,7 @@ from eventor.store.base import (
     PoolRelease,
     TaskRecord,
     TaskRelease,
+    TaskStart,
     TriggerRecord,
     TryRecord,
 )
@@ -109,6 +110,42 @@ def test_tasks_may_be_read_with_only_some_columns(backend):
     assert store.tasks("r", 0, columns=["step", "pid"]) == [{"step": "s", "pid": 7}]
     with pytest.raises(evr.EventorUsageError, match="'pdi' is not a column of eventor_tasks"):
         store.tasks("r", columns=("step", "pdi"))
+    store.close()
+
+
+def test_a_round_of_rows_with_different_empty_fields_is_read_back_in_its_order(backend):
+    # The store inserts each row with the columns it has values for, grouped by which those
+    # are: the rows, their values and their order (ids) come back as given.
+    store = backend.open()
+    store.begin_attempt("r", "p", "restart", now=1.0, host="h", pid=1)
+    store.begin_attempt("q", "p", "restart", now=1.0, host="h", pid=1)
+    shapes = [dict(), dict(started_at=2.0, host="h"), dict(result_kind="json", result="1", pid=3),
+              dict(error_type="E", error_message="m", traceback="t", exit_code=1, output="o")]
+    made = [TaskRecord(run, 0, f"s{i}", "1", "ready", "thread", float(i), **shapes[i % 4])
+            for i in range(9) for run in ("r", "q")]
+    store.write(Batch(new_tasks=made, triggers=[
+        TriggerRecord("r", 0, "go", "1", 1.0, "user", "user"),
+        TriggerRecord("r", 0, "item", "2", 1.1, "s[1]:trigger", "trigger", "s", "1"),
+        TriggerRecord("r", 0, "go", "3", 1.2, "user", "user")]))
+    for run in ("r", "q"):
+        assert [TaskRecord(**{f: row[f] for f in TaskRecord._fields}) for row in store.tasks(run)] \
+            == [t for t in made if t.run_id == run]
+        assert [row["id"] for row in store.tasks(run)] == list(range(1, 10))
+    assert [(t["id"], t["sequence"], t["origin_step"]) for t in store.triggers("r")] == [
+        (1, "1", None), (2, "2", "s"), (3, "3", None)]
+    store.close()
+
+
+def test_a_task_start_sets_only_what_a_start_changes(backend):
+    store = backend.open()
+    store.begin_attempt("r", "p", "restart", now=1.0, host="h", pid=1)
+    failed = TaskRecord("r", 0, "s", "1", "ready", "thread", 1.0, ended_at=None, pid=4,
+                        error_type="ValueError", error_message="try 1", output="out")
+    store.write(Batch(new_tasks=[failed]))  # a try failed, and the task waits for the next
+    store.write(Batch(task_starts=[TaskStart("r", 0, "s", "1", "active", 5.0, "h2")]))
+    (row,) = store.tasks("r")
+    assert {f: row[f] for f in TaskRecord._fields} == failed._replace(
+        status="active", started_at=5.0, host="h2")._asdict()
     store.close()
 
 
