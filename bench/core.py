@@ -12,6 +12,9 @@ Cases (all on a WAL sqlite file in a temporary folder, logging at WARNING):
   chain-invoke   the same chain run in the engine's thread: engine + store, no hop
   chain-dsl      the thread chain as a Flow class whose steps take ctx and return a result
   thread hop     a task handed to a thread and its result handed back, nothing else
+  process hop    a message to a forked process and its answer back over two pipes, nothing else
+  fan-out's rows alone  the rows the store writes for fanout-thread, through the sqlite3
+                 module, nothing else: the fan-out's floor
 
 Prints ms/step, the ratio to the floor, the peak RSS after the fan-out, how late
 delayed associations fire after their due time (real clock, thread steps), and the time of a
@@ -23,8 +26,10 @@ Record results in docs/performance.md with the command line used.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
+import sqlite3
 import sys
 import tempfile
 import time
@@ -34,6 +39,7 @@ from typing import Any
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, create_engine, event, insert
 
 import eventor as evr
+from eventor.store import open_store
 
 QUIET = {"LOGGING": {"logging_level": "WARNING", "console": False}}
 
@@ -100,6 +106,71 @@ def thread_hop(n: int) -> float:
     elapsed = time.perf_counter() - start
     tasks.put(None)
     worker.join()
+    return elapsed * 1000 / n
+
+
+def process_hop(n: int) -> float:
+    """ms for one round trip to a forked process and back over two pipes (a process step's floor)."""
+    from_parent, to_child = os.pipe()  # (read end, write end)
+    from_child, to_parent = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child echoes until its pipe closes
+        os.close(to_child)
+        os.close(from_child)
+        while data := os.read(from_parent, 64):
+            os.write(to_parent, data)
+        os._exit(0)
+    os.close(from_parent)
+    os.close(to_parent)
+    start = time.perf_counter()
+    for _ in range(n):
+        os.write(to_child, b"task")
+        os.read(from_child, 64)
+    elapsed = time.perf_counter() - start
+    os.close(to_child)
+    os.waitpid(pid, 0)
+    os.close(from_child)
+    return elapsed * 1000 / n
+
+
+def fanout_rows(folder: Path, n: int, workers: int = 32) -> float:
+    """
+    ms per task of what the store writes for a fan-out of ``n`` thread steps, and nothing
+    else: the rows as the store writes them (a new task's set columns; a start's three; an
+    outcome's whole row), through the sqlite3 module into a store's schema, a commit per
+    round of ``workers`` outcomes and starts. The fan-out's floor, as one commit is the
+    chain's.
+    """
+    path = folder / "rows.run.db"
+    open_store(str(path)).close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA synchronous=NORMAL")
+    key = "run_id=? AND attempt=? AND step=? AND sequence=?"
+    new = ("INSERT INTO eventor_tasks (id, run_id, attempt, step, sequence, status, executor, "
+           "created_at{}) VALUES (?, ?, ?, ?, ?, ?, ?, ?{})")
+    started = "UPDATE eventor_tasks SET status=?, started_at=?, host=? WHERE " + key
+    ended = ("UPDATE eventor_tasks SET status=?, executor=?, created_at=?, started_at=?, "
+             "ended_at=?, host=?, pid=?, result_kind=?, result=?, error_type=?, error_message=?, "
+             "traceback=?, exit_code=?, output=? WHERE " + key)
+    run, now, host, pid = "20261129-000000-000000", time.time(), platform.node(), os.getpid()
+    start = time.perf_counter()
+    db.execute("BEGIN IMMEDIATE")
+    db.executemany(new.format(", started_at, host", ", ?, ?"),
+                   [(i + 1, run, 0, f"s{i}", "1", "active", "thread", now, now, host)
+                    for i in range(workers)])
+    db.executemany(new.format("", ""), [(i + 1, run, 0, f"s{i}", "1", "ready", "thread", now)
+                                        for i in range(workers, n)])
+    db.execute("COMMIT")
+    for first in range(0, n, workers):
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(ended, [("success", "thread", now, now, now, host, pid, None, None, None,
+                                None, None, None, None, run, 0, f"s{i}", "1")
+                               for i in range(first, min(first + workers, n))])
+        db.executemany(started, [("active", now, host, run, 0, f"s{i}", "1")
+                                 for i in range(first + workers, min(first + 2 * workers, n))])
+        db.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    db.close()
     return elapsed * 1000 / n
 
 
@@ -226,6 +297,9 @@ def main() -> None:
         rows.append((f"chain-dsl-thread ({args.chain} steps)",
                      run_dsl_chain(folder, args.chain, "thread"), ""))
         rows.append(("thread hop (no engine, no store)", thread_hop(args.chain), ""))
+        rows.append(("process hop (no engine, no store)", process_hop(args.chain), ""))
+        rows.append((f"fan-out's rows alone ({args.fanout} tasks)",
+                     fanout_rows(folder, args.fanout), ""))
     print(f"{'case':34} {'ms/step':>9} {'x floor':>8} {'target':>12}")
     for label, ms, target in rows:
         verdict = ""
