@@ -22,7 +22,8 @@ def test_core_benchmark_runs_every_case_and_prints_ratios(tmp_path):
     for case in ("floor", "fanout-thread (50 steps)", "chain-thread (20 steps)",
                  "chain-process (5 steps)", "chain-invoke (20 steps)", "thread hop",
                  "chain-dsl-thread (20 steps)", "peak RSS", "delays fired at most",
-                 "fanout-join-thread (50 children)", "fan-out + join per child"):
+                 "fanout-join-thread (50 children)", "fan-out + join per child", "process hop",
+                 "fan-out's rows alone (50 tasks)"):
         assert case in proc.stdout
     assert list(tmp_path.iterdir()) == []  # everything went to a temporary folder
 
