@@ -573,7 +573,7 @@ class Engine:
                         StepStatus(row["status"]), row["created_at"], row["started_at"],
                         row["ended_at"], row["host"], row["pid"], row["result_kind"],
                         row["result"], row["error_type"], row["error_message"],
-                        row["traceback"], row["exit_code"], persisted=True)
+                        row["traceback"], row["exit_code"], row["output"], persisted=True)
             self._tasks[(step.name, task.sequence)] = task
             task.tries = state.tries.get((step.name, task.sequence), 0)  # the failed ones
             if task.status in (StepStatus.success, StepStatus.failure):

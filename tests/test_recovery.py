@@ -463,3 +463,35 @@ def test_a_continued_run_counts_the_tries_of_the_tasks_it_picked_up(tmp_path):
         assert paused.task("a").tries == 1
     result = Two.resume(paused.run_id, store=store, config={"LOGGING": {"console": False}})
     assert result and result.task("a").tries == 1 and result.task("b").tries == 1
+
+
+def print_then_fail():
+    CALLS.append("try")
+    print(f"try {len(CALLS)} printed this")
+    raise RuntimeError("it fails")
+
+
+def test_continue_keeps_what_a_task_waiting_for_its_retry_printed(tmp_path):
+    # A task waiting for its retry keeps its last try's error and output in its row. A
+    # continued run that stops at once (another step failed) rewrites that row: it must
+    # not drop them.
+    store = str(tmp_path / "r.db")
+
+    def build(**kwargs):
+        ev = evr.Eventor(name="retry", store=store, config=QUIET, **kwargs)
+        ev.add_event("go")
+        ev.add_step("s", print_then_fail, config={"retries": 1, "retry_delay": 3600})
+        ev.add_step("bad", record, args=("bad", True))
+        ev.add_assoc("go", "s", "bad")
+        return ev
+
+    with build() as ev:
+        ev.trigger_event("go", 1)
+        assert not ev.run()
+        run_id = ev.run_id
+    with build(run_mode=evr.RUN_CONTINUE, run_id=run_id) as ev:
+        assert not ev.run()
+        rows = {t["step"]: t for t in ev.store.tasks(run_id)}
+    assert sorted(CALLS) == ["bad", "try"]
+    assert (rows["s"]["status"], rows["s"]["error_message"]) == ("ready", "it fails")
+    assert rows["s"]["output"] == "try 1 printed this\n"

@@ -173,6 +173,10 @@ class Batch:
     tuple of the record's fields, in order, which is how the engine makes them: the garbage
     collector stops looking at a plain tuple of plain values, never at a NamedTuple, and a
     round of a 100,000-task recovery holds 200,000 of them.
+
+    A task that only started since it was last written comes in ``task_starts`` (a
+    `TaskStart`: set those fields, keep the rest), never also in ``task_updates``; a store
+    that ignored them would show started tasks as ready until they end.
     """
 
     triggers: list[TriggerRecord | tuple[Any, ...]] = field(default_factory=list)
