@@ -18,10 +18,10 @@ Cases (all on a WAL sqlite file in a temporary folder, logging at WARNING):
 
 Prints ms/step, the ratio to the floor, what the two hardest targets leave (a chained invoke
 step plus a process hop, against the floor; the fan-out beyond its rows), the peak RSS after
-the fan-out, how late
-delayed associations fire after their due time (real clock, thread steps), and the time of a
-fixed Python loop before and after the cases: this machine's speed drifts (the same loop
-took from about 30 to 130 ms within one hour), and a ratio holds only if it did not drift.
+the fan-out, how late delayed associations fire after their due time (real clock, thread
+steps), and the time of a fixed Python loop before and after the cases: this machine's speed
+drifts (the same loop took from about 30 to 130 ms within one hour), and a ratio holds only
+if it did not drift.
 Record results in docs/performance.md with the command line used.
 """
 
