@@ -156,6 +156,7 @@ class Eventor:
         self._builder = GraphBuilder(self.name)
         self._early_triggers: list[tuple[str, Any]] = []
         self._params: dict[str, Any] = {}
+        self._ref = ""  # the builder that made it, when the command line did (see _info)
         self._engine: Engine | None = None
         self._closed = False
         self.summary: RunSummary | None = None
@@ -403,7 +404,7 @@ class Eventor:
             engine = self._session.start(
                 graph, clock=self._clock, progress=self.progress,
                 attempt=self.recovery_run if self.run_mode is RunMode.recover else None,
-                info={"params": self._params} if self._params else None)
+                info=self._info())
             if engine.expect_latest is None:
                 engine.expect_latest = self.expect_attempt
             for name, sequence in self._early_triggers:
@@ -412,10 +413,17 @@ class Eventor:
             self._engine = engine
         return self._engine
 
+    def _info(self) -> dict[str, Any] | None:
+        """What the run records of this program: its parameters, and the builder that made it."""
+        info: dict[str, Any] = {"params": self._params} if self._params else {}
+        if self._ref:  # the command line recovers the run with it: eventor recover FILE:REF
+            info["ref"] = self._ref
+        return info or None
+
     def _take_interrupted(self, graph: FlowGraph) -> None:
         def start() -> Engine:
             return self._session.start(graph, clock=self._clock, progress=self.progress,
-                                       info={"params": self._params} if self._params else None)
+                                       info=self._info())
 
         row = self._session.resume_interrupted(self.name, recorded(self._params), start)
         if row is not None:

@@ -18,6 +18,7 @@ per flow parameter. Only this module imports typer.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib
 import importlib.util
@@ -250,6 +251,8 @@ def _build(builder: Callable[..., Any], values: dict[str, Any], **wanted: Any) -
     if not isinstance(ev, Eventor):
         raise CliError(f"{name}() returned {type(ev).__name__}, not an Eventor: give a Flow "
                        "class or a function that builds and returns an Eventor")
+    if "<locals>" not in name:
+        ev._ref = name  # its runs record it: `runs` and `show` tell how to recover them
     return ev
 
 
@@ -657,10 +660,31 @@ def cmd_runs(store: StoreOpt = None, config: ConfigOpt = None) -> None:
             _con.out.print(hint, markup=False, highlight=False)
 
 
-def _flow_ref(program: str, flow: str) -> str:
-    """The flow reference to recover a run with: its program's file, when the run knows it."""
+def _flow_ref(program: str, info: Mapping[str, Any]) -> str:
+    """
+    The flow reference to recover a run with: its program's file, when the run knows it, and
+    the Flow class or builder function its run recorded. A run recorded without one (a
+    classic program run as a script, or by an earlier Eventor) names its flow when the file
+    defines that name, else only the file: the command then lists the flows and functions
+    there.
+    """
+    flow, ref = str(info.get("flow") or "FLOW"), info.get("ref")
     file = Path(f"{program}.py")
-    return f"{file}:{flow}" if program and file.is_file() else f"MODULE:{flow}"
+    if not (program and file.is_file()):
+        return f"MODULE:{ref or flow}"
+    if ref or _defines(file, flow):
+        return f"{file}:{ref or flow}"
+    return str(file)
+
+
+def _defines(file: Path, name: str) -> bool:
+    """Whether ``file`` defines ``name`` at its top level (read, not imported)."""
+    try:
+        tree = ast.parse(file.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return any(isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name == name
+               for node in tree.body)
 
 
 def _params_text(params: Mapping[str, Any] | None) -> str:
@@ -693,7 +717,7 @@ def _run_row(store: Store, run: Mapping[str, Any], grace: float) -> tuple[list[s
     if last and _interrupted(last, grace):
         status = "interrupted"
         hint = (f"run {run_id} was interrupted (its engine is gone): "
-                f"eventor recover {_flow_ref(run['program'], flow)} --run-id {run_id}"
+                f"eventor recover {_flow_ref(run['program'], run['info'])} --run-id {run_id}"
                 f"{_store_flag(store, run['program'])}")
     pending = [d for d in store.delays(run_id, last.get("attempt")) if d["fired_at"] is None] \
         if status in ("stopped", "paused") else []
@@ -701,7 +725,7 @@ def _run_row(store: Store, run: Mapping[str, Any], grace: float) -> tuple[list[s
         status = f"paused ({len(pending)} delay{'s' if len(pending) != 1 else ''}, next at " \
                  f"{_when(min(d['due_at'] for d in pending))})"
         hint = (f"run {run_id} is paused with delays pending: finish it with "
-                f"eventor continue {_flow_ref(run['program'], flow)} --run-id {run_id}"
+                f"eventor continue {_flow_ref(run['program'], run['info'])} --run-id {run_id}"
                 f"{_store_flag(store, run['program'])}")
     shown = _params_text(run["info"].get("params"))
     if shown:  # which day a nightly run was for is the first question asked of it
@@ -736,7 +760,7 @@ def cmd_show(run_id: Annotated[str, typer.Argument(help="The run's id.")],
         _print_failures(opened, run_id, rows, full)
         if gone:
             run = opened.run(run_id) or {}
-            ref = _flow_ref(run.get("program", ""), (run.get("info") or {}).get("flow", "FLOW"))
+            ref = _flow_ref(run.get("program", ""), run.get("info") or {})
             _con.out.print(f"\nattempt {max(gone)} was interrupted (its engine is gone): recover "
                            f"it with eventor recover {ref} --run-id {run_id}"
                            f"{_store_flag(opened, run.get('program', ''))}",

@@ -583,7 +583,7 @@ class Flow(metaclass=FlowMeta):
         self._engine = session.start(
             self._bound_graph(), attempt=self._from_attempt, clock=self._clock,
             progress=self._progress,
-            info={"params": recorded(self.param_values)},
+            info={"params": recorded(self.param_values), **_ref_of(type(self))},
             max_concurrent=options.get("max_concurrent"), executor=options.get("executor"),
             stop_on_exception=options.get("stop_on_exception"),
             strict_triggers=options.get("strict_triggers"),
@@ -629,6 +629,16 @@ class Flow(metaclass=FlowMeta):
 
 
 PICK_UP_SLOTS = 20  # how many of a schedule's latest slots a scheduler looks after
+
+
+def _ref_of(cls: type) -> dict[str, str]:
+    """
+    ``{"ref": name}``: the name that finds ``cls`` in its module, which the command line's
+    ``eventor recover FILE:NAME`` needs (a flow's name may differ); nothing for a class
+    defined inside a function.
+    """
+    name = cls.__qualname__
+    return {} if "<locals>" in name else {"ref": name}
 
 
 def _schedule_key(program: str, flow: str, params: Mapping[str, Any]) -> str:

@@ -418,14 +418,48 @@ def test_an_interrupted_run_is_shown_as_interrupted_with_the_command_that_recove
     import eventor as evr
 
     store = str(tmp_path / "cut.run.db")
-    (tmp_path / "cutprog.py").write_text("")  # the program the run names, here
+    (tmp_path / "cutprog.py").write_text("def Cut(): ...\n")  # the program the runs name, here
     ev = evr.Eventor(name="cut", store=store, run_id="cut-1", config={"LOGGING": {"console": False}})
-    ev.store.begin_attempt("cut-1", "cutprog", "restart", now=1.0, host=os.uname().nodename,
-                           pid=2**22 + 12345, info={"flow": "Cut"})
+    dead = {"host": os.uname().nodename, "pid": 2**22 + 12345}
+    # a run that recorded its class or builder; one named as its flow is, where the file has
+    # that name; one recorded by a classic program run as a script (its flow is not a name
+    # in the file): the command names the file alone, and lists what is there
+    ev.store.begin_attempt("cut-1", "cutprog", "restart", now=1.0, **dead,
+                           info={"flow": "nightly-cut", "ref": "Cut"})
+    ev.store.begin_attempt("cut-2", "cutprog", "restart", now=2.0, **dead, info={"flow": "Cut"})
+    ev.store.begin_attempt("cut-3", "cutprog", "restart", now=3.0, **dead, info={"flow": "cut"})
     ev.close()
     code, out, _ = cli("runs", "--store", store)
+    out = " ".join(out.split())
     assert code == 0 and "interrupted" in out
-    assert "eventor recover cutprog.py:Cut --run-id cut-1" in out.replace("\n", " ").replace("  ", " ")
+    assert "eventor recover cutprog.py:Cut --run-id cut-1" in out
+    assert "eventor recover cutprog.py:Cut --run-id cut-2" in out
+    assert "eventor recover cutprog.py --run-id cut-3" in out
+    code, out, _ = cli("show", "cut-1", "--store", store)
+    assert "recover it with eventor recover cutprog.py:Cut --run-id cut-1" in " ".join(out.split())
+
+
+def test_a_run_records_the_class_or_builder_the_command_line_recovers_it_with(cli, tmp_path):
+    (tmp_path / "named.py").write_text(
+        "import eventor as evr\n\n"
+        "class Nightly(evr.Flow, name='nightly-etl'):\n"
+        "    go = evr.Event(entry=True)\n\n"
+        "    @evr.step(on=go)\n"
+        "    def work(self):\n"
+        "        return 1\n\n"
+        "def build(store=''):\n"
+        "    ev = evr.Eventor(name='cl', store=store)\n"
+        "    ev.add_event('go')\n"
+        "    ev.add_step('work', func=print)\n"
+        "    ev.add_assoc('go', 'work')\n"
+        "    ev.trigger_event('go')\n"
+        "    return ev\n")
+    for ref in ("Nightly", "build"):
+        code, out, err = cli("run", f"named.py:{ref}", "--store", cli.store, "--config", cli.config)
+        assert code == 0, out + err
+    with sqlite3.connect(cli.store) as db:
+        infos = [json.loads(i) for (i,) in db.execute("select info from eventor_runs order by created_at")]
+    assert [(i["flow"], i["ref"]) for i in infos] == [("nightly-etl", "Nightly"), ("cl", "build")]
 
 
 def test_show_prints_each_failure_and_each_retried_try_with_its_traceback(cli):
