@@ -374,8 +374,9 @@ def _finish(store: Store, run_id: str, attempt: int, ok: bool, status: str) -> N
 def _store_candidates(store: str | None, cfg: Any) -> list[str]:
     """
     Where a reading command looks for runs, in order: ``--store``; ``$EVENTOR_STORE``; the
-    database ``$EVENTOR_DB_CONFIG_TAG`` names; else the ``*.run.db`` stores in the current
-    directory (every one of them).
+    database ``$EVENTOR_DB_CONFIG_TAG`` names; else the ``*.run.db`` stores in the config's
+    ``workdir`` (the current directory by default), every one of them: where runs of
+    programs given that config are recorded.
     """
     if store:
         return [store]
@@ -383,10 +384,11 @@ def _store_candidates(store: str | None, cfg: Any) -> list[str]:
         return [os.environ["EVENTOR_STORE"]]
     if os.environ.get("EVENTOR_DB_CONFIG_TAG"):
         return [""]  # the store the config's default database tag names
-    found = sorted(str(p) for p in Path.cwd().glob("*.run.db"))
+    folder = Path(cfg.workdir).expanduser().resolve()
+    found = sorted(str(p) for p in folder.glob("*.run.db"))
     if not found:
         raise CliError(f"no run store found: no --store, no $EVENTOR_STORE, no "
-                       f"$EVENTOR_DB_CONFIG_TAG, and no *.run.db file in {Path.cwd()}; give "
+                       f"$EVENTOR_DB_CONFIG_TAG, and no *.run.db file in {folder}; give "
                        "--store the store's path, URL or DATABASES tag")
     return found
 

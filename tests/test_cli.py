@@ -655,3 +655,18 @@ def test_log_level_debug_shows_a_steps_debug_lines_and_the_param_hint_names_real
     assert done.returncode == 0 and "deep detail" in done.stderr
     code, _, err = cli("run", "deep.py:Deep", "-p", "day")
     assert code == 2 and "e.g. --param day=... (Deep's parameters: day)" in err
+
+
+def test_runs_looks_in_the_workdir_of_the_config_where_the_run_was_recorded(cli, tmp_path):
+    work = tmp_path / "wd"
+    work.mkdir()
+    config = tmp_path / "cfg.yaml"
+    config.write_text(f"EVENTOR:\n  workdir: {work}\n  LOGGING:\n    console: false\n")
+    code, out, err = cli("run", "tests.cli_flows:Numbers", "--config", str(config))
+    assert code == 0, out + err
+    assert [p.name for p in work.glob("*.run.db")] and not list(tmp_path.glob("*.run.db"))
+    code, out, err = cli("runs", "--config", str(config))
+    assert code == 0 and "success" in out, out + err
+    (run_id,) = run_ids(str(next(work.glob("*.run.db"))))
+    code, out, err = cli("show", run_id, "--config", str(config))
+    assert code == 0 and "total" in out, out + err
