@@ -10,7 +10,7 @@ from typing import Any
 
 from eventor.exceptions import Problem
 from eventor.graph import Assoc, EventSpec, FlowGraph, Join, StepSpec, to_operand
-from eventor.validate import validate
+from eventor.validate import step_problems, validate
 
 __all__ = ["GraphBuilder"]
 
@@ -67,6 +67,10 @@ class GraphBuilder:
         self._add_node(spec.name, "step", where)
         self._steps.setdefault(spec.name, spec)
         return spec
+
+    def check_step(self, spec: StepSpec, where: str = "") -> None:
+        """Check one step on its own now (as the classic API adds it); problems join the rest."""
+        self.problems.extend(step_problems(spec, where))
 
     def add_assoc(self, event: str, target: str, delay: float = 0, where: str = "") -> Assoc:
         assoc = Assoc(event, target, delay)

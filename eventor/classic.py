@@ -312,6 +312,7 @@ class Eventor:
             spec = StepSpec.make(name, func, args, kwargs, triggers, acquires, releases, recovery,
                                  config, host, emits=_events_of(emits))
         self._builder.add_step(spec, where=where)
+        self._builder.check_step(spec, where)  # now, not at run()
         if on is not None:
             self._builder.add_assoc(_name_of(on, "an event"), spec.name, delay, where)
         self._raise_new_problems(before)

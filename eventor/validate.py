@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from eventor.enums import StepReplay, StepStatus
+from eventor.enums import StepReplay, StepStatus, executor_alias
 from eventor.exceptions import FlowDefinitionError, Problem, did_you_mean
 from eventor.graph import FlowGraph, event_names, is_number
 
@@ -185,39 +185,64 @@ def check_steps(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]
     """A step's function is callable, its recovery policy is valid, its acquires are (pool, n)."""
     option_problems: dict[int, list[Any]] = {}  # most steps share one StepOptions: check it once
     for step in graph.steps.values():
-        loc = where.get(step.name, "")
-        subject = f"step {step.name!r}"
-        if step.func is not None and not callable(step.func):
-            yield Problem(subject, f"func {step.func!r} is not callable.", "Pass a function or None.", loc)
-        for status, replay in step.recovery.items():
-            if not isinstance(status, StepStatus):
-                yield Problem(
-                    subject,
-                    f"recovery key {status!r} is not a step status." + did_you_mean(status, _STATUSES),
-                    f"Use one of {', '.join(_STATUSES)}.",
-                    loc,
-                )
-            if not isinstance(replay, StepReplay):
-                yield Problem(
-                    subject,
-                    f"recovery value {replay!r} for {status} is not a replay policy."
-                    + did_you_mean(replay, _REPLAYS),
-                    "Use STEP_SKIP or STEP_RERUN.",
-                    loc,
-                )
-        for item in step.acquires:
-            if not (isinstance(item, tuple | list) and len(item) == 2 and _is_count(item[1])):
-                yield Problem(
-                    subject,
-                    f"acquires item {item!r} is not a (pool, count) pair with count >= 1.",
-                    "Write acquires=[(pool, 1)].",
-                    loc,
-                )
-        problems = option_problems.get(id(step.options))
-        if problems is None:
-            problems = option_problems[id(step.options)] = list(step.options.problems())
-        for problem in problems:
-            yield Problem(subject, problem.message, problem.fix, loc)
+        yield from step_problems(step, where.get(step.name, ""), option_problems)
+
+
+def step_problems(step: Any, loc: str = "",
+                  option_problems: dict[int, list[Any]] | None = None) -> Iterator[Problem]:
+    """
+    What is wrong with one step on its own (see `check_steps`): the classic API checks each
+    step as it is added. ``option_problems`` keeps the problems of options shared by steps.
+    """
+    subject = f"step {step.name!r}"
+    if step.func is not None and not callable(step.func):
+        yield Problem(subject, f"func {step.func!r} is not callable.", "Pass a function or None.", loc)
+    for status, replay in step.recovery.items():
+        if not isinstance(status, StepStatus):
+            yield Problem(
+                subject,
+                f"recovery key {status!r} is not a step status." + did_you_mean(status, _STATUSES),
+                f"Use one of {', '.join(_STATUSES)}.",
+                loc,
+            )
+        if not isinstance(replay, StepReplay):
+            yield Problem(
+                subject,
+                f"recovery value {replay!r} for {status} is not a replay policy."
+                + did_you_mean(replay, _REPLAYS),
+                "Use STEP_SKIP or STEP_RERUN.",
+                loc,
+            )
+    for item in step.acquires:
+        if not (isinstance(item, tuple | list) and len(item) == 2 and _is_count(item[1])):
+            yield Problem(
+                subject,
+                f"acquires item {item!r} is not a (pool, count) pair with count >= 1.",
+                "Write acquires=[(pool, 1)].",
+                loc,
+            )
+    problems = None if option_problems is None else option_problems.get(id(step.options))
+    if problems is None:
+        problems = list(step.options.problems())
+        if option_problems is not None:
+            option_problems[id(step.options)] = problems
+    for problem in problems:
+        yield Problem(subject, problem.message, problem.fix, loc)
+    yield from _executor_problems(step, subject, loc)
+
+
+def _executor_problems(step: Any, subject: str, loc: str) -> Iterator[Problem]:
+    """What the executor a step names cannot do: stop an invoke step, find an ssh step's host."""
+    executor = executor_alias(step.options.executor)
+    timeout = step.options.to_config().get("timeout") if executor == "invoke" else None
+    if timeout is not None and step.func is not None:
+        yield Problem(subject, f"it has timeout={timeout!r}, but runs in the engine's thread "
+                      "(executor='invoke'), where nothing can stop it.",
+                      "Run it with executor='process' or 'thread', or drop the timeout.", loc)
+    if executor == "ssh" and step.host is None:
+        yield Problem(subject, "executor='ssh' names no host to run it on.",
+                      "Give it host=... (a name in the config's HOSTS), which runs it there "
+                      "by itself.", loc)
 
 
 def _is_count(value: Any) -> bool:

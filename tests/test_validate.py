@@ -77,6 +77,31 @@ def test_every_bad_step_option_is_reported_with_its_step_and_fix():
     assert "step 'b': stop_on_exception='yes' is not True or False." in text
 
 
+def test_what_a_steps_executor_cannot_do_is_reported_when_the_flow_is_defined():
+    with pytest.raises(evr.FlowDefinitionError) as info:
+        class Bad(evr.Flow):
+            go = evr.Event(entry=True)
+
+            @evr.step(on=go, executor="invoke", timeout=1)
+            def stuck(self):
+                pass
+
+            @evr.step(on=go, executor="ssh")
+            def away(self):
+                pass
+
+    text = str(info.value)
+    assert "flow 'Bad' has 2 problems" in text
+    assert ("step 'stuck': it has timeout=1, but runs in the engine's thread (executor='invoke'), "
+            "where nothing can stop it. Run it with executor='process' or 'thread'") in text
+    assert "step 'away': executor='ssh' names no host to run it on. Give it host=..." in text
+    ev = evr.Eventor(name="classic", store=":memory:", config={"LOGGING": {"console": False}})
+    with pytest.raises(evr.FlowDefinitionError, match="nothing can stop it"):
+        ev.add_step("s", func=print, config={"task_construct": "invoke", "timeout": 5})
+    with pytest.raises(evr.FlowDefinitionError, match="'retires' is unknown. Did you mean 'retries'"):
+        ev.add_step("t", func=print, config={"retires": 2})  # as it is added, not at run()
+
+
 def test_a_valid_graph_passes_and_is_frozen():
     b = GraphBuilder("g")
     b.add_event("go")

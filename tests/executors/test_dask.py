@@ -283,10 +283,10 @@ def test_dask_settings_are_checked_when_the_config_is_read(tmp_path):
         evr.load_config({"DASK": {"adress": "tcp://x:8786"}})
     with pytest.raises(evr.EventorConfigError, match=r"DASK: give address .* or cluster_class"):
         evr.load_config({"DASK": {"address": "tcp://x:8786", "cluster_class": "a.B"}})
-    ev = one_step(tmp_path, QUIET, print, config={"worker_resources": {"GPU": -1}})
-    with ev, pytest.raises(evr.FlowDefinitionError, match=r"worker_resources=\{'GPU': -1\} is not "
-                           r"a mapping of Dask worker resources to amounts > 0"):
-        ev.run()
+    with evr.Eventor(name="dask", store=str(tmp_path / "dask.run.db"), config=QUIET) as ev, \
+            pytest.raises(evr.FlowDefinitionError, match=r"worker_resources=\{'GPU': -1\} is not "
+                          r"a mapping of Dask worker resources to amounts > 0"):
+        ev.add_step("s", func=print, config={"worker_resources": {"GPU": -1}})  # as it is added
 
 
 def test_worker_resources_on_a_step_not_run_by_dask_is_refused(tmp_path):
