@@ -215,6 +215,19 @@ def _parse_params(pairs: list[str], known: Mapping[str, Param], flow: str) -> di
     return values
 
 
+def _require_params(target: Any, values: Mapping[str, Any]) -> None:
+    """
+    A new run of a Flow class is given the parameters that have no default: asked for as
+    the command line gives them. (A function's missing argument may mean it is no builder.)
+    """
+    if not _is_flow(target):
+        return
+    missing = [name for name, p in target.parameters.items() if p.required and name not in values]
+    if missing:
+        flags = " ".join(f"-p {name}=..." for name in missing)
+        raise CliError(f"{_name_of(target)} needs {', '.join(map(repr, missing))}: give {flags}")
+
+
 _RUN_ARGUMENTS = ("run_mode", "run_id", "store", "recovery_run")  # the CLI's, not parameters
 
 
@@ -924,6 +937,7 @@ def cmd_run(flow: FlowArg, param: Params = [],  # noqa: B006 - typer reads the d
         _verbosity(quiet, verbose, log_level)
         target = load_target(flow)
         values = _parse_params(param, _params_of(target), _name_of(target))
+        _require_params(target, values)
         _run_target(target, values, store=store, config=config, sequence=sequence,
                     max_loops=max_loops, run_id=run_id, resume_interrupted=resume_interrupted)
 

@@ -670,3 +670,21 @@ def test_runs_looks_in_the_workdir_of_the_config_where_the_run_was_recorded(cli,
     (run_id,) = run_ids(str(next(work.glob("*.run.db"))))
     code, out, err = cli("show", run_id, "--config", str(config))
     assert code == 0 and "total" in out, out + err
+
+
+def test_a_missing_parameter_is_asked_for_as_the_command_line_gives_it(cli, tmp_path):
+    (tmp_path / "params.py").write_text(
+        "import eventor as evr\n\n"
+        "class P(evr.Flow):\n"
+        "    who: str\n"
+        "    day: str\n"
+        "    times: int = 1\n"
+        "    go = evr.Event(entry=True)\n\n"
+        "    @evr.step(on=go)\n"
+        "    def hello(self):\n"
+        "        return self.who\n")
+    code, _, err = cli("run", "params.py:P", "-p", "who=me", "--config", cli.config)
+    assert code == 2 and err.strip() == "error: P needs 'day': give -p day=..."
+    code, _, err = cli("run", "params.py:P", "--config", cli.config)
+    assert code == 2 and err.strip() == "error: P needs 'who', 'day': give -p who=... -p day=..."
+    assert list(tmp_path.glob("*.run.db")) == []  # refused before anything was recorded
