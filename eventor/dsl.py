@@ -72,12 +72,29 @@ class _Combinable:
         return Expr("|", (other, self), _caller(1))
 
     def __bool__(self) -> bool:
+        where = _caller(1)
+        events = list(_events_in(self))
+        if events and all(e.flow is None for e in events):
+            # In a class body being run (``ready = a and b``): noted on its events, and
+            # reported with the flow's other problems when the class is created.
+            for event in events:
+                event.misused = event.misused or where
+            return True
         name = getattr(self, "name", None)
         what = (f"event {name!r}" if isinstance(name, str) else
                 f"expression {self}" if isinstance(self, Expr) else "an Event")
         flow = getattr(self, "flow", None)
         raise FlowDefinitionError(flow if isinstance(flow, str) else "(being defined)", [Problem(
-            what, _NO_TRUTH, "", _caller(1))])
+            what, _NO_TRUTH, "", where)])
+
+
+def _events_in(value: Any) -> Iterator[Event]:
+    """The `Event` objects an event or expression is made of."""
+    if isinstance(value, Event):
+        yield value
+    elif isinstance(value, Expr):
+        for operand in value.operands:
+            yield from _events_in(operand)
 
 
 class Event(_Combinable):
@@ -96,13 +113,14 @@ class Event(_Combinable):
         flow: The name of the first flow compiled with this event, or None.
     """
 
-    __slots__ = ("entry", "flow", "name", "where")
+    __slots__ = ("entry", "flow", "misused", "name", "where")
 
     def __init__(self, *, entry: bool = False) -> None:
         self.name: str | None = None
         self.entry = entry
         self.where = _caller(1)
         self.flow: str | None = None  # the first flow compiled with this event
+        self.misused = ""  # where it was given a truth value (``a and b``), in a class body
 
     def __set_name__(self, owner: type, name: str) -> None:
         if self.name is None:
@@ -379,6 +397,10 @@ class _Compiler:
         inline: dict[str, Operand] = {}
         for attr, value in self.events.items():
             where = _where_of(value)
+            if isinstance(value, Event) and value.misused and value.name == attr:
+                self.problems.insert(0, Problem(  # first: the problems it caused come after
+                    f"event {attr!r}", "it was used as a truth value ('and', 'or', 'not', 'if'): "
+                    + _NO_TRUTH, "", value.misused))
             if isinstance(value, Event):
                 builder.add_event(attr, where=where)
             elif isinstance(value, JoinRef):

@@ -408,14 +408,28 @@ def test_every_problem_is_listed_in_one_error():
     assert all("test_dsl.py:" in p.where for p in problems)
 
 
-def test_and_between_events_fails_at_once_with_the_fix():
+def test_and_between_events_is_reported_with_the_flow_and_its_other_problems():
+    # In a class body, when the class is created, with every other problem; after, at once.
     # A FlowDefinitionError, which is a TypeError too.
-    with pytest.raises(evr.FlowDefinitionError,
-                       match=r"an Event: it has no truth value: use & not 'and', \| not 'or'"):
+    with pytest.raises(evr.FlowDefinitionError) as info:
         class F(Flow):
             a = Event()
             b = Event()
+            c = Event()
             both = a and b
+            either = not c
+
+            @step(on="bb")
+            def s(self):
+                pass
+
+    text = str(info.value)
+    assert info.value.flow == "F" and text.startswith("flow 'F' has ")
+    assert ("event 'a': it was used as a truth value ('and', 'or', 'not', 'if'): it has no truth "
+            "value: use & not 'and', | not 'or'") in text
+    assert "event 'c': it was used as a truth value" in text
+    assert "step 's': on='bb' is not an event of flow 'F'" in text
+    assert all("test_dsl.py:" in p.where for p in info.value.problems)
     with pytest.raises(TypeError, match=r"flow 'Etl' has 1 problem:\n  - event 'start': it has no"):
         bool(Etl.start)
     with pytest.raises(evr.FlowDefinitionError,
