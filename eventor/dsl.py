@@ -74,7 +74,8 @@ class _Combinable:
     def __bool__(self) -> bool:
         where = _caller(1)
         events = list(_events_in(self))
-        if events and all(e.flow is None for e in events):
+        in_class_body = "__qualname__" in sys._getframe(1).f_locals
+        if in_class_body and events and all(e.flow is None for e in events):
             # In a class body being run (``ready = a and b``): noted on its events, and
             # reported with the flow's other problems when the class is created.
             for event in events:
