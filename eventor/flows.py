@@ -10,6 +10,7 @@ continue it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime
 import hashlib
 import signal
@@ -47,7 +48,7 @@ from eventor.recovery import (
     user_triggers,
 )
 from eventor.schedule import Schedule, Scheduler
-from eventor.session import Session, new_run_id, note_changed_params
+from eventor.session import Session, check_store, new_run_id, note_changed_params
 from eventor.store import Store
 
 __all__ = ["Flow", "coerce", "flow"]
@@ -152,6 +153,9 @@ class Flow(metaclass=FlowMeta):
         self.param_values: Mapping[str, Any] = types.MappingProxyType(given)
         for key, value in given.items():
             setattr(self, key, value)
+        if not _REBUILDING.get():  # where it records (not on a host that runs its steps)
+            # its store is opened when it runs; a store it could not open is found now
+            check_store(self.options.get("store", ""), self.options.get("config"))
         self.run_id = run_id or new_run_id()
         self._given_run_id = run_id is not None
         self._clock = clock
@@ -671,9 +675,16 @@ def _stopped_by_sigterm(scheduler: Scheduler) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+_REBUILDING: contextvars.ContextVar[bool] = contextvars.ContextVar("rebuilding", default=False)
+
+
 def _remote_flow(cls: type[Flow], run_id: str, params: dict[str, Any]) -> Flow:
-    """A flow object rebuilt on another host, to run its steps there."""
-    return cls(run_id=run_id, **params)
+    """A flow object rebuilt on another host, to run its steps there (its store is not here)."""
+    token = _REBUILDING.set(True)
+    try:
+        return cls(run_id=run_id, **params)
+    finally:
+        _REBUILDING.reset(token)
 
 
 def _release(held: list[Any]) -> None:

@@ -13,19 +13,26 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from eventor.clock import Clock
 from eventor.config import Config, default_program, load_config
 from eventor.engine import Engine
 from eventor.enums import RunMode
-from eventor.exceptions import EventorConfigError, EventorUsageError, RunClaimedError
+from eventor.exceptions import (
+    EventorConfigError,
+    EventorUsageError,
+    RunClaimedError,
+    StoreUnavailableError,
+)
 from eventor.graph import FlowGraph
 from eventor.log import EventLogger, close_run_log, make_logger, open_run_log
 from eventor.recovery import interrupted, pick_run
-from eventor.store import Row, Store, open_store
+from eventor.store import Row, Store, open_store, sqlite_file
 
-__all__ = ["Session", "new_run_id", "note_changed_params", "open_configured", "purge"]
+__all__ = ["Session", "check_store", "new_run_id", "note_changed_params", "open_configured",
+           "purge"]
 
 
 def new_run_id() -> str:
@@ -51,6 +58,28 @@ def open_configured(store: str | Store = "", config: Any = None) -> tuple[Store,
         return store, False, cfg
     return (open_store(store, program=default_program(), workdir=cfg.workdir,
                        databases=cfg.DATABASES), True, cfg)
+
+
+def check_store(store: str | Store = "", config: Any = None) -> None:
+    """
+    Whether ``store`` names a store that can be opened, without opening it: a database tag the
+    config has, a file in a folder that exists. A flow object checks when it is made, as the
+    classic `Eventor` does by opening its store; it opens it only when it runs.
+
+    Raises:
+        EventorConfigError: a database tag the config does not have (or a bad config).
+        StoreURLError: a malformed URL.
+        StoreUnavailableError: a file in a folder that does not exist.
+    """
+    if not isinstance(store, str):
+        return  # an open store: open_configured checks it
+    cfg = load_config(config)
+    path = sqlite_file(store, program=default_program(), workdir=cfg.workdir,
+                       databases=cfg.DATABASES)
+    if path is not None and not Path(path).parent.is_dir():
+        raise StoreUnavailableError(
+            f"cannot open store {path}: folder {Path(path).parent} does not exist; create it "
+            "or give another store path", store=path)
 
 
 def purge(store: str | Store = "", *, days: float | None = None, config: Any = None,
