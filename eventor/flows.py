@@ -521,7 +521,8 @@ class Flow(metaclass=FlowMeta):
             RunNotFoundError: the store has no such run (or attempt).
         """
         with cls._session(options) as session:
-            chosen = session.choose_run(run_id, RunMode.recover)
+            # a run the store never recorded has no plan (`recover` would start it afresh)
+            chosen = session.choose_run(run_id, RunMode.recover, unrecorded_is_new=False)
             return plan_recovery(session.store, cls.graph, chosen, recovery_run)
 
     @classmethod

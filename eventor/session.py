@@ -178,14 +178,15 @@ class Session:
         self._run_log: Any = None
         self._closed = False
 
-    def choose_run(self, run_id: str = "", mode: RunMode = RunMode.restart) -> str:
+    def choose_run(self, run_id: str = "", mode: RunMode = RunMode.restart, *,
+                   unrecorded_is_new: bool = True) -> str:
         """
         The run this session records: ``run_id`` or a new one for a restart; for recover
         and continue, ``run_id`` or else the latest run of this program in the store.
 
         Recover with a ``run_id`` the store never recorded (its first engine died before
         writing anything) starts that run as its first attempt, with a warning: ``mode``
-        then says restart.
+        then says restart. With ``unrecorded_is_new=False`` it is a `RunNotFoundError`.
 
         Raises:
             RunNotFoundError: recover or continue found no such run.
@@ -194,7 +195,8 @@ class Session:
         self.mode = mode
         if mode is RunMode.restart:
             self.run_id = run_id or new_run_id()
-        elif mode is RunMode.recover and run_id and self.store.run(run_id) is None:
+        elif (mode is RunMode.recover and run_id and unrecorded_is_new
+              and self.store.run(run_id) is None):
             # Its engine stopped before its first write: "run; if it crashed, recover" must
             # work however far the first attempt got, so this is the run's first attempt.
             self.log.warning("run_not_recorded", run_id=run_id, store=self.store.address)

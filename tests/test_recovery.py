@@ -302,6 +302,15 @@ def test_flow_recover_reuses_recorded_parameters_unless_overridden(tmp_path):
     assert second["load", "a"] == 3  # fetch's stored result (3 items of 'tue') was reused
 
 
+def test_the_recovery_plan_of_a_run_the_store_never_recorded_is_run_not_found(tmp_path, caplog):
+    # recover() would start it afresh (its engine may have died before its first write);
+    # its plan says there is no such run, without the warning that it starts.
+    opts = {"store": str(tmp_path / "f.db"), "config": QUIET}
+    with pytest.raises(evr.RunNotFoundError):
+        Daily.recovery_plan("20261129-000000-abcdef", **opts)
+    assert "never recorded" not in caplog.text
+
+
 def test_flow_resume_continues_a_paused_run(tmp_path):
     class Later(Flow):
         start = Event()
