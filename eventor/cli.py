@@ -381,7 +381,32 @@ def _finish(store: Store, run_id: str, attempt: int, ok: bool, status: str) -> N
     _con.out.print(_task_table(rows, f"run {run_id} attempt {attempt}: {status}"))
     if not ok:
         _print_failures(store, run_id, rows, full=False)
+    elif status == "paused":
+        _print_paused(store, run_id, attempt, rows)
     raise typer.Exit(0 if ok else 1)
+
+
+def _print_paused(store: Store, run_id: str, attempt: int, rows: list[dict[str, Any]]) -> None:
+    """What a paused run waits for: joins missing children, delays, tasks left ready."""
+    lines = _joins_waiting(store, run_id)
+    pending = [d for d in store.delays(run_id, attempt) if d["fired_at"] is None]
+    if pending:
+        lines.append(f"{len(pending)} delay{'s' if len(pending) != 1 else ''} pending, next at "
+                     f"{_when(min(d['due_at'] for d in pending))}")
+    ready = sum(r["status"] == "ready" for r in rows)
+    if ready:
+        lines.append(f"{ready} task{'s' if ready != 1 else ''} left ready (a bounded run)")
+    run = store.run(run_id) or {}
+    again = (f"{_flow_ref(run.get('program', ''), run.get('info') or {})} --run-id {run_id}"
+             f"{_store_flag(store, run.get('program', ''))}")
+    if pending or ready:
+        lines.append(f"paused, not finished: finish it with eventor continue {again}")
+    else:  # only joins wait: for children that ended without firing the joined event
+        lines.append("paused, not finished: a join waits for children that ended without "
+                     "firing the event it joins (join `loaded | failed` to let failures "
+                     f"through); eventor recover {again} reruns the children that failed")
+    for line in lines:  # one line each, however wide: a command to copy
+        _con.out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _store_candidates(store: str | None, cfg: Any) -> list[str]:
@@ -671,8 +696,8 @@ def cmd_runs(store: StoreOpt = None, config: ConfigOpt = None) -> None:
                     if hint:
                         hints.append(hint)
         _con.out.print(table)
-        for hint in hints:
-            _con.out.print(hint, markup=False, highlight=False)
+        for hint in hints:  # one line each, however wide: a command to copy
+            _con.out.print(hint, markup=False, highlight=False, soft_wrap=True)
 
 
 def _flow_ref(program: str, info: Mapping[str, Any]) -> str:
@@ -779,7 +804,7 @@ def cmd_show(run_id: Annotated[str, typer.Argument(help="The run's id.")],
             _con.out.print(f"\nattempt {max(gone)} was interrupted (its engine is gone): recover "
                            f"it with eventor recover {ref} --run-id {run_id}"
                            f"{_store_flag(opened, run.get('program', ''))}",
-                           markup=False, highlight=False)
+                           markup=False, highlight=False, soft_wrap=True)
 
 
 def cmd_logs(run_id: Annotated[str, typer.Argument(help="The run's id.")],

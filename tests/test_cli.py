@@ -688,3 +688,49 @@ def test_a_missing_parameter_is_asked_for_as_the_command_line_gives_it(cli, tmp_
     code, _, err = cli("run", "params.py:P", "--config", cli.config)
     assert code == 2 and err.strip() == "error: P needs 'who', 'day': give -p who=... -p day=..."
     assert list(tmp_path.glob("*.run.db")) == []  # refused before anything was recorded
+
+
+STUCK = '''
+import eventor as evr
+
+class Stuck(evr.Flow):
+    start = evr.Event(entry=True)
+    found = evr.Event()
+    loaded = evr.Event()
+    failed = evr.Event()
+    all_loaded = evr.join(loaded, over=found)
+
+    @evr.step(on=start, emits=[found], executor="thread")
+    def scan(self, ctx):
+        for name in ("a.csv", "bad.csv"):
+            ctx.trigger(self.found, name)
+
+    @evr.step(on=found, success=loaded, failure=failed, executor="thread")
+    def load(self, ctx):
+        if ctx.sequence == "bad.csv":
+            raise ValueError("bad")
+
+    @evr.step(on=failed, executor="thread")
+    def quarantine(self):
+        pass
+
+    @evr.step(on=all_loaded, executor="thread")
+    def summarize(self):
+        pass
+'''
+
+
+def test_a_paused_run_says_what_it_waits_for_and_how_to_finish_it(cli, tmp_path):
+    (tmp_path / "stuck.py").write_text(STUCK)
+    code, out, _ = cli("run", "stuck.py:Stuck", "--config", cli.config)
+    assert code == 0 and "attempt 0: paused" in out  # not failed: the failure was handled
+    lines = out.splitlines()
+    assert "join all_loaded[0] waits for 1 of 2 children: bad.csv" in lines
+    assert any(line.startswith("paused, not finished: a join waits for children that ended "
+                               "without firing the event it joins") and
+               "eventor recover stuck.py:Stuck --run-id " in line for line in lines)
+    code, out, _ = cli("run", "tests.cli_flows:Numbers", "--max-loops", "1", "--config", cli.config,
+                       "--store", cli.store)
+    assert code == 0 and "attempt 0: paused" in out
+    assert "1 task left ready (a bounded run)" in out.splitlines()
+    assert "paused, not finished: finish it with eventor continue MODULE:Numbers --run-id " in out
