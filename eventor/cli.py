@@ -154,7 +154,9 @@ def load_target(ref: str) -> Any:
                 if builders and not flows else "")
         raise CliError(f"{ref}: say which flow, as {module_part}:Name (flows in {where}: "
                        f"{listed}{hint})")
-    target = getattr(module, name, None)
+    target: Any = module
+    for part in name.split("."):  # a class's qualified name: Jobs.Nightly
+        target = getattr(target, part, None)
     if target is None:
         raise CliError(f"{ref}: {where} has no {name!r}." + did_you_mean(name, vars(module))
                        + f" Flows there: {', '.join(flows) or 'none'}")
@@ -401,10 +403,14 @@ def _print_paused(store: Store, run_id: str, attempt: int, rows: list[dict[str, 
              f"{_store_flag(store, run.get('program', ''))}")
     if pending or ready:
         lines.append(f"paused, not finished: finish it with eventor continue {again}")
-    else:  # only joins wait: for children that ended without firing the joined event
-        lines.append("paused, not finished: a join waits for children that ended without "
-                     "firing the event it joins (join `loaded | failed` to let failures "
+    elif any(r["status"] == "failure" for r in rows):  # joins wait, on failed children
+        lines.append("paused, not finished: a join waits for children that failed (join the "
+                     "event their failure fires too, as in `loaded | failed`, to let failures "
                      f"through); eventor recover {again} reruns the children that failed")
+    else:  # joins wait for children that ended without firing the joined event
+        lines.append("paused, not finished: a join waits for children that ended without "
+                     "firing the event it joins; join the events each child's last step "
+                     "fires (see the joins in docs/flows.md)")
     for line in lines:  # one line each, however wide: a command to copy
         _con.out.print(line, markup=False, highlight=False, soft_wrap=True)
 
@@ -671,7 +677,8 @@ def _params_of(target: Any) -> Mapping[str, Param]:
 
 
 def _name_of(target: Any) -> str:
-    return target.__name__ if _is_flow(target) else f"{target.__name__}()"
+    name = getattr(target, "__name__", None) or repr(target)  # a functools.partial has none
+    return name if _is_flow(target) else f"{name}()"
 
 
 def cmd_runs(store: StoreOpt = None, config: ConfigOpt = None) -> None:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, TypeAlias
 
 from eventor.builder import GraphBuilder
 from eventor.config import load_config
+from eventor.enums import executor_alias
 from eventor.exceptions import EventorConfigError, FlowDefinitionError, Problem, did_you_mean
 from eventor.graph import And, FlowGraph, JoinRef, Operand, Or
 from eventor.graph import or_ as names_or
@@ -74,10 +75,11 @@ class _Combinable:
     def __bool__(self) -> bool:
         where = _caller(1)
         events = list(_events_in(self))
-        in_class_body = "__qualname__" in sys._getframe(1).f_locals
-        if in_class_body and events and all(e.flow is None for e in events):
-            # In a class body being run (``ready = a and b``): noted on its events, and
-            # reported with the flow's other problems when the class is created.
+        body = sys._getframe(1).f_locals
+        own = "__qualname__" in body and {id(v) for v in body.values() if isinstance(v, Event)}
+        if own and events and all(e.flow is None and id(e) in own for e in events):
+            # In the class body that defines these events (``ready = a and b``): noted on
+            # them, and reported with the flow's other problems when the class is created.
             for event in events:
                 event.misused = event.misused or where
             return True
@@ -612,6 +614,16 @@ class FlowMeta(type):
             if problems:
                 raise FlowDefinitionError(flow_name, [*problems, *exc.problems]) from None
             raise exc.with_traceback(None) from None
+        if executor_alias(merged.get("executor")) == "invoke":  # the flow's, for every step
+            problems += [Problem(f"step {name!r}", f"it has timeout={spec.options.timeout!r}, but "
+                                 "runs in the engine's thread (the flow's executor='invoke'), "
+                                 "where nothing can stop it.",
+                                 "Give it executor='process' or 'thread', or drop the timeout.",
+                                 _where_of(spec.func))
+                         for name, spec in compiled.graph.steps.items()
+                         if spec.options.executor is None and spec.host is None
+                         and spec.options.timeout is not None
+                         and spec.options.to_config().get("timeout") is not None]
         if "schedule" in given and not problems:
             merged["schedule"] = schedule = as_schedule(given["schedule"])
             if schedule.param is not None and schedule.param not in compiled.params:

@@ -154,7 +154,7 @@ class Flow(metaclass=FlowMeta):
         for key, value in given.items():
             setattr(self, key, value)
         if not _REBUILDING.get():  # where it records (not on a host that runs its steps)
-            # its store is opened when it runs; a store it could not open is found now
+            # its store is opened when it runs; a tag the config lacks is found now
             check_store(self.options.get("store", ""), self.options.get("config"))
         self.run_id = run_id or new_run_id()
         self._given_run_id = run_id is not None

@@ -13,19 +13,13 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from eventor.clock import Clock
 from eventor.config import Config, default_program, load_config
 from eventor.engine import Engine
 from eventor.enums import RunMode
-from eventor.exceptions import (
-    EventorConfigError,
-    EventorUsageError,
-    RunClaimedError,
-    StoreUnavailableError,
-)
+from eventor.exceptions import EventorConfigError, EventorUsageError, RunClaimedError
 from eventor.graph import FlowGraph
 from eventor.log import EventLogger, close_run_log, make_logger, open_run_log
 from eventor.recovery import interrupted, pick_run
@@ -62,24 +56,19 @@ def open_configured(store: str | Store = "", config: Any = None) -> tuple[Store,
 
 def check_store(store: str | Store = "", config: Any = None) -> None:
     """
-    Whether ``store`` names a store that can be opened, without opening it: a database tag the
-    config has, a file in a folder that exists. A flow object checks when it is made, as the
-    classic `Eventor` does by opening its store; it opens it only when it runs.
+    Whether ``store`` names a store as the config reads it, without opening it: a database
+    tag the config has, a well-formed URL. A flow object checks when it is made, and opens
+    its store when it runs (a sqlite file's folder is looked for then: it may be made in
+    between, and a host that runs the flow's steps has none).
 
     Raises:
         EventorConfigError: a database tag the config does not have (or a bad config).
         StoreURLError: a malformed URL.
-        StoreUnavailableError: a file in a folder that does not exist.
     """
-    if not isinstance(store, str):
-        return  # an open store: open_configured checks it
-    cfg = load_config(config)
-    path = sqlite_file(store, program=default_program(), workdir=cfg.workdir,
-                       databases=cfg.DATABASES)
-    if path is not None and not Path(path).parent.is_dir():
-        raise StoreUnavailableError(
-            f"cannot open store {path}: folder {Path(path).parent} does not exist; create it "
-            "or give another store path", store=path)
+    if isinstance(store, str):  # an open store: open_configured checks it
+        cfg = load_config(config)
+        sqlite_file(store, program=default_program(), workdir=cfg.workdir,
+                    databases=cfg.DATABASES)
 
 
 def purge(store: str | Store = "", *, days: float | None = None, config: Any = None,

@@ -235,7 +235,7 @@ def _executor_problems(step: Any, subject: str, loc: str) -> Iterator[Problem]:
     """What the executor a step names cannot do: stop an invoke step, find an ssh step's host."""
     executor = executor_alias(step.options.executor)
     timeout = step.options.to_config().get("timeout") if executor == "invoke" else None
-    if timeout is not None and step.func is not None:
+    if timeout is not None and step.func is not None and step.host is None:  # (a host: ssh)
         yield Problem(subject, f"it has timeout={timeout!r}, but runs in the engine's thread "
                       "(executor='invoke'), where nothing can stop it.",
                       "Run it with executor='process' or 'thread', or drop the timeout.", loc)

@@ -726,11 +726,32 @@ def test_a_paused_run_says_what_it_waits_for_and_how_to_finish_it(cli, tmp_path)
     assert code == 0 and "attempt 0: paused" in out  # not failed: the failure was handled
     lines = out.splitlines()
     assert "join all_loaded[0] waits for 1 of 2 children: bad.csv" in lines
-    assert any(line.startswith("paused, not finished: a join waits for children that ended "
-                               "without firing the event it joins") and
-               "eventor recover stuck.py:Stuck --run-id " in line for line in lines)
+    assert any(line.startswith("paused, not finished: a join waits for children that failed")
+               and "eventor recover stuck.py:Stuck --run-id " in line for line in lines)
     code, out, _ = cli("run", "tests.cli_flows:Numbers", "--max-loops", "1", "--config", cli.config,
                        "--store", cli.store)
     assert code == 0 and "attempt 0: paused" in out
     assert "1 task left ready (a bounded run)" in out.splitlines()
     assert "paused, not finished: finish it with eventor continue MODULE:Numbers --run-id " in out
+
+
+def test_a_flow_nested_in_a_class_and_a_partial_builder_are_found_by_their_names(cli, tmp_path):
+    (tmp_path / "jobs.py").write_text(
+        "import functools\n"
+        "import eventor as evr\n\n"
+        "class Jobs:\n"
+        "    class Nightly(evr.Flow):\n"
+        "        go = evr.Event(entry=True)\n\n"
+        "        @evr.step(on=go)\n"
+        "        def work(self):\n"
+        "            return 1\n\n"
+        "def build(label, store=''):\n"
+        "    return evr.Eventor(name=label, store=store)\n\n"
+        "tuesday = functools.partial(build, 'tue')\n")
+    code, out, err = cli("run", "jobs.py:Jobs.Nightly", "--store", cli.store, "--config", cli.config)
+    assert code == 0 and "success" in out, out + err
+    with sqlite3.connect(cli.store) as db:
+        (info,) = [json.loads(i) for (i,) in db.execute("select info from eventor_runs")]
+    assert info["ref"] == "Jobs.Nightly"  # which `eventor recover jobs.py:Jobs.Nightly` finds
+    code, out, err = cli("run", "jobs.py:tuesday", "--store", cli.store, "--config", cli.config)
+    assert code == 0, out + err

@@ -437,6 +437,20 @@ def test_and_between_events_is_reported_with_the_flow_and_its_other_problems():
         _ = not Etl.ready
 
 
+SHARED = Event(entry=True)  # an event of no class body: defined apart, shared by flows
+
+
+def test_and_on_an_event_the_class_body_does_not_define_fails_at_once():
+    with pytest.raises(evr.FlowDefinitionError, match="it has no truth value"):
+        class F(Flow):
+            done = Event(entry=True)
+
+            @step(on=SHARED and done)
+            def work(self):
+                pass
+    assert not SHARED.misused  # nothing left to blame on a later flow that uses it
+
+
 def test_an_events_repr_says_when_it_is_in_no_flow():
     assert "assign it to an attribute of a Flow class" in repr(Event())
 

@@ -95,6 +95,22 @@ def test_what_a_steps_executor_cannot_do_is_reported_when_the_flow_is_defined():
     assert ("step 'stuck': it has timeout=1, but runs in the engine's thread (executor='invoke'), "
             "where nothing can stop it. Run it with executor='process' or 'thread'") in text
     assert "step 'away': executor='ssh' names no host to run it on. Give it host=..." in text
+    with pytest.raises(evr.FlowDefinitionError, match=r"step 's': it has timeout=5, but runs in "
+                       r"the engine's thread \(the flow's executor='invoke'\)"):
+        class Inline(evr.Flow, executor="invoke"):
+            go = evr.Event(entry=True)
+
+            @evr.step(on=go, timeout=5)
+            def s(self):
+                pass
+
+    class Remote(evr.Flow):  # a step with a host runs there over ssh, whatever its executor
+        go = evr.Event(entry=True)
+
+        @evr.step(on=go, executor="invoke", timeout=5, host="worker")
+        def s(self):
+            pass
+
     ev = evr.Eventor(name="classic", store=":memory:", config={"LOGGING": {"console": False}})
     with pytest.raises(evr.FlowDefinitionError, match="nothing can stop it"):
         ev.add_step("s", func=print, config={"task_construct": "invoke", "timeout": 5})
