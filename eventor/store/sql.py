@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -597,21 +597,22 @@ class SqlStore:
         """
         _, _, table, record = _ROUND[at]
         ids = self._ids(cursor, table, records)
-        groups: dict[tuple[bool, ...], list[tuple[int, Any]]]
+        is_ = operator.is_
+        groups: dict[tuple[bool, ...], Any] = {}  # which fields are None -> positions
         if len(records) == 1:  # a chain's round
-            groups = {tuple(map(operator.is_, records[0], _NONES)): [(ids[0], records[0])]}
+            groups[tuple(map(is_, records[0], _NONES))] = (0,)
         else:
-            groups = {}
-            for number, row in zip(ids, records, strict=True):
-                groups.setdefault(tuple(map(operator.is_, row, _NONES)), []).append((number, row))
-        for absent, rows in groups.items():
+            for i, row in enumerate(records):
+                groups.setdefault(tuple(map(is_, row, _NONES)), []).append(i)
+        for absent, positions in groups.items():
             stmt = self._sparse.get((at, absent))
             if stmt is None:
                 present = tuple(f for f, none in zip(record._fields, absent, strict=True)
                                 if not none)
                 stmt = self._sparse[at, absent] = self._statement("insert", table, record,
                                                                   present)
-            cursor.executemany(stmt.sql, stmt.numbered(rows))
+            # made as they are written: a 100,000-task round makes no second list of them
+            cursor.executemany(stmt.sql, stmt.numbered(ids, records, positions))
 
     def _ids(self, cursor: Any, table: Any, records: list[Any]) -> range | list[int]:
         """
@@ -932,14 +933,15 @@ class _Compiled:
             pairs = tuple((n, record._fields.index(f)) for n, f in names.items())
             self.params = lambda record: {n: record[at] for n, at in pairs}
 
-    def numbered(self, rows: list[tuple[int, Any]]) -> list[Any]:
-        """The parameters of a numbered insert's ``(id, record)`` rows."""
+    def numbered(self, ids: Sequence[int], records: Sequence[Any],
+                 positions: Iterable[int]) -> Iterator[Any]:
+        """The parameters of a numbered insert of ``records[i]``, id ``ids[i]``, for each i."""
         params, at = self.params, self.id_at
         if not self.positional:
-            return [{**params(record), "id": number} for number, record in rows]
+            return ({**params(records[i]), "id": ids[i]} for i in positions)
         if at == 0:
-            return [(number, *params(record)) for number, record in rows]
-        return [(*p[:at], number, *p[at:]) for number, record in rows for p in (params(record),)]
+            return ((ids[i], *params(records[i])) for i in positions)
+        return ((*p[:at], ids[i], *p[at:]) for i in positions for p in (params(records[i]),))
 
 
 def _origin_of(source: str) -> dict[str, str | None]:
