@@ -30,6 +30,7 @@ from eventor.options import StepOptions
 from eventor.params import Param, fits, type_name
 from eventor.schedule import Schedule
 from eventor.steps import StepMark, fit_signature, mark_of, spec_from_mark, step
+from eventor.validate import executor_problems
 
 __all__ = [
     "Event",
@@ -614,16 +615,10 @@ class FlowMeta(type):
             if problems:
                 raise FlowDefinitionError(flow_name, [*problems, *exc.problems]) from None
             raise exc.with_traceback(None) from None
-        if executor_alias(merged.get("executor")) == "invoke":  # the flow's, for every step
-            problems += [Problem(f"step {name!r}", f"it has timeout={spec.options.timeout!r}, but "
-                                 "runs in the engine's thread (the flow's executor='invoke'), "
-                                 "where nothing can stop it.",
-                                 "Give it executor='process' or 'thread', or drop the timeout.",
-                                 _where_of(spec.func))
-                         for name, spec in compiled.graph.steps.items()
-                         if spec.options.executor is None and spec.host is None
-                         and spec.options.timeout is not None
-                         and spec.options.to_config().get("timeout") is not None]
+        if executor_alias(merged.get("executor")) == "invoke":  # the flow's, for its steps
+            problems += [problem for spec in compiled.graph.steps.values()
+                         if spec.options.executor is None
+                         for problem in executor_problems(spec, _where_of(spec.func), "invoke")]
         if "schedule" in given and not problems:
             merged["schedule"] = schedule = as_schedule(given["schedule"])
             if schedule.param is not None and schedule.param not in compiled.params:

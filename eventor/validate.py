@@ -228,19 +228,26 @@ def step_problems(step: Any, loc: str = "",
             option_problems[id(step.options)] = problems
     for problem in problems:
         yield Problem(subject, problem.message, problem.fix, loc)
-    yield from _executor_problems(step, subject, loc)
+    yield from executor_problems(step, loc)
 
 
-def _executor_problems(step: Any, subject: str, loc: str) -> Iterator[Problem]:
-    """What the executor a step names cannot do: stop an invoke step, find an ssh step's host."""
-    executor = executor_alias(step.options.executor)
+def executor_problems(step: Any, loc: str = "", default: Any = None) -> Iterator[Problem]:
+    """
+    What the executor a step runs with (its own, else ``default``: its flow's) cannot do:
+    stop an invoke step at a timeout, find an ssh step's host. A step with a host runs there
+    over ssh, whatever its executor.
+    """
+    own = step.options.executor
+    executor = executor_alias(own if own is not None else default)
+    whose = "" if own is not None else "the flow's "
+    subject = f"step {step.name!r}"
     timeout = step.options.to_config().get("timeout") if executor == "invoke" else None
-    if timeout is not None and step.func is not None and step.host is None:  # (a host: ssh)
+    if timeout is not None and step.func is not None and step.host is None:
         yield Problem(subject, f"it has timeout={timeout!r}, but runs in the engine's thread "
-                      "(executor='invoke'), where nothing can stop it.",
+                      f"({whose}executor='invoke'), where nothing can stop it.",
                       "Run it with executor='process' or 'thread', or drop the timeout.", loc)
     if executor == "ssh" and step.host is None:
-        yield Problem(subject, "executor='ssh' names no host to run it on.",
+        yield Problem(subject, f"{whose}executor='ssh' names no host to run it on.",
                       "Give it host=... (a name in the config's HOSTS), which runs it there "
                       "by itself.", loc)
 
