@@ -95,13 +95,18 @@ def owner_alive(attempt: Mapping[str, Any], *, grace: float = HEARTBEAT_GRACE,
         return False
     except PermissionError:
         return True  # someone else's process holds that pid
-    return not _zombie(int(pid))
+    return not _exited(int(pid))
 
 
-def _zombie(pid: int) -> bool:
-    """True for a process that has exited but that its parent has not reaped yet (Linux)."""
+def _exited(pid: int) -> bool:
+    """
+    True for a process that has exited: reaped since it was signalled, or a zombie that its
+    parent has not reaped yet (Linux; without ``/proc`` it is taken to be running).
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return Path("/proc/self/stat").exists()  # reaped, if this system has /proc at all
     except OSError:
         return False
     return stat[stat.rfind(")") + 2:].startswith("Z")

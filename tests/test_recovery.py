@@ -419,6 +419,17 @@ def test_an_engine_that_exited_but_was_not_reaped_yet_is_not_alive():
     assert not owner_alive(attempt)
 
 
+def test_an_engine_reaped_between_the_signal_and_the_read_is_not_alive(monkeypatch):
+    from eventor.recovery import owner_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # reaped: its /proc entry is gone
+    monkeypatch.setattr(os, "kill", lambda pid, sig: None)  # ...but it answered the signal
+    attempt = {"ended_at": None, "host": socket.gethostname(), "pid": child.pid,
+               "heartbeat_at": time.time()}
+    assert not owner_alive(attempt)
+
+
 def test_the_engine_records_a_heartbeat_while_it_runs(make_eventor):
     ev = make_eventor(config={"heartbeat_interval": 0.05, "heartbeat_grace": 1})
     go = ev.add_event("go")
