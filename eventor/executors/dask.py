@@ -399,8 +399,11 @@ class DaskExecutor(Executor):
         with self._lock:
             future = self._futures.get(key)
             client = self._client
-        if future is None or client is None or self._closed:
-            return  # it ended within the grace (or the run closed)
+            if future is None or client is None or self._closed:
+                return  # it ended within the grace (or the run closed)
+            # Its end is told once its worker is back, not when the cancelled future comes
+            # back: the steps its failure starts must not be sent to a worker restarting.
+            self._task_of.pop(future.key, None)
         said = {"note": ""}
 
         def restart() -> None:

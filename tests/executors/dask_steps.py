@@ -24,6 +24,15 @@ def hang(pidfile: str, seconds: float = 60.0) -> str:
     return "woke"
 
 
+def running(pidfile: str) -> bool:
+    """Whether the process whose pid ``pidfile`` holds is still running (this host only)."""
+    try:
+        os.kill(int(Path(pidfile).read_text()), 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def hang_once(pidfile: str) -> str:
     """Hang on the first try (the test kills the worker), return on the next."""
     if Path(pidfile).exists():
