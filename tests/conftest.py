@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import uuid
@@ -52,6 +53,17 @@ def backend(request: Any, tmp_path: Path):
     with engine.begin() as conn:
         conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     engine.dispose()
+
+
+@pytest.fixture
+def ctrl_c():
+    """
+    SIGINT as at a terminal, for tests of Ctrl-C: a test run started in the background (by
+    a non-interactive shell's ``&``) inherits SIGINT ignored, and so would its children.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture

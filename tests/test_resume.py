@@ -302,7 +302,7 @@ def test_recover_interrupted_with_a_parameter_picks_those_runs_and_changes_none(
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_eventor_run_is_one_line_and_leaves_the_run_to_recover(tmp_path):
+def test_ctrl_c_during_eventor_run_is_one_line_and_leaves_the_run_to_recover(tmp_path, ctrl_c):
     log, store = tmp_path / "log", str(tmp_path / "n.run.db")
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "eventor"), "run", FLOW, "--store", store,

@@ -74,7 +74,7 @@ def test_a_process_step_exception_keeps_its_type_message_and_traceback(make_even
     assert "in fail" in task["traceback"]
 
 
-def test_close_leaves_no_child_process_behind(tmp_path):
+def test_close_leaves_no_child_process_behind(tmp_path, ctrl_c):
     """A run interrupted while a process step runs: close() kills and reaps the child."""
     ev = evr.Eventor(name="t", store=str(tmp_path / "c.run.db"),
                      config={"LOGGING": {"console": False}})
@@ -87,8 +87,14 @@ def test_close_leaves_no_child_process_behind(tmp_path):
 
     ev.add_assoc(e, ev.add_step("s", func=sleeper))
     ev.trigger_event(e)
-    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
+
+    def interrupt_once_it_runs() -> None:
+        deadline = time.monotonic() + 30
+        while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_it_runs, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         ev.run()
     child = int(pidfile.read_text())
