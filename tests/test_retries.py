@@ -133,6 +133,31 @@ def test_a_process_that_ignores_sigterm_gets_sigkill_after_the_grace(make_evento
     assert task["error_type"] == "StepTimeout" and task["exit_code"] == -signal.SIGKILL
 
 
+def test_a_worker_whose_step_survived_sigterm_is_not_killed_under_the_next_task(
+        make_eventor, tmp_path):
+    marker = tmp_path / "tried"
+
+    def stubborn_once():  # the first try turns SIGTERM into an exception, as some apps do
+        if marker.exists():
+            time.sleep(1.0)  # the retry outlasts the first try's grace
+            return os.getpid()
+        marker.touch()
+
+        def on_term(signum, frame):
+            raise RuntimeError("stopping")
+
+        signal.signal(signal.SIGTERM, on_term)
+        time.sleep(30)
+
+    ev = flow_with(make_eventor, stubborn_once,
+                   config={"task_construct": "process", "process_workers": 1},
+                   step_config={"timeout": 2, "timeout_grace": 0.5, "retries": 1})
+    assert ev.run()
+    tasks, tries, _ = outcome(ev)
+    assert [(t, e) for t, e, _ in tries] == [(1, "StepTimeout")]
+    assert tasks["s"][0] == "success"  # not SIGKILLed by the first try's grace timer
+
+
 def test_a_thread_step_past_its_timeout_fails_and_is_abandoned(make_eventor):
     ev = flow_with(make_eventor, lambda: sleeper(1.0), step_config={"timeout": 0.2})
     began = time.monotonic()

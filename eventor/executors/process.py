@@ -183,6 +183,7 @@ class _Worker:
         self.current: tuple[TaskRun, Emit] | None = None
         self.done_count = 0
         self.dead = False  # reaped: must not be given a task
+        self.stopped = False  # sent SIGTERM for its task's timeout: never given another
         self.reader: threading.Thread | None = None
         self._task_fd_open = True
         self._fd_lock = threading.Lock()
@@ -301,8 +302,8 @@ class ProcessExecutor(Executor):
                     current[1](outcome)
                 continue
             worker.done_count += 1
-            retire = 0 < self._max_tasks <= worker.done_count
-            with self._lock:
+            with self._lock:  # cancel() marks it stopped under this lock
+                retire = 0 < self._max_tasks <= worker.done_count or worker.stopped
                 current, worker.current = worker.current, None
                 if not retire and not self._closed:
                     self._idle.append(worker)  # before done(): the next task may reuse it
@@ -336,17 +337,25 @@ class ProcessExecutor(Executor):
                 done(outcome)
 
     def cancel(self, key: int, grace: float) -> bool:
-        """Stop the worker running task ``key``: SIGTERM, then SIGKILL after ``grace`` s."""
+        """
+        Stop the worker running task ``key``: SIGTERM, then SIGKILL after ``grace`` s. A step
+        that survives the SIGTERM (its handler raised, say) still ends its worker: the
+        worker is not given another task, which the SIGKILL would hit.
+        """
         with self._lock:
             worker = next((w for w in self._workers.values()
                            if w.current is not None and w.current[0].key == key), None)
+            if worker is not None:
+                worker.stopped = True
         if worker is None:
             return False
         send_signal(worker.pid, signal.SIGTERM)
 
         def kill_if_still_running() -> None:
-            if not worker.dead:
-                send_signal(worker.pid, signal.SIGKILL)
+            with self._lock:
+                if worker.dead:
+                    return
+            send_signal(worker.pid, signal.SIGKILL)
 
         timer = threading.Timer(grace, kill_if_still_running)
         timer.daemon = True
