@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -109,12 +110,42 @@ def fired(ev: evr.Eventor) -> list[tuple[str, str]]:
     return [(t["event"], t["sequence"]) for t in ev.store.triggers(ev.run_id)]
 
 
-def slow_then(record: list, name: str, seconds: float):
-    """A step that records ("start"|"end", name, monotonic time) around ``seconds`` of work."""
+class Meeting:
+    """
+    Thread steps that, once started, wait until ``size`` of them run at once (or all
+    ``total`` have started): a cap's full overlap is then reached however slow the machine,
+    and a step beyond the cap still shows as one more at once.
+    """
+
+    def __init__(self, size: int, total: int, timeout: float = 10.0) -> None:
+        self.size, self.total, self.timeout = size, total, timeout
+        self._cond = threading.Condition()
+        self._running = self._started = 0
+
+    def enter(self) -> None:
+        with self._cond:
+            self._running += 1
+            self._started += 1
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._running >= self.size or self._started >= self.total,
+                                self.timeout)
+
+    def leave(self) -> None:
+        with self._cond:
+            self._running -= 1
+
+
+def slow_then(record: list, name: str, seconds: float, meeting: Meeting | None = None):
+    """A step that records ("start"|"end", name, monotonic time) around ``seconds`` of work
+    (after its ``meeting``, if any)."""
     def run():
         record.append(("start", name, time.monotonic()))
+        if meeting is not None:
+            meeting.enter()
         time.sleep(seconds)
         record.append(("end", name, time.monotonic()))
+        if meeting is not None:
+            meeting.leave()
         return name
     return run
 
@@ -130,12 +161,16 @@ def max_overlap(record: list) -> int:
 
 
 def fan_out(ev: evr.Eventor, steps: int | list[str], record: list, seconds: float = 0.03,
-            **step_kw: Any) -> None:
-    """One event, ``go``, running ``steps`` (a count, or names) of `slow_then`, in sequence 1."""
+            meet: int | None = None, **step_kw: Any) -> None:
+    """
+    One event, ``go``, running ``steps`` (a count, or names) of `slow_then`, in sequence 1;
+    with ``meet``, each waits until that many run at once (see `Meeting`).
+    """
     names = [f"s{i}" for i in range(steps)] if isinstance(steps, int) else steps
+    meeting = None if meet is None else Meeting(meet, len(names))
     go = ev.add_event("go")
     for name in names:
-        ev.add_step(name, func=slow_then(record, name, seconds), **step_kw)
+        ev.add_step(name, func=slow_then(record, name, seconds, meeting), **step_kw)
         ev.add_assoc(go, name)
     ev.trigger_event(go, 1)
 

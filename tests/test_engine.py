@@ -242,7 +242,7 @@ def test_per_step_stop_on_exception_overrides_the_global_setting(make_eventor):
 def test_max_concurrent_caps_running_tasks_without_crashing(make_eventor):
     record = []
     ev = make_eventor(config={"max_concurrent": 2})
-    fan_out(ev, 6, record)
+    fan_out(ev, 6, record, meet=2)
     assert ev.run()
     assert len(record) == 12
     assert max_overlap(record) == 2
@@ -271,7 +271,7 @@ def test_per_step_max_concurrent_caps_one_step_across_sequences(make_eventor):
 def test_without_a_cap_independent_steps_run_in_parallel(make_eventor):
     record = []
     ev = make_eventor()
-    fan_out(ev, 4, record, seconds=0.1)
+    fan_out(ev, 4, record, seconds=0.05, meet=4)
     assert ev.run()
     assert max_overlap(record) == 4
 
@@ -371,8 +371,10 @@ def test_an_active_trigger_starts_its_target_while_the_step_runs(make_eventor, e
     marks = tmp_path / "marks"
     marks.mkdir()
 
-    def slow():
-        time.sleep(0.5)
+    def slow():  # runs until the watcher has started (or 10 s, if it never does)
+        deadline = time.monotonic() + 10
+        while not (marks / "watcher_started").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         (marks / "slow_ended").write_text(repr(time.time()))
 
     def watcher():

@@ -33,7 +33,7 @@ def test_two_steps_on_a_pool_of_one_never_overlap(make_eventor):
 def test_a_pool_of_two_runs_five_steps_at_most_two_at_once(make_eventor):
     record = []
     ev = make_eventor(config={"POOLS": {"db": 2}})
-    fan_out(ev, 5, record, 0.05, acquires=[("db", 1)])
+    fan_out(ev, 5, record, 0.05, meet=2, acquires=[("db", 1)])
     assert ev.run()
     assert max_overlap(record) == 2
     assert len(record) == 2 * 5
@@ -73,18 +73,28 @@ def test_a_task_waiting_for_a_pool_holds_no_concurrency_slot(make_eventor):
     record, pool = [], evr.ResourcePool("ext", 1)
     ev = make_eventor(config={"max_concurrent": 1})
     store = ev.store
-    # another program holds the pool's only unit, and releases it a little later
+    # another program holds the pool's only unit, and releases it once "free" has run
     store.acquire([LeaseRequest(0, "other", 0, "x", "1", (("ext", 1, 1),))], now=time.time())
     go = ev.add_event("go")
     ev.add_step("needs", slow_then(record, "needs", 0.05), acquires=[(pool, 1)])
-    ev.add_step("free", slow_then(record, "free", 0.05))
+    work = slow_then(record, "free", 0.05)
+
+    def release() -> None:
+        store.write(Batch(releases=[TaskRelease("other", 0, "x", "1", time.time())]))
+
+    def free_then_release() -> None:
+        work()
+        release()
+
+    ev.add_step("free", free_then_release)
     ev.add_assoc(go, "needs", "free")
     ev.trigger_event(go, 1)
-    release = threading.Timer(0.3, lambda: store.write(Batch(releases=[
-        TaskRelease("other", 0, "x", "1", time.time())])))
-    release.start()
-    assert ev.run()
-    release.join()
+    fallback = threading.Timer(10, release)  # if "needs" kept the slot: fail, not hang
+    fallback.start()
+    try:
+        assert ev.run()
+    finally:
+        fallback.cancel()
     order = [name for kind, name, _ in sorted(record, key=lambda r: r[2]) if kind == "start"]
     assert order == ["free", "needs"]  # free ran while needs waited for the other program
 

@@ -86,7 +86,7 @@ def test_a_bad_worker_count_is_refused_when_the_config_is_read(value):
 def test_thread_steps_beyond_the_workers_wait_ready_not_active(make_eventor):
     record: list = []
     ev = make_eventor(config={"thread_workers": 2})
-    fan_out(ev, 6, record, seconds=0.05)
+    fan_out(ev, 6, record, seconds=0.05, meet=2)
     assert ev.run()
     assert len(record) == 12
     assert max_overlap(record) == 2
@@ -97,7 +97,7 @@ def test_thread_steps_beyond_the_workers_wait_ready_not_active(make_eventor):
 def test_without_any_setting_thread_steps_run_at_most_32_at_once(make_eventor):
     record: list = []
     ev = make_eventor()
-    fan_out(ev, 40, record, seconds=0.2)
+    fan_out(ev, 40, record, seconds=0.05, meet=32)
     assert ev.run()
     assert max_overlap(record) == 32
 

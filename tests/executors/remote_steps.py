@@ -26,6 +26,14 @@ def hang(pidfile: str, seconds: float = 60.0) -> str:
     return "woke"
 
 
+def hang_once(pidfile: str) -> str:
+    """Hang on the first try (the test cuts its connection), return at once on the next."""
+    if Path(pidfile).exists():
+        Path(pidfile).write_text(str(os.getpid()))
+        return "second try"
+    return hang(pidfile)
+
+
 class Seed(evr.Flow):
     """The seed's shape: s1 here, s2 on host ``loop``, s3 here."""
 

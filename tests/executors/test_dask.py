@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import signal
 import socket
@@ -43,20 +44,25 @@ def cluster(tmp_path_factory: Any):
     import distributed
 
     folder = tmp_path_factory.mktemp("dask")
-    address = f"tcp://127.0.0.1:{free_port()}"
+    # The scheduler picks its own port and writes its address here (a port found free and
+    # bound later may be taken in between)
+    scheduler_file = str(folder / "scheduler.json")
     env = {**os.environ, "PYTHONPATH": str(ROOT),
            "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}  # Eventor retries, not Dask
     log = open(folder / "cluster.log", "w")  # noqa: SIM115 - closed at teardown
-    procs = [subprocess.Popen([DASK_BIN, "scheduler", "--host", "127.0.0.1", "--port",
-                               address.rsplit(":", 1)[1], "--no-dashboard"],
+    procs = [subprocess.Popen([DASK_BIN, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--scheduler-file", scheduler_file, "--no-dashboard"],
                               env=env, cwd=folder, stdout=log, stderr=log, start_new_session=True)]
     for extra in ([], ["--resources", "GPU=1"]):
         procs.append(subprocess.Popen(
-            [DASK_BIN, "worker", address, "--host", "127.0.0.1", "--nthreads", "2",
-             "--local-directory", str(folder), "--no-dashboard", *extra],
+            [DASK_BIN, "worker", "--scheduler-file", scheduler_file, "--host", "127.0.0.1",
+             "--nthreads", "2", "--local-directory", str(folder), "--no-dashboard", *extra],
             env=env, cwd=folder, stdout=log, stderr=log, start_new_session=True))
     try:
         deadline = time.monotonic() + 60
+        while not (address := _address_in(scheduler_file)):
+            assert time.monotonic() < deadline, (folder / "cluster.log").read_text()
+            time.sleep(0.1)
         while True:
             try:
                 with distributed.Client(address, timeout=2, set_as_default=False) as client:
@@ -76,6 +82,13 @@ def cluster(tmp_path_factory: Any):
                 with_group(proc, signal.SIGKILL)
                 proc.wait()
         log.close()
+
+
+def _address_in(scheduler_file: str) -> str | None:
+    try:
+        return str(json.loads(Path(scheduler_file).read_text())["address"])
+    except (OSError, ValueError, KeyError):  # not written yet, or half written
+        return None
 
 
 def with_group(proc: subprocess.Popen[Any], sig: int) -> None:
@@ -159,7 +172,9 @@ def test_a_worker_killed_mid_step_is_a_failure_naming_it_and_eventor_retries(tmp
 
 def test_a_step_past_its_timeout_ends_and_the_cluster_stays_usable(tmp_path, cluster):
     pidfile = tmp_path / "pid"
-    config = on(cluster, timeout=1, timeout_grace=0.5)
+    # The timeout covers the client's start, and a fresh worker's imports (an earlier test
+    # killed one)
+    config = on(cluster, timeout=3, timeout_grace=0.5)
     ev = evr.Eventor(name="dask", store=str(tmp_path / "dask.run.db"), config=config)
     go, failed = ev.add_event("go"), ev.add_event("failed")
     ev.add_assoc(go, ev.add_step("stuck", func=dask_steps.hang, args=(str(pidfile),),
@@ -173,8 +188,8 @@ def test_a_step_past_its_timeout_ends_and_the_cluster_stays_usable(tmp_path, clu
         tasks = {t["step"]: t for t in ev.store.tasks(ev.run_id)}
     finally:
         ev.close()
-    assert took < 1 + 0.5 + 15  # timeout, grace, and a worker's restart
-    assert tasks["stuck"]["error_type"] == "StepTimeout"
+    assert took < 3 + 0.5 + 15  # timeout, grace, and a worker's restart
+    assert tasks["stuck"]["error_type"] == "StepTimeout" and pidfile.exists()
     assert tasks["after"]["status"] == "success"  # the cluster took the next task
     # ...once the stuck step's worker was restarted: not sent to a worker about to die
     assert tasks["after"]["result"] == "false"

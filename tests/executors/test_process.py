@@ -182,7 +182,7 @@ def test_what_a_killed_process_step_printed_is_kept(make_eventor, capfd):
 
 
 def test_what_a_timed_out_process_step_printed_is_kept(make_eventor):
-    ev = one_step(make_eventor, print_then_hang, config={"timeout": 0.5, "timeout_grace": 0.5})
+    ev = one_step(make_eventor, print_then_hang, config={"timeout": 2, "timeout_grace": 0.5})
     assert ev.run() is False
     [task] = ev.store.tasks(ev.run_id)
     assert task["error_type"] == "StepTimeout"

@@ -44,22 +44,22 @@ def link(namespace: str, state: str) -> None:
 
 def test_steps_spread_over_two_hosts_survive_losing_one_and_recover_after(tmp_path):
     (ns1, address1), (_, address2) = sorted(netns_hosts().items())
-    hosts = {"h1": host_config(address1, 22, lost_after=3, connect_timeout=2),
-             "h2": host_config(address2, 22, lost_after=3, connect_timeout=2)}
+    hosts = {"h1": host_config(address1, 22, lost_after=3, connect_timeout=5),
+             "h2": host_config(address2, 22, lost_after=3, connect_timeout=5)}
     config = {**QUIET, "HOSTS": hosts}
     store = str(tmp_path / "spread.run.db")
 
-    def spread(**mode: Any) -> evr.Eventor:
+    def spread(h1_sleeps: float, **mode: Any) -> evr.Eventor:
         ev = evr.Eventor(name="spread", store=store, config=config, run_id="spread", **mode)
         ev.add_event("go")
-        for n in range(4):  # two steps per host, each sleeping long enough to be caught mid-step
-            host = "h1" if n % 2 == 0 else "h2"
+        for n in range(4):  # two steps per host; h1's are caught mid-step by the cut
+            host, sleeps = ("h1", h1_sleeps) if n % 2 == 0 else ("h2", 4.0)
             ev.add_assoc("go", ev.add_step(f"s{n}", func=remote_steps.hang,
-                                           args=(str(tmp_path / f"pid{n}"), 4.0), host=host))
+                                           args=(str(tmp_path / f"pid{n}"), sleeps), host=host))
         ev.trigger_event("go")
         return ev
 
-    ev = spread()
+    ev = spread(h1_sleeps=60.0)
     out: list[Any] = []
     thread = threading.Thread(target=lambda: out.append(ev.run()), daemon=True)
     thread.start()
@@ -86,7 +86,7 @@ def test_steps_spread_over_two_hosts_survive_losing_one_and_recover_after(tmp_pa
         link(ns1, "up")
         ev.close()
     first = {n: pidfiles[n].read_text() for n in (0, 2)}
-    again = spread(run_mode=evr.RUN_RECOVER)
+    again = spread(h1_sleeps=0.5, run_mode=evr.RUN_RECOVER)
     try:
         assert again.run() is True
         tasks = {t["step"]: t for t in again.store.tasks("spread", attempt=1)}
@@ -149,11 +149,6 @@ def test_an_engine_killed_during_a_remote_step_is_recovered_from_another_process
 
 
 
-def wait_briefly() -> str:
-    time.sleep(1.0)
-    return "waited"
-
-
 def test_a_task_sent_into_a_dead_link_fails_with_the_host_lost_not_a_hang(tmp_path):
     namespace, address = sorted(netns_hosts().items())[0]
     hosts = {"h1": host_config(address, 22, lost_after=3, connect_timeout=2)}
@@ -162,7 +157,9 @@ def test_a_task_sent_into_a_dead_link_fails_with_the_host_lost_not_a_hang(tmp_pa
     go, later = ev.add_event("go"), ev.add_event("later")
     pidfile = tmp_path / "pid"
     ev.add_assoc(go, ev.add_step("first", func=remote_steps.hang, args=(str(pidfile), 30.0), host="h1"))
-    ev.add_assoc(go, ev.add_step("wait", func=wait_briefly, triggers={evr.STEP_SUCCESS: [later]}))
+    down = threading.Event()  # "second" is sent once the link is down, however slow the start
+    ev.add_assoc(go, ev.add_step("wait", func=lambda: down.wait(30) and "waited",
+                                 triggers={evr.STEP_SUCCESS: [later]}))
     big = "x" * 3_000_000  # more than the link's buffers take: the send would block
     ev.add_assoc(later, ev.add_step("second", func=remote_steps.where, args=(big,), host="h1"))
     ev.trigger_event(go)
@@ -172,6 +169,7 @@ def test_a_task_sent_into_a_dead_link_fails_with_the_host_lost_not_a_hang(tmp_pa
     try:
         wait_until(lambda: pidfile.exists() and pidfile.read_text())
         link(namespace, "down")  # before "wait" ends and "second" is sent
+        down.set()
         thread.join(15)
         assert out == [False], "the run did not end"
         tasks = {t["step"]: t for t in ev.store.tasks(ev.run_id)}
@@ -179,5 +177,6 @@ def test_a_task_sent_into_a_dead_link_fails_with_the_host_lost_not_a_hang(tmp_pa
         assert "lost: nothing heard for 3 s" in tasks["second"]["error_message"]
         wait_until(lambda: gone(int(pidfile.read_text())))
     finally:
+        down.set()
         link(namespace, "up")
         ev.close()
