@@ -14,7 +14,7 @@ from eventor.builder import GraphBuilder
 from eventor.clock import Clock
 from eventor.config import Config, default_program
 from eventor.context import StepCall
-from eventor.engine import Engine, RunSummary
+from eventor.engine import Engine, RunSummary, plan_steps
 from eventor.enums import RunMode
 from eventor.exceptions import (
     EventorConfigError,
@@ -24,9 +24,10 @@ from eventor.exceptions import (
     did_you_mean,
 )
 from eventor.graph import And, EventSpec, FlowGraph, JoinRef, Or, StepSpec
-from eventor.options import StepOptions
+from eventor.options import UNSET, EngineOptions, StepOptions
 from eventor.params import recorded
 from eventor.recovery import RecoveryPlan, plan_recovery
+from eventor.resources import units_of
 from eventor.session import Session, new_run_id, note_changed_params
 from eventor.steps import fit_signature, mark_of, spec_from_mark
 from eventor.store import Store
@@ -158,6 +159,9 @@ class Eventor:
         self._params: dict[str, Any] = {}
         self._ref = ""  # the builder that made it, when the command line did (see _info)
         self._engine: Engine | None = None
+        self._options: EngineOptions | None = None  # the config's, once a step is checked
+        self._pool_limits = dict(self.config.POOLS)  # and the ResourcePools of steps so far
+        self._plain_ok: set[bool] = set()  # steps of no options of their own found fine
         self._closed = False
         self.summary: RunSummary | None = None
 
@@ -316,7 +320,23 @@ class Eventor:
         if on is not None:
             self._builder.add_assoc(_name_of(on, "an event"), spec.name, delay, where)
         self._raise_new_problems(before)
+        self._check_by_config(spec)
         return spec
+
+    def _check_by_config(self, spec: StepSpec) -> None:
+        """What the config says a step cannot do, found as it is added (as the engine would)."""
+        if self._options is None:
+            self._options = self.config.engine_options()
+        # A step with no options or host of its own runs as every such step does: once
+        # checked, the rest pass (with or without a function: invoke, or the default), unless
+        # each must be sent somewhere (ssh, dask), which is checked step by step
+        plain = spec.options is UNSET and spec.host is None
+        if not plain or (spec.func is None) not in self._plain_ok:
+            plan = plan_steps({spec.name: spec}, self._options)
+            if plain and not plan.sent(spec.name):
+                self._plain_ok.add(spec.func is None)
+        if spec.acquires:
+            units_of(spec, self._pool_limits)
 
     def add_assoc(self, event: Any, *assocs: Any, delay: float = 0) -> None:
         """

@@ -165,6 +165,70 @@ class Task:
 
 
 @dataclass(frozen=True)
+class StepPlan:
+    """How each step of a graph runs under an engine's options: see `plan_steps`."""
+
+    options_of: dict[str, StepOptions]  # its options, resolved over the engine's defaults
+    executor_of: dict[str, str]  # its executor's registry name
+    retry_of: dict[str, RetryPolicy]  # how it is retried, when it may be
+    timeout_of: dict[str, tuple[float, float]]  # its (timeout, grace), when it has one
+
+    def sent(self, name: str) -> bool:
+        """Whether step ``name`` is sent elsewhere to run (ssh, dask), so checked on its own."""
+        return self.executor_of[name] in CHECKS
+
+
+def plan_steps(steps: Mapping[str, StepSpec], options: EngineOptions) -> StepPlan:
+    """
+    How ``steps`` run under ``options``, checked as far as can be without running anything:
+    each step's executor can run it (a host it names is known, its function can be sent
+    there or to a Dask cluster, nothing stops an ``invoke`` step at a timeout), and only
+    dask steps ask for worker resources. The engine plans its graph so when it is made; an
+    `Eventor` checks each step as it is added, and a `Flow` object its steps when it is made.
+
+    Raises:
+        EventorConfigError: naming the step, the key, and what to change.
+    """
+    plain = options.for_step(UNSET)  # what most steps run with: resolved once
+    options_of = {name: plain if step.options is UNSET else options.for_step(step.options)
+                  for name, step in steps.items()}
+    names: dict[Any, str] = {}  # executor as configured -> its registry name, checked once
+    executor_of = {name: _executor_for(step, options_of[name], options, names)
+                   for name, step in steps.items()}
+    for name in steps:
+        if options_of[name].worker_resources and executor_of[name] != "dask":
+            raise EventorConfigError(
+                f"step {name!r} sets worker_resources, which only the dask executor uses; "
+                "run it with executor='dask' (config key task_construct), or drop them",
+                key=f"step {name!r} config worker_resources")
+    for executor, check in CHECKS.items():
+        runs = [s for s in steps.values() if executor_of[s.name] == executor]
+        if runs:
+            check(runs, options)
+    retry_of, timeout_of = plan_retries(options_of, executor_of)
+    return StepPlan(options_of, executor_of, retry_of, timeout_of)
+
+
+def _executor_for(step: StepSpec, resolved: StepOptions, options: EngineOptions,
+                  names: dict[Any, str]) -> str:
+    if step.func is None:
+        return "invoke"
+    if step.host is not None and (step.host in options.hosts or step.host not in _LOCAL_HOSTS):
+        return "ssh"  # a host in HOSTS, or one that is not this
+    executor = resolved.executor
+    name = names.get(executor)
+    if name is None:
+        name = names[executor] = executor_name(
+            executor, key=f"step {step.name!r} config task_construct")
+    if name == "ssh":
+        raise EventorConfigError(
+            f"step {step.name!r} would run with the ssh executor, but names no host; give "
+            "it host=... (a name in the config's HOSTS), which runs it there by itself",
+            key=f"step {step.name!r} host")
+    return name
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """
     How a run (one call of `Engine.run`) ended; truthy when no failure went unhandled.
@@ -233,6 +297,7 @@ class Engine:
         progress: called after every round with the counts of tasks ``done``, ``failed``,
             ``running`` and ``waiting`` (ready, retrying, or behind a delay); one call at a
             time, on the thread that ran the round (the engine's, or a thread step's).
+        plan: what `plan_steps` made of ``graph`` under ``options``, when the caller has it.
 
     Raises:
         EventorConfigError: a step acquires an undeclared pool, has a timeout in the
@@ -255,6 +320,7 @@ class Engine:
         info: Mapping[str, Any] | None = None,
         attempt: int | None = None,
         progress: Callable[[Mapping[str, int]], None] | None = None,
+        plan: StepPlan | None = None,
     ) -> None:
         self.graph = graph
         self.store = store
@@ -305,23 +371,10 @@ class Engine:
         self._env_keys = tuple(f"{prefix}{k}" for k in
                                ("STEP_NAME", "STEP_SEQUENCE", "STEP_RECOVERY", "LOGGER_NAME"))
         self._exprs = {ev.name: ev.expr for ev in graph.events.values() if ev.expr is not None}
-        plain = self.options.for_step(UNSET)  # what most steps run with: resolved once
-        self._options_of: dict[str, StepOptions] = {
-            name: plain if step.options is UNSET else self.options.for_step(step.options)
-            for name, step in graph.steps.items()}
-        names: dict[Any, str] = {}  # executor as configured -> its registry name, checked once
-        self._executor_of = {name: self._executor_for(step, names)
-                             for name, step in graph.steps.items()}
-        for name in graph.steps:
-            if self._options_of[name].worker_resources and self._executor_of[name] != "dask":
-                raise EventorConfigError(
-                    f"step {name!r} sets worker_resources, which only the dask executor uses; "
-                    "run it with executor='dask' (config key task_construct), or drop them",
-                    key=f"step {name!r} config worker_resources")
-        for executor, check in CHECKS.items():
-            runs = [s for s in graph.steps.values() if self._executor_of[s.name] == executor]
-            if runs:
-                check(runs, self.options)
+        if plan is None:
+            plan = plan_steps(graph.steps, self.options)
+        self._options_of: dict[str, StepOptions] = plan.options_of
+        self._executor_of = plan.executor_of
         # Every step runs on threads, and no executor was given by the caller: a round may run
         # on a thread step's worker. Not with process steps (a worker is forked by the thread
         # that runs the flow, and inherits its state), nor invoke steps (they run in that thread).
@@ -335,8 +388,8 @@ class Engine:
         self._pooled = frozenset(self._pools.wants) | frozenset(self._pools.releases)
         self._status_origins: dict[tuple[str, StepStatus], Origin] = {}
         self._assoc_origins: dict[str, Origin] = {}  # event -> the origin of what it reaches
-        self._retry_of: dict[str, RetryPolicy]
-        self._retry_of, self._timeout_of = plan_retries(self._options_of, self._executor_of)
+        self._retry_of: dict[str, RetryPolicy] = plan.retry_of
+        self._timeout_of = plan.timeout_of
         self._timed_out: dict[int, str] = {}  # key -> why, for tasks being stopped
         self._pool_wait = False  # ready tasks wait for leases: poll for other programs
         self._activated = False  # a task started in this pass fired its active trigger
@@ -344,28 +397,6 @@ class Engine:
         self._replays: dict[tuple[str, StepStatus], tuple[StepReplay, str]] = {}  # recovery's rules
         # A task's events are INFO: looked at once, not three times a task (bind keeps the level)
         self._log_tasks = self.log.enabled_for(logging.INFO)
-
-    def _executor_for(self, step: StepSpec, names: dict[Any, str]) -> str:
-        if step.func is None:
-            return "invoke"
-        if self._remote(step):
-            return "ssh"
-        executor = self._options_of[step.name].executor
-        name = names.get(executor)
-        if name is None:
-            name = names[executor] = executor_name(
-                executor, key=f"step {step.name!r} config task_construct")
-        if name == "ssh":
-            raise EventorConfigError(
-                f"step {step.name!r} would run with the ssh executor, but names no host; give "
-                "it host=... (a name in the config's HOSTS), which runs it there by itself",
-                key=f"step {step.name!r} host")
-        return name
-
-    def _remote(self, step: StepSpec) -> bool:
-        """A step runs on another host when it names one in HOSTS, or one that is not this."""
-        return step.host is not None and (step.host in self.options.hosts
-                                          or step.host not in _LOCAL_HOSTS)
 
     # -- public ------------------------------------------------------------------------
 

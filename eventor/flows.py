@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar, overload
 
 from eventor.clock import Clock
+from eventor.config import Config, load_config
 from eventor.context import RunResult, StepCall, TaskResult
 from eventor.dsl import FLOW_OPTIONS, Event, Expr, FlowMeta, _caller, as_schedule, check_flow_options
-from eventor.engine import DEFAULT_SEQUENCE, Engine, RunSummary
+from eventor.engine import DEFAULT_SEQUENCE, Engine, RunSummary, StepPlan, plan_steps
 from eventor.enums import RunMode
 from eventor.exceptions import (
     EventorConfigError,
@@ -47,6 +48,7 @@ from eventor.recovery import (
     plan_recovery,
     user_triggers,
 )
+from eventor.resources import plan_pools
 from eventor.schedule import Schedule, Scheduler
 from eventor.session import Session, check_store, new_run_id, note_changed_params
 from eventor.store import Store
@@ -153,9 +155,6 @@ class Flow(metaclass=FlowMeta):
         self.param_values: Mapping[str, Any] = types.MappingProxyType(given)
         for key, value in given.items():
             setattr(self, key, value)
-        if not _REBUILDING.get():  # where it records (not on a host that runs its steps)
-            # its store is opened when it runs; a tag the config lacks is found now
-            check_store(self.options.get("store", ""), self.options.get("config"))
         self.run_id = run_id or new_run_id()
         self._given_run_id = run_id is not None
         self._clock = clock
@@ -167,6 +166,17 @@ class Flow(metaclass=FlowMeta):
         self._triggered = False
         self._mode = RunMode.restart
         self._from_attempt: int | None = None
+        self._config: Config | None = None  # read when it is made, where it records
+        self._planned: tuple[FlowGraph, StepPlan] | None = None
+        if not _REBUILDING.get():  # where it records (not on a host that runs its steps)
+            # Its store is opened when it runs; what the config says its steps cannot do (a
+            # host it lacks, a pool it does not declare) and a store tag it lacks are found now
+            self._config = config = load_config(self.options.get("config"))
+            check_store(self.options.get("store", ""), config)
+            graph = self._bound_graph()
+            plan = plan_steps(graph.steps, config.engine_options(**self._overrides()))
+            plan_pools(graph, config.POOLS)
+            self._planned = (graph, plan)  # for its engine: the same config, read once
 
     def __reduce__(self) -> tuple[Any, ...]:
         """
@@ -581,25 +591,29 @@ class Flow(metaclass=FlowMeta):
             return self._engine
         if not self._finalizer.alive:
             raise EventorUsageError(f"{self!r} is closed; create a new flow object to run again")
-        options = self.options
         session = self._session_held()
         if not session.run_id:  # a new run (a reopened one was chosen by _reopen)
             session.choose_run(self.run_id)
+        graph, plan = self._planned if self._planned is not None else (self._bound_graph(), None)
         self._engine = session.start(
-            self._bound_graph(), attempt=self._from_attempt, clock=self._clock,
-            progress=self._progress,
-            info={"params": recorded(self.param_values), **_ref_of(type(self))},
-            max_concurrent=options.get("max_concurrent"), executor=options.get("executor"),
-            stop_on_exception=options.get("stop_on_exception"),
-            strict_triggers=options.get("strict_triggers"),
-        )
+            graph, attempt=self._from_attempt, clock=self._clock, progress=self._progress,
+            info={"params": recorded(self.param_values), **_ref_of(type(self))}, plan=plan,
+            **self._overrides())
         return self._engine
+
+    def _overrides(self) -> dict[str, Any]:
+        """The flow options that win over the config's engine options."""
+        options = self.options
+        return {"max_concurrent": options.get("max_concurrent"),
+                "executor": options.get("executor"),
+                "stop_on_exception": options.get("stop_on_exception"),
+                "strict_triggers": options.get("strict_triggers")}
 
     def _session_held(self) -> Session:
         """The session this flow records its run through, opened on first use."""
         if not self._held:
-            self._held.append(Session(self.graph.name, self.options.get("store", ""),
-                                      self.options.get("config")))
+            config = self._config if self._config is not None else self.options.get("config")
+            self._held.append(Session(self.graph.name, self.options.get("store", ""), config))
         return self._held[0]
 
     @property

@@ -14,7 +14,7 @@ from typing import Any
 from eventor.exceptions import EventorConfigError
 from eventor.store.base import LeaseRequest, PoolRelease, Row, TaskRelease
 
-__all__ = ["Pools", "Resource", "ResourcePool", "plan_pools", "pool_name"]
+__all__ = ["Pools", "Resource", "ResourcePool", "plan_pools", "pool_name", "units_of"]
 
 
 class Resource:
@@ -94,21 +94,7 @@ def plan_pools(graph: Any, declared: Mapping[str, int]) -> tuple[dict[str, Wants
     wants: dict[str, Wants] = {}
     releases: dict[str, tuple[str, ...]] = {}
     for step in graph.steps.values():
-        units: dict[str, int] = {}
-        for pool, count in step.acquires:
-            name = pool_name(pool)
-            limit = pool.limit if isinstance(pool, ResourcePool) else limits.get(str(name))
-            if name is None or limit is None:
-                raise EventorConfigError(
-                    f"step {step.name!r} acquires pool {pool!r}, which is not declared: "
-                    f"declare it in the config (POOLS: {{{pool}: 2}}) or pass "
-                    f"ResourcePool({pool!r}, 2)", key=f"POOLS.{pool}")
-            limits[name] = limit
-            units[name] = units.get(name, 0) + count
-            if units[name] > limit:
-                raise EventorConfigError(
-                    f"step {step.name!r} acquires {units[name]} of pool {name!r}, "
-                    f"which has only {limit}", key=f"POOLS.{name}")
+        units = units_of(step, limits)
         if units:
             wants[step.name] = tuple((name, n, limits[name]) for name, n in units.items())
         if step.releases is not None:
@@ -116,6 +102,33 @@ def plan_pools(graph: Any, declared: Mapping[str, int]) -> tuple[dict[str, Wants
                 str(pool_name(item[0] if isinstance(item, tuple | list) else item))
                 for item in step.releases)
     return wants, releases
+
+
+def units_of(step: Any, limits: dict[str, int]) -> dict[str, int]:
+    """
+    The units of each pool ``step`` acquires, given the ``limits`` of the pools declared so
+    far (the config's, then each `ResourcePool` a step passes, which ``limits`` gains): the
+    steps of a flow are checked in the order they were added.
+
+    Raises:
+        EventorConfigError: see `plan_pools`.
+    """
+    units: dict[str, int] = {}
+    for pool, count in step.acquires:
+        name = pool_name(pool)
+        limit = pool.limit if isinstance(pool, ResourcePool) else limits.get(str(name))
+        if name is None or limit is None:
+            raise EventorConfigError(
+                f"step {step.name!r} acquires pool {pool!r}, which is not declared: "
+                f"declare it in the config (POOLS: {{{pool}: 2}}) or pass "
+                f"ResourcePool({pool!r}, 2)", key=f"POOLS.{pool}")
+        limits[name] = limit
+        units[name] = units.get(name, 0) + count
+        if units[name] > limit:
+            raise EventorConfigError(
+                f"step {step.name!r} acquires {units[name]} of pool {name!r}, "
+                f"which has only {limit}", key=f"POOLS.{name}")
+    return units
 
 
 class Pools:

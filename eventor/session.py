@@ -17,7 +17,7 @@ from typing import Any
 
 from eventor.clock import Clock
 from eventor.config import Config, default_program, load_config
-from eventor.engine import Engine
+from eventor.engine import Engine, StepPlan
 from eventor.enums import RunMode
 from eventor.exceptions import EventorConfigError, EventorUsageError, RunClaimedError
 from eventor.graph import FlowGraph
@@ -249,14 +249,16 @@ class Session:
 
     def start(self, graph: FlowGraph, *, attempt: int | None = None, clock: Clock | None = None,
               progress: Callable[[Mapping[str, int]], None] | None = None,
-              info: Mapping[str, Any] | None = None, **overrides: Any) -> Engine:
+              info: Mapping[str, Any] | None = None, plan: StepPlan | None = None,
+              **overrides: Any) -> Engine:
         """
         The engine that runs ``graph`` as this session's run (in the ``mode`` that
         `choose_run` settled), with its log file opened. ``attempt`` is the attempt to
         recover from or continue (default: the latest).
 
         ``overrides`` are engine options that win over the config (``max_concurrent``,
-        ``executor``, ``stop_on_exception``) when not None.
+        ``executor``, ``stop_on_exception``) when not None; ``plan`` is what `plan_steps`
+        made of ``graph`` under them, when the caller has it.
         """
         if self._closed:
             raise EventorUsageError(f"run {self.run_id!r} is closed; start a new one to run again")
@@ -268,7 +270,7 @@ class Session:
                         options=self.config.engine_options(**overrides), clock=clock,
                         log=self.log, mode=self.mode,
                         attempt=None if self.mode is RunMode.restart else attempt,
-                        progress=progress, info=info)
+                        progress=progress, info=info, plan=plan)
         self._run_log = open_run_log(self.name, self.run_id, self.config.LOGGING,
                                      self.config.logdir)  # once the engine could be made
         self.engine = engine

@@ -101,22 +101,42 @@ def test_recovery_and_continue_of_an_empty_store_name_the_problem(tmp_path):
             evr.Eventor(store=str(tmp_path / "x.db"), run_mode=mode)
 
 
-def test_an_undeclared_pool_and_an_unknown_host_are_refused_before_anything_runs(make_eventor):
+def test_an_undeclared_pool_and_an_unknown_host_are_refused_when_the_step_is_added(make_eventor):
     ev = make_eventor()
-    e = ev.add_event("e")
-    s = ev.add_step("s", acquires=[("db", 1)], releases=[], recovery={evr.STEP_FAILURE: evr.STEP_SKIP})
-    ev.add_assoc(e, s)
-    assert s.acquires == (("db", 1),) and s.releases == ()
+    ev.add_event("e")
     with pytest.raises(evr.EventorConfigError, match=r"POOLS.db: step 's' acquires pool 'db', "
                        r"which is not declared: declare it in the config"):
-        ev.run()
+        ev.add_step("s", acquires=[("db", 1)], releases=[],
+                    recovery={evr.STEP_FAILURE: evr.STEP_SKIP})
+    s = make_eventor(config={"POOLS": {"db": 2}}).add_step(
+        "s", acquires=[("db", 1)], releases=[], recovery={evr.STEP_FAILURE: evr.STEP_SKIP})
+    assert s.acquires == (("db", 1),) and s.releases == ()
     ev2 = make_eventor(store=":memory:")
     ev2.add_event("e")
-    ev2.add_assoc("e", ev2.add_step("s", func=print, host="far.example.com"))
     with pytest.raises(evr.EventorConfigError, match=r"host 'far.example.com' is neither in HOSTS "
                        r"\(known: none\) nor a Host of .*; add it"):
-        ev2.run()
+        ev2.add_step("s", func=print, host="far.example.com")
     assert ev2.store.tasks(ev2.run_id) == []
+
+
+def test_a_pool_a_step_declares_serves_the_steps_added_after_it(make_eventor):
+    ev = make_eventor()
+    with pytest.raises(evr.EventorConfigError, match="step 'first' acquires pool 'db'"):
+        ev.add_step("first", acquires=[("db", 1)])
+    ev = make_eventor()
+    ev.add_step("first", acquires=[(evr.ResourcePool("db", 2), 1)])
+    assert ev.add_step("second", acquires=[("db", 2)]).acquires == (("db", 2),)
+    with pytest.raises(evr.EventorConfigError, match="acquires 3 of pool 'db', which has only 2"):
+        ev.add_step("third", acquires=[("db", 3)])
+
+
+def test_the_config_s_default_executor_is_held_to_a_step_s_timeout_when_it_is_added(make_eventor):
+    ev = make_eventor(config={"task_construct": "invoke", "timeout": 5})
+    with pytest.raises(evr.EventorConfigError, match="step 's' has a timeout, but runs in the "
+                       "engine \\(invoke\\), where nothing can stop it"):
+        ev.add_step("s", func=print)
+    assert make_eventor(config={"task_construct": "invoke"}).add_step(
+        "s", func=print, config={"task_construct": "thread", "timeout": 5})
 
 
 def test_run_ids_are_generated_unique_or_taken_as_given(make_eventor):

@@ -423,3 +423,35 @@ def test_a_database_tag_the_config_lacks_is_found_when_the_flow_object_is_made(t
     flow = Loops(store="main", config=config)  # a tag the config has: opened when it runs
     assert not (tmp_path / "m.db").exists()
     flow.close()
+
+
+class Guarded(Flow):
+    start = Event()
+
+    @step(on=start, host="far.example.com")
+    def remote(self):
+        return "there"
+
+    @step(on=start, acquires=[("db", 1)])
+    def pooled(self):
+        return "pooled"
+
+    @step(on=start, timeout=5)
+    def bounded(self):
+        return "bounded"
+
+
+def test_what_the_config_says_a_flow_s_steps_cannot_do_is_found_when_the_object_is_made(tmp_path):
+    hosts = {"far.example.com": {"address": "127.0.0.1"}}
+    fine = {**QUIET, "HOSTS": hosts, "POOLS": {"db": 1}}
+    store = str(tmp_path / "g.run.db")
+    Guarded(store=store, config=fine).close()  # as configured, it could run
+    with pytest.raises(evr.EventorConfigError, match=r"host 'far.example.com' is neither in HOSTS"):
+        Guarded(store=store, config={**QUIET, "POOLS": {"db": 1}})
+    with pytest.raises(evr.EventorConfigError, match=r"step 'pooled' acquires pool 'db', which is "
+                       r"not declared"):
+        Guarded(store=store, config={**QUIET, "HOSTS": hosts})
+    with pytest.raises(evr.EventorConfigError, match=r"step 'bounded' has a timeout, but runs in "
+                       r"the engine \(invoke\)"):
+        Guarded(store=store, config={**fine, "task_construct": "invoke"})
+    assert not (tmp_path / "g.run.db").exists()  # found before anything was opened

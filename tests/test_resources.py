@@ -131,9 +131,8 @@ def test_a_hold_nothing_will_release_fails_as_a_deadlock_instead_of_hanging(make
 def test_an_undeclared_pool_or_one_too_small_is_a_config_error(make_eventor):
     ev = make_eventor(config={"POOLS": {"db": 1}})
     ev.add_event("go")
-    ev.add_assoc("go", ev.add_step("s", acquires=[("db", 2)]))
     with pytest.raises(evr.EventorConfigError, match="acquires 2 of pool 'db', which has only 1"):
-        ev.run()
+        ev.add_step("s", acquires=[("db", 2)])
     with pytest.raises(evr.EventorConfigError, match=r"EVENTOR.POOLS.db: expected a positive int"):
         evr.load_config({"EVENTOR": {"POOLS": {"db": 0}}})
 

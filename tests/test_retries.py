@@ -186,11 +186,10 @@ def test_a_timeout_is_retried_like_any_failure(make_eventor, tmp_path):
     assert [(t, e) for t, e, _ in tries] == [(1, "StepTimeout")]
 
 
-def test_a_timeout_in_the_engine_thread_is_refused(make_eventor):
-    ev = flow_with(make_eventor, lambda: 1, config={"task_construct": "invoke"},
-                   step_config={"timeout": 1})
+def test_a_timeout_in_the_engine_thread_is_refused_when_the_step_is_added(make_eventor):
     with pytest.raises(evr.EventorConfigError, match="runs in the engine .invoke."):
-        ev.run()
+        flow_with(make_eventor, lambda: 1, config={"task_construct": "invoke"},
+                  step_config={"timeout": 1})
 
 
 def test_flow_steps_take_retries_and_timeouts_and_bad_values_fail_at_definition(tmp_path):

@@ -236,11 +236,10 @@ def test_worker_resources_choose_the_worker(tmp_path, cluster):
         assert {t["host"] for t in ev.store.tasks(ev.run_id)} == {gpu}
 
 
-def test_a_step_that_cannot_be_sent_is_refused_when_the_run_is_made(tmp_path, cluster):
-    ev = one_step(tmp_path, on(cluster), dask_steps.where, threading.Lock())
-    with ev, pytest.raises(evr.EventorConfigError, match=r"step 's' runs on Dask, but its function "
-                           r"or arguments cannot be sent to a worker \(TypeError"):
-        ev.run()
+def test_a_step_that_cannot_be_sent_is_refused_when_it_is_added(tmp_path, cluster):
+    with pytest.raises(evr.EventorConfigError, match=r"step 's' runs on Dask, but its function "
+                       r"or arguments cannot be sent to a worker \(TypeError"):
+        one_step(tmp_path, on(cluster), dask_steps.where, threading.Lock())
 
 
 def test_an_unreachable_scheduler_fails_the_steps_with_the_reason(tmp_path):
@@ -305,12 +304,11 @@ def test_dask_settings_are_checked_when_the_config_is_read(tmp_path):
         ev.add_step("s", func=print, config={"worker_resources": {"GPU": -1}})  # as it is added
 
 
-def test_worker_resources_on_a_step_not_run_by_dask_is_refused(tmp_path):
-    ev = one_step(tmp_path, {**QUIET, "task_construct": "thread"}, dask_steps.where, "x",
-                  config={"worker_resources": {"GPU": 1}})
-    with ev, pytest.raises(evr.EventorConfigError, match=r"step 's' sets worker_resources, which "
-                           r"only the dask executor uses"):
-        ev.run()
+def test_worker_resources_on_a_step_not_run_by_dask_is_refused_when_it_is_added(tmp_path):
+    with pytest.raises(evr.EventorConfigError, match=r"step 's' sets worker_resources, which "
+                       r"only the dask executor uses"):
+        one_step(tmp_path, {**QUIET, "task_construct": "thread"}, dask_steps.where, "x",
+                 config={"worker_resources": {"GPU": 1}})
 
 
 UNGUARDED = """
@@ -353,12 +351,11 @@ def test_a_cluster_class_by_import_path_is_started_and_closed_for_the_run(tmp_pa
     assert not [t for t in threading.enumerate() if t.name == "eventor-dask"]
 
 
-def test_a_cluster_class_that_cannot_be_imported_is_refused_when_the_run_is_made(tmp_path):
+def test_a_cluster_class_that_cannot_be_imported_is_refused_when_a_dask_step_is_added(tmp_path):
     config = {**QUIET, "task_construct": "dask", "DASK": {"cluster_class": "dask_nowhere.Cluster"}}
-    ev = one_step(tmp_path, config, dask_steps.where, "x")
-    with ev, pytest.raises(evr.EventorConfigError, match=r"DASK.cluster_class: cannot import "
-                           r"'dask_nowhere.Cluster': No module named 'dask_nowhere'"):
-        ev.run()
+    with pytest.raises(evr.EventorConfigError, match=r"DASK.cluster_class: cannot import "
+                       r"'dask_nowhere.Cluster': No module named 'dask_nowhere'"):
+        one_step(tmp_path, config, dask_steps.where, "x")
 
 
 def test_close_ends_every_open_task_once_and_says_nothing_after(tmp_path, cluster):

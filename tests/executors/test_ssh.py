@@ -296,18 +296,16 @@ def test_a_failed_remote_step_is_retried_on_a_new_connection(tmp_path, loop_host
     assert [t["error_type"] for t in tries] == ["HostError"]
 
 
-def test_a_host_the_config_does_not_know_is_refused_when_the_engine_is_made(tmp_path, loop_host):
-    ev = one_remote_step(tmp_path, loop_host, remote_steps.where, "x", host="elsewhere")
+def test_a_host_the_config_does_not_know_is_refused_when_the_step_is_added(tmp_path, loop_host):
     with pytest.raises(evr.EventorConfigError, match=r"host 'elsewhere' is neither in HOSTS "
                        r"\(known: 'loop'\)"):
-        ev.run()
+        one_remote_step(tmp_path, loop_host, remote_steps.where, "x", host="elsewhere")
 
 
-def test_a_step_that_cannot_be_sent_is_refused_when_the_engine_is_made(tmp_path, loop_host):
-    ev = one_remote_step(tmp_path, loop_host, lambda: 1)
+def test_a_step_that_cannot_be_sent_is_refused_when_it_is_added(tmp_path, loop_host):
     with pytest.raises(evr.EventorConfigError, match=r"step 's' runs on host 'loop', but its "
                        r"function or arguments cannot be sent there"):
-        ev.run()
+        one_remote_step(tmp_path, loop_host, lambda: 1)
 
 
 def test_hosts_are_checked_when_the_config_is_read():
