@@ -315,12 +315,13 @@ class Eventor:
         else:
             spec = StepSpec.make(name, func, args, kwargs, triggers, acquires, releases, recovery,
                                  config, host, emits=_events_of(emits))
-        self._builder.add_step(spec, where=where)
         self._builder.check_step(spec, where)  # now, not at run()
+        if len(self._builder.problems) == before:  # sound: held to the config before it is added
+            self._check_by_config(spec)
+        self._builder.add_step(spec, where=where)
         if on is not None:
             self._builder.add_assoc(_name_of(on, "an event"), spec.name, delay, where)
         self._raise_new_problems(before)
-        self._check_by_config(spec)
         return spec
 
     def _check_by_config(self, spec: StepSpec) -> None:
@@ -336,7 +337,9 @@ class Eventor:
             if plain and not plan.sent(spec.name):
                 self._plain_ok.add(spec.func is None)
         if spec.acquires:
-            units_of(spec, self._pool_limits)
+            limits = dict(self._pool_limits)
+            units_of(spec, limits)
+            self._pool_limits = limits  # only once the step is found fine
 
     def add_assoc(self, event: Any, *assocs: Any, delay: float = 0) -> None:
         """

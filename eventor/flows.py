@@ -167,16 +167,16 @@ class Flow(metaclass=FlowMeta):
         self._mode = RunMode.restart
         self._from_attempt: int | None = None
         self._config: Config | None = None  # read when it is made, where it records
-        self._planned: tuple[FlowGraph, StepPlan] | None = None
+        self._planned: tuple[FlowGraph, StepPlan, dict[str, Any]] | None = None
         if not _REBUILDING.get():  # where it records (not on a host that runs its steps)
             # Its store is opened when it runs; what the config says its steps cannot do (a
             # host it lacks, a pool it does not declare) and a store tag it lacks are found now
             self._config = config = load_config(self.options.get("config"))
             check_store(self.options.get("store", ""), config)
-            graph = self._bound_graph()
-            plan = plan_steps(graph.steps, config.engine_options(**self._overrides()))
+            graph, overrides = self._bound_graph(), self._overrides()
+            plan = plan_steps(graph.steps, config.engine_options(**overrides))
             plan_pools(graph, config.POOLS)
-            self._planned = (graph, plan)  # for its engine: the same config, read once
+            self._planned = (graph, plan, self._options_seen())  # for its engine
 
     def __reduce__(self) -> tuple[Any, ...]:
         """
@@ -594,12 +594,20 @@ class Flow(metaclass=FlowMeta):
         session = self._session_held()
         if not session.run_id:  # a new run (a reopened one was chosen by _reopen)
             session.choose_run(self.run_id)
-        graph, plan = self._planned if self._planned is not None else (self._bound_graph(), None)
+        planned = self._planned
+        if planned is not None and planned[2] == self._options_seen():
+            graph, plan = planned[0], planned[1]
+        else:  # options changed since it was made (or it was rebuilt on a host): plan afresh
+            graph, plan = self._bound_graph(), None
         self._engine = session.start(
             graph, attempt=self._from_attempt, clock=self._clock, progress=self._progress,
             info={"params": recorded(self.param_values), **_ref_of(type(self))}, plan=plan,
             **self._overrides())
         return self._engine
+
+    def _options_seen(self) -> dict[str, Any]:
+        """What of its options its plan and bound steps were made with."""
+        return {**self._overrides(), "pickle_results": self.options.get("pickle_results")}
 
     def _overrides(self) -> dict[str, Any]:
         """The flow options that win over the config's engine options."""

@@ -101,12 +101,18 @@ def owner_alive(attempt: Mapping[str, Any], *, grace: float = HEARTBEAT_GRACE,
 def _exited(pid: int) -> bool:
     """
     True for a process that has exited: reaped since it was signalled, or a zombie that its
-    parent has not reaped yet (Linux; without ``/proc`` it is taken to be running).
+    parent has not reaped yet (Linux; without ``/proc``, one that answers signals runs).
     """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return Path("/proc/self/stat").exists()  # reaped, if this system has /proc at all
+    except (FileNotFoundError, ProcessLookupError):  # reaped since it was signalled? Or no /proc
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
     except OSError:
         return False
     return stat[stat.rfind(")") + 2:].startswith("Z")

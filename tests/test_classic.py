@@ -123,11 +123,15 @@ def test_a_pool_a_step_declares_serves_the_steps_added_after_it(make_eventor):
     ev = make_eventor()
     with pytest.raises(evr.EventorConfigError, match="step 'first' acquires pool 'db'"):
         ev.add_step("first", acquires=[("db", 1)])
-    ev = make_eventor()
+    # the refused step was not added: it can be added again, mended
     ev.add_step("first", acquires=[(evr.ResourcePool("db", 2), 1)])
     assert ev.add_step("second", acquires=[("db", 2)]).acquires == (("db", 2),)
     with pytest.raises(evr.EventorConfigError, match="acquires 3 of pool 'db', which has only 2"):
         ev.add_step("third", acquires=[("db", 3)])
+    ev.add_event("go")
+    ev.add_assoc("go", "first", "second")
+    ev.trigger_event("go")
+    assert ev.run() and sorted(statuses(ev).values()) == ["success", "success"]
 
 
 def test_the_config_s_default_executor_is_held_to_a_step_s_timeout_when_it_is_added(make_eventor):

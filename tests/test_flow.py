@@ -455,3 +455,22 @@ def test_what_the_config_says_a_flow_s_steps_cannot_do_is_found_when_the_object_
                        r"the engine \(invoke\)"):
         Guarded(store=store, config={**fine, "task_construct": "invoke"})
     assert not (tmp_path / "g.run.db").exists()  # found before anything was opened
+
+
+class Where(Flow):
+    start = Event()
+
+    @step(on=start)
+    def s(self):
+        import threading
+
+        return threading.current_thread().name
+
+
+def test_options_changed_after_the_object_was_made_are_run_with(tmp_path):
+    import threading
+
+    flow = Where(store=str(tmp_path / "w.run.db"), config=QUIET, executor="thread")
+    flow.options["executor"] = "invoke"  # after the plan was made: the run follows the change
+    with flow:
+        assert flow.run()["s"] == threading.current_thread().name

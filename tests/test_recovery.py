@@ -424,7 +424,14 @@ def test_an_engine_reaped_between_the_signal_and_the_read_is_not_alive(monkeypat
 
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()  # reaped: its /proc entry is gone
-    monkeypatch.setattr(os, "kill", lambda pid, sig: None)  # ...but it answered the signal
+    real_kill, calls = os.kill, []
+
+    def kill(pid: int, sig: int) -> None:  # it answered the first signal, then was reaped
+        calls.append(pid)
+        if len(calls) > 1:
+            real_kill(pid, sig)
+
+    monkeypatch.setattr(os, "kill", kill)
     attempt = {"ended_at": None, "host": socket.gethostname(), "pid": child.pid,
                "heartbeat_at": time.time()}
     assert not owner_alive(attempt)

@@ -418,13 +418,15 @@ class DaskExecutor(Executor):
                 _log.warning("The thread of a timed-out step may still run on the Dask cluster: "
                              "%s", exc)
 
-        helper = threading.Thread(target=restart, name="eventor-dask-restart", daemon=True)
-        helper.start()
-        helper.join(RESTART_WAIT)
-        if helper.is_alive():
-            said["note"] = (f"; its worker did not restart within {RESTART_WAIT:g} s, so it "
-                            "may run on")
-        self._fail(key, "StepTimeout", f"overran its timeout on the Dask cluster{said['note']}")
+        try:  # whatever happens here, the step gets its outcome: nothing else will give it
+            helper = threading.Thread(target=restart, name="eventor-dask-restart", daemon=True)
+            helper.start()
+            helper.join(RESTART_WAIT)
+            if helper.is_alive():
+                said["note"] = (f"; its worker did not restart within {RESTART_WAIT:g} s, so it "
+                                "may run on")
+        finally:
+            self._fail(key, "StepTimeout", f"overran its timeout on the Dask cluster{said['note']}")
 
     def close(self) -> None:
         """
