@@ -450,10 +450,11 @@ class Engine:
                 self._raise_inline_error()
                 self._round(item)
                 loops += 1
-                if self._idle() or 0 < max_loops <= loops:
+                deadline = self._deadline()
+                if (self._idle() or 0 < max_loops <= loops
+                        or (0 < max_loops and self._timers_alone(deadline))):
                     self._in_run = False  # no round runs on a worker from here on
                     break
-                deadline = self._deadline()
             item = self._wait(deadline)
         while self._running:  # bounded run: let running tasks finish, start nothing new
             item = self.clock.wait(self._inbox, self._timers.next_of(_TimeoutDue))
@@ -667,6 +668,13 @@ class Engine:
             return False
         timers = self._timers  # a timeout is no work left: its task is running, or ended
         return self._stopped or not (self._ready or timers.count(_DelayDue) or timers.count(_RetryDue))
+
+    def _timers_alone(self, deadline: float | object | None) -> bool:
+        """
+        Nothing runs and nothing can start before a delay or a retry is due: a bounded run
+        returns then, its delays pending, rather than wait for them (continue goes on).
+        """
+        return not self._running and not self._pool_wait and isinstance(deadline, float | int)
 
     def _deadline(self) -> float | object | None:
         """When the engine's thread must look again without a message (EMPTY: at once)."""

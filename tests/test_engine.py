@@ -309,6 +309,23 @@ def test_a_bounded_run_reports_pending_delays_and_keeps_them_recorded(make_event
     assert statuses(ev) == {("s", "1"): "success"}
 
 
+@pytest.mark.parametrize("max_loops", [2, 3, 100])
+def test_a_bounded_run_left_with_only_a_delay_returns_rather_than_wait_for_it(make_eventor,
+                                                                               max_loops):
+    ev = make_eventor(config={"task_construct": "thread"})  # the real clock
+    go, done = ev.add_event("go"), ev.add_event("done")
+    ev.add_assoc(go, ev.add_step("a", func=lambda: 1, triggers={evr.STEP_SUCCESS: done}))
+    ev.add_assoc(done, ev.add_step("b", func=lambda: 2), delay=3600)
+    ev.trigger_event(go, 1)
+    out: list[bool] = []
+    runner = threading.Thread(target=lambda: out.append(ev.run(max_loops=max_loops)), daemon=True)
+    runner.start()
+    runner.join(30)
+    assert out == [True], "the bounded run waited for a delay an hour away"
+    assert ev.summary.status == "paused" and ev.summary.pending == 1
+    assert statuses(ev) == {("a", "1"): "success"}
+
+
 def test_max_loops_lets_running_tasks_finish_and_leaves_the_rest_ready(make_eventor):
     ev = make_eventor()
     first = chain(ev, 3, func=lambda i: i)
