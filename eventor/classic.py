@@ -318,6 +318,7 @@ class Eventor:
         self._builder.check_step(spec, where)  # now, not at run()
         if len(self._builder.problems) == before:  # sound: held to the config before it is added
             self._check_by_config(spec)
+        self._raise_new_problems(before)  # a step refused is not added: it can be added, mended
         self._builder.add_step(spec, where=where)
         if on is not None:
             self._builder.add_assoc(_name_of(on, "an event"), spec.name, delay, where)

@@ -119,6 +119,16 @@ def test_an_undeclared_pool_and_an_unknown_host_are_refused_when_the_step_is_add
     assert ev2.store.tasks(ev2.run_id) == []
 
 
+def test_a_step_add_step_refuses_is_not_added_and_not_reported_again(make_eventor):
+    ev = make_eventor()
+    ev.add_event("go")
+    with pytest.raises(evr.FlowDefinitionError, match="config key 'retires' is unknown"):
+        ev.add_step("s", func=lambda: 1, config={"retires": 2})
+    ev.add_assoc("go", ev.add_step("s", func=lambda: 1, config={"retries": 2}))  # mended
+    ev.trigger_event("go")
+    assert ev.run() and statuses(ev) == {("s", "0"): "success"}
+
+
 def test_a_pool_a_step_declares_serves_the_steps_added_after_it(make_eventor):
     ev = make_eventor()
     with pytest.raises(evr.EventorConfigError, match="step 'first' acquires pool 'db'"):
