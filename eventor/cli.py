@@ -479,6 +479,18 @@ def _require_run(store: Store, run_id: str) -> None:
                        + (f" Latest runs: {', '.join(known)}" if known else " It holds no run."))
 
 
+def _note_unrecorded(store: Store, run_id: str) -> None:
+    """
+    Recovering a run id the store never recorded starts it (its first engine died before
+    its first write); when it looks like a typo of one it holds, say so.
+    """
+    if store.run(run_id) is None:
+        hint = did_you_mean(run_id, [r["run_id"] for r in store.runs()])
+        if hint:
+            _con.err.print(f"note: no run {run_id!r} in {store.address}.{hint} It is started "
+                           "as its first attempt.", markup=False, soft_wrap=True)
+
+
 def _short(path: str) -> str:
     return os.path.relpath(path) if os.path.isabs(path) else path
 
@@ -562,9 +574,11 @@ def _recover_target(target: Any, values: dict[str, Any], *, run_id: str,
     _check_run_id(run_id)
     options = _options(store, config)
     if _is_flow(target):
+        # A run id the store never recorded is started as that run, with a warning (its first
+        # engine died before its first write), as Etl.recover does; a plan needs a record
         if run_id:
             with target._session(options) as session:
-                _require_run(session.store, run_id)
+                (_require_run if dry_run else _note_unrecorded)(session.store, run_id)
         if dry_run:
             _con.out.print(str(target.recovery_plan(run_id, recovery_run=recovery_run, **options)),
                        markup=False)
@@ -580,6 +594,8 @@ def _recover_target(target: Any, values: dict[str, Any], *, run_id: str,
         with ev:
             _con.out.print(str(ev.recovery_plan()), markup=False)
         raise typer.Exit(0)
+    if run_id:
+        _note_unrecorded(ev.store, run_id)
     _run_eventor(ev, -1)
 
 

@@ -615,13 +615,21 @@ def test_progress_is_plain_lines_never_redrawn_and_short_runs_print_none(cli, tm
     assert code == 0 and "progress:" not in out
 
 
-def test_recover_of_a_run_id_the_store_does_not_hold_is_a_mistake_not_a_new_run(cli):
+def test_recover_of_a_run_id_the_store_never_recorded_starts_it_and_names_a_near_one(cli):
+    # "run; if it crashed, recover with the same id" works however far the first engine got
     cli("run", "tests.cli_flows:Numbers", "--store", cli.store, "--config", cli.config)
     (known,) = run_ids(cli.store)
-    code, _, err = cli("recover", "tests.cli_flows:Numbers", "--run-id", "nosuch", "--store",
+    code, _, err = cli("recover", "tests.cli_flows:Numbers", "--run-id", "never-written",
+                       "--store", cli.store, "--config", cli.config)
+    assert code == 0 and "note:" not in err
+    assert sorted(run_ids(cli.store)) == sorted([known, "never-written"])
+    typo = known[:-1] + ("0" if known[-1] != "0" else "1")  # one character off
+    code, _, err = cli("recover", "tests.cli_flows:Numbers", "--run-id", typo, "--store",
                        cli.store, "--config", cli.config)
-    assert code == 2 and f"no run 'nosuch' in sqlite:///{cli.store}" in err and known in err
-    assert run_ids(cli.store) == [known]
+    assert code == 0 and f"note: no run {typo!r} in sqlite:///{cli.store}. Did you mean " in err
+    code, _, err = cli("recover", "tests.cli_flows:Numbers", "--run-id", "nosuch", "--dry-run",
+                       "--store", cli.store, "--config", cli.config)
+    assert code == 2 and f"no run 'nosuch' in sqlite:///{cli.store}" in err  # a plan needs a run
 
 
 def test_logs_says_which_sequences_ran_and_when_a_task_printed_nothing(cli):
