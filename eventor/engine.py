@@ -452,7 +452,7 @@ class Engine:
                 loops += 1
                 deadline = self._deadline()
                 if (self._idle() or 0 < max_loops <= loops
-                        or (0 < max_loops and self._timers_alone(deadline))):
+                        or (max_loops > 0 and self._timers_alone(deadline))):
                     self._in_run = False  # no round runs on a worker from here on
                     break
             item = self._wait(deadline)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -18,6 +19,7 @@ from eventor.executors.base import (
 )
 
 _STOP = None
+_log = logging.getLogger("eventor.thread")
 
 
 class ThreadExecutor(Executor):
@@ -41,7 +43,7 @@ class ThreadExecutor(Executor):
         self._lock = threading.Lock()
         self._idle = 0
         self._abandoned: set[int] = set()  # keys of tasks given up on at their timeout
-        self._running: dict[threading.Thread, int] = {}  # thread -> the key of its task
+        self._running: dict[threading.Thread, TaskRun] = {}  # thread -> its task
         self._closed = False
         self._pid = os.getpid()
 
@@ -65,7 +67,7 @@ class ThreadExecutor(Executor):
             if item is _STOP:
                 return
             task, done = item
-            running[me] = task.key
+            running[me] = task
             try:
                 outcome = run_task(task, pid, done, keep_output=True)
             except BaseException as exc:  # a KeyboardInterrupt raised by the step itself
@@ -100,13 +102,19 @@ class ThreadExecutor(Executor):
     def close(self) -> None:
         """
         Let running tasks finish, drop queued ones, and join every thread but those running
-        a task given up on at its timeout (daemon threads: they end with it, or the process).
+        a task given up on at its timeout: it may never return, and `close` must. Those are
+        daemon threads, named in a warning: they end when their step returns, or with the
+        process.
         """
         with self._lock:
             self._closed = True
-            # a thread still running a task given up on at its timeout is left to end alone
-            stuck = {t for t, key in self._running.items() if key in self._abandoned}
+            stuck = {t: task for t, task in self._running.items() if task.key in self._abandoned}
             threads = [t for t in self._threads if t not in stuck]
+        for thread, task in stuck.items():
+            _log.warning("Step %s[%s] timed out and still runs in thread %s; close() does not "
+                         "wait for it, and it ends with the program if it has not returned "
+                         "(run steps that may hang with the process executor)",
+                         task.step, task.sequence, thread.name)
         while True:  # drop tasks that never started
             try:
                 self._queue.get_nowait()
