@@ -26,6 +26,7 @@ import inspect
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 import typing
@@ -398,9 +399,7 @@ def _print_paused(store: Store, run_id: str, attempt: int, rows: list[dict[str, 
     ready = sum(r["status"] == "ready" for r in rows)
     if ready:
         lines.append(f"{ready} task{'s' if ready != 1 else ''} left ready (a bounded run)")
-    run = store.run(run_id) or {}
-    again = (f"{_flow_ref(run.get('program', ''), run.get('info') or {})} --run-id {run_id}"
-             f"{_store_flag(store, run.get('program', ''))}")
+    again = _again(store, store.run(run_id) or {"run_id": run_id})
     if pending or ready:
         lines.append(f"paused, not finished: finish it with eventor continue {again}")
     elif any(r["status"] == "failure" for r in rows):  # joins wait, on failed children
@@ -723,6 +722,17 @@ def cmd_runs(store: StoreOpt = None, config: ConfigOpt = None) -> None:
             _con.out.print(hint, markup=False, highlight=False, soft_wrap=True)
 
 
+def _again(store: Store, run: Mapping[str, Any]) -> str:
+    """
+    What a command that goes on with ``run`` (recover, continue) is given: the flow, the run
+    id, and the store and config file the run used, unless they are the defaults.
+    """
+    program, info = run.get("program", ""), run.get("info") or {}
+    config = info.get("config")
+    return (f"{_flow_ref(program, info)} --run-id {run['run_id']}{_store_flag(store, program)}"
+            + (f" --config {shlex.quote(_short(config))}" if config else ""))
+
+
 def _flow_ref(program: str, info: Mapping[str, Any]) -> str:
     """
     The flow reference to recover a run with: its program's file, when the run knows it, and
@@ -779,17 +789,14 @@ def _run_row(store: Store, run: Mapping[str, Any], grace: float) -> tuple[list[s
     flow = str(run["info"].get("flow", run["program"]))
     if last and _interrupted(last, grace):
         status = "interrupted"
-        hint = (f"run {run_id} was interrupted (its engine is gone): "
-                f"eventor recover {_flow_ref(run['program'], run['info'])} --run-id {run_id}"
-                f"{_store_flag(store, run['program'])}")
+        hint = f"run {run_id} was interrupted (its engine is gone): eventor recover {_again(store, run)}"
     pending = [d for d in store.delays(run_id, last.get("attempt")) if d["fired_at"] is None] \
         if status in ("stopped", "paused") else []
     if pending:
         status = f"paused ({len(pending)} delay{'s' if len(pending) != 1 else ''}, next at " \
                  f"{_when(min(d['due_at'] for d in pending))})"
         hint = (f"run {run_id} is paused with delays pending: finish it with "
-                f"eventor continue {_flow_ref(run['program'], run['info'])} --run-id {run_id}"
-                f"{_store_flag(store, run['program'])}")
+                f"eventor continue {_again(store, run)}")
     shown = _params_text(run["info"].get("params"))
     if shown:  # which day a nightly run was for is the first question asked of it
         flow = f"{flow}({shown if len(shown) <= 40 else shown[:39] + '…'})"
@@ -822,11 +829,9 @@ def cmd_show(run_id: Annotated[str, typer.Argument(help="The run's id.")],
             _con.out.print(line, markup=False)
         _print_failures(opened, run_id, rows, full)
         if gone:
-            run = opened.run(run_id) or {}
-            ref = _flow_ref(run.get("program", ""), run.get("info") or {})
+            again = _again(opened, opened.run(run_id) or {"run_id": run_id})
             _con.out.print(f"\nattempt {max(gone)} was interrupted (its engine is gone): recover "
-                           f"it with eventor recover {ref} --run-id {run_id}"
-                           f"{_store_flag(opened, run.get('program', ''))}",
+                           f"it with eventor recover {again}",
                            markup=False, highlight=False, soft_wrap=True)
 
 

@@ -188,6 +188,13 @@ class Config:
     DASK: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # the cluster
     source: str = ""  # the file the values came from, for error messages
 
+    @property
+    def file(self) -> str | None:
+        """The file the values were read from, as an absolute path (None: a mapping or text)."""
+        if not self.source or self.source.startswith("<"):
+            return None
+        return os.path.abspath(self.source)
+
     def step_defaults(self) -> StepOptions:
         """The step options this config sets for every step (``retries``, ``timeout``, ...)."""
         return StepOptions.from_config({k: getattr(self, k) for k in StepOptions.keys(inherited=True)})

@@ -266,6 +266,8 @@ class Session:
             return self.engine
         if not self.run_id:
             self.choose_run()
+        if self.config.file:  # a command that goes on with the run needs it again: --config
+            info = {**(info or {}), "config": self.config.file}
         engine = Engine(graph, self.store, run_id=self.run_id, program=self.program,
                         options=self.config.engine_options(**overrides), clock=clock,
                         log=self.log, mode=self.mode,

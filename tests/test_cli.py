@@ -142,7 +142,8 @@ def test_recover_and_continue_a_flow_class(cli):
     code, out, _ = cli("runs", "--store", cli.store)
     flat = " ".join(out.split())
     assert "paused (1 delay, next at" in flat
-    assert f"eventor continue MODULE:Later --run-id {later}" in flat
+    # the command names the store and the config the run used, which it needs again
+    assert f"eventor continue MODULE:Later --run-id {later} --store cli.run.db --config quiet.yaml" in flat
     code, out, _ = cli("continue", "tests.cli_flows:Later", "--run-id", later, "--store",
                        cli.store, "--config", cli.config)
     assert code == 0 and "│ later" in out
