@@ -12,13 +12,13 @@ import dataclasses
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from eventor.exceptions import EventorConfigError
+from eventor.exceptions import EventorConfigError, did_you_mean
 from eventor.options import EngineOptions, StepOptions, default_workers
 
 __all__ = ["DEFAULT_TAG", "Config", "default_program", "load_config"]
@@ -382,11 +382,8 @@ def _check_type(value: Any, types: tuple[type, ...], key: str, source: str) -> N
 def _validate(values: dict[str, Any], prefix: str, source: str) -> Config:
     for key, value in values.items():
         if key not in _TYPES:
-            import difflib
-
-            close = difflib.get_close_matches(str(key), list(_TYPES), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(_TYPES)}"
-            raise EventorConfigError(f"unknown key{hint}", key=f"{prefix}{key}", source=source)
+            raise EventorConfigError(_unknown_key(key, _TYPES), key=f"{prefix}{key}",
+                                     source=source)
         _check_type(value, _TYPES[key], f"{prefix}{key}", source)
     logging_ = values.get("LOGGING") or {}
     _check_section(logging_, LOGGING_KEYS, f"{prefix}LOGGING", source)
@@ -474,11 +471,19 @@ def _check_host(entry: Any, key: str, source: str) -> None:
                                      key=f"{key}.env.{name}", source=source)
 
 
+def _unknown_key(key: Any, known: Iterable[str]) -> str:
+    """'unknown key; did you mean ...?' for a near one, else the keys there are."""
+    hint = did_you_mean(key, known)  # " Did you mean 'x'?"
+    if hint:
+        return "unknown key;" + hint.replace(" Did", " did", 1)
+    return f"unknown key; known keys: {', '.join(known)}"
+
+
 def _check_section(section: Mapping[str, Any], known: Mapping[str, tuple[type, ...]],
                    key: str, source: str) -> None:
     for name, value in section.items():
         if name not in known:
-            raise EventorConfigError(f"unknown key; known keys: {', '.join(known)}",
+            raise EventorConfigError(_unknown_key(name, known),
                                      key=f"{key}.{name}", source=source)
         _check_type(value, known[name], f"{key}.{name}", source)
 

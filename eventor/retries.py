@@ -59,9 +59,9 @@ def plan_retries(options_of: Mapping[str, StepOptions], executor_of: Mapping[str
         if o.timeout:
             if executor_of[name] == "invoke":
                 raise EventorConfigError(
-                    f"step {name!r} has a timeout, but runs in the engine (invoke), "
-                    "where nothing can stop it; run it with the process or thread executor",
-                    key=f"step {name!r} config timeout")
+                    f"it has timeout={o.timeout!r}, but runs in the engine's thread (invoke), "
+                    "where nothing can stop it; run it with the process or thread executor, "
+                    "or drop the timeout", key=f"step {name!r} config timeout")
             assert o.timeout_grace is not None, "resolved options"
             timeout_of[name] = (float(o.timeout), float(o.timeout_grace))
     return retry_of, timeout_of

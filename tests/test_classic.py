@@ -146,8 +146,9 @@ def test_a_pool_a_step_declares_serves_the_steps_added_after_it(make_eventor):
 
 def test_the_config_s_default_executor_is_held_to_a_step_s_timeout_when_it_is_added(make_eventor):
     ev = make_eventor(config={"task_construct": "invoke", "timeout": 5})
-    with pytest.raises(evr.EventorConfigError, match="step 's' has a timeout, but runs in the "
-                       "engine \\(invoke\\), where nothing can stop it"):
+    with pytest.raises(evr.EventorConfigError, match="step 's' config timeout: it has "
+                       "timeout=5, but runs in the engine's thread \\(invoke\\), where "
+                       "nothing can stop it; .* or drop the timeout"):
         ev.add_step("s", func=print)
     assert make_eventor(config={"task_construct": "invoke"}).add_step(
         "s", func=print, config={"task_construct": "thread", "timeout": 5})

@@ -42,6 +42,9 @@ def test_an_unknown_key_names_the_path_the_file_and_the_likely_key(tmp_path):
     text = str(info.value)
     assert text.startswith("EVENTOR.max_concurent: unknown key; did you mean 'max_concurrent'?")
     assert str(path) in text and info.value.key == "EVENTOR.max_concurent"
+    with pytest.raises(evr.EventorConfigError, match=r"^LOGGING.consle: unknown key; did you "
+                       r"mean 'console'\?$"):
+        load_config({"LOGGING": {"consle": False}})
 
 
 def test_a_wrong_type_names_the_nested_key():

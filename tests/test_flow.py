@@ -451,8 +451,8 @@ def test_what_the_config_says_a_flow_s_steps_cannot_do_is_found_when_the_object_
     with pytest.raises(evr.EventorConfigError, match=r"step 'pooled' acquires pool 'db', which is "
                        r"not declared"):
         Guarded(store=store, config={**QUIET, "HOSTS": hosts})
-    with pytest.raises(evr.EventorConfigError, match=r"step 'bounded' has a timeout, but runs in "
-                       r"the engine \(invoke\)"):
+    with pytest.raises(evr.EventorConfigError, match=r"step 'bounded' config timeout: it has "
+                       r"timeout=5, but runs in the engine's thread \(invoke\)"):
         Guarded(store=store, config={**fine, "task_construct": "invoke"})
     assert not (tmp_path / "g.run.db").exists()  # found before anything was opened
 

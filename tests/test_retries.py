@@ -195,7 +195,7 @@ def test_a_timeout_is_retried_like_any_failure(make_eventor, tmp_path):
 
 
 def test_a_timeout_in_the_engine_thread_is_refused_when_the_step_is_added(make_eventor):
-    with pytest.raises(evr.EventorConfigError, match="runs in the engine .invoke."):
+    with pytest.raises(evr.EventorConfigError, match="runs in the engine's thread .invoke."):
         flow_with(make_eventor, lambda: 1, config={"task_construct": "invoke"},
                   step_config={"timeout": 1})
 

@@ -13,6 +13,7 @@ import contextlib
 import json
 import operator
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -191,8 +192,8 @@ def url_from_config(tag: str, entry: Any) -> URL:
 def _mask_text(text: str) -> str:
     try:
         return make_url(text).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return text.split("@")[-1] if "@" in text else text
+    except (ArgumentError, ValueError):  # malformed: hide what stands for the password
+        return re.sub(r"(://[^/@:]*:)[^@/]*@", r"\1***@", text)
 
 
 class SqlStore:
