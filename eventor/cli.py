@@ -790,8 +790,9 @@ def _run_row(store: Store, run: Mapping[str, Any], grace: float) -> tuple[list[s
     if last and _interrupted(last, grace):
         status = "interrupted"
         hint = f"run {run_id} was interrupted (its engine is gone): eventor recover {_again(store, run)}"
-    pending = [d for d in store.delays(run_id, last.get("attempt")) if d["fired_at"] is None] \
-        if status in ("stopped", "paused") else []
+    unfired = [d for d in store.delays(run_id, last.get("attempt")) if d["fired_at"] is None] \
+        if attempts else []
+    pending = unfired if status in ("stopped", "paused") else []
     if pending:
         status = f"paused ({len(pending)} delay{'s' if len(pending) != 1 else ''}, next at " \
                  f"{_when(min(d['due_at'] for d in pending))})"
@@ -801,7 +802,7 @@ def _run_row(store: Store, run: Mapping[str, Any], grace: float) -> tuple[list[s
     if shown:  # which day a nightly run was for is the first question asked of it
         flow = f"{flow}({shown if len(shown) <= 40 else shown[:39] + '…'})"
     return ([run_id, flow, _when(run["created_at"]), str(len(attempts)), status, str(ok),
-             str(failed), str(len(tasks) - ok - failed),
+             str(failed), str(len(tasks) - ok - failed + len(unfired)),  # as the run's summary
              _took(run["created_at"], last.get("ended_at"))], hint)
 
 

@@ -142,6 +142,8 @@ def test_recover_and_continue_a_flow_class(cli):
     code, out, _ = cli("runs", "--store", cli.store)
     flat = " ".join(out.split())
     assert "paused (1 delay, next at" in flat
+    row = next(line for line in out.splitlines() if later in line)
+    assert [cell.strip() for cell in row.split("│")][6:9] == ["1", "0", "1"]  # ok, failed, pending
     # the command names the store and the config the run used, which it needs again
     assert f"eventor continue MODULE:Later --run-id {later} --store cli.run.db --config quiet.yaml" in flat
     code, out, _ = cli("continue", "tests.cli_flows:Later", "--run-id", later, "--store",
