@@ -284,6 +284,8 @@ class _Compiler:
                     "Override a step with a method (with or without @step).", self.where,
                 )
         elif attr in self.params and not callable(value):
+            if attr in vars(klass).get("__annotations__", {}):
+                return  # this class's own annotated parameter: collected with its default
             old = self.params[attr]
             self.params[attr] = self._param(Param(attr, old.type, value, old.doc))  # a new default
         elif _looks_like_parameter(attr, value) and klass is self.cls:

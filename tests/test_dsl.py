@@ -508,13 +508,14 @@ def test_bad_flow_options_on_the_object_are_config_errors():
 
 def test_a_parameter_default_of_the_wrong_type_fails_when_the_class_is_defined():
     with pytest.raises(evr.FlowDefinitionError,
-                       match="parameter 'rows': its default 'ten' is not int"):
+                       match="parameter 'rows': its default 'ten' is not int") as info:
         class F(Flow):
             rows: int = "ten"
             start = Event()
 
             @step(on=start)
             def s(self): ...
+    assert len(info.value.problems) == 1  # said once
 
 
 def test_a_bad_delay_is_a_definition_error_in_both_front_ends(make_eventor):
