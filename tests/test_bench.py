@@ -89,3 +89,14 @@ def test_dask_benchmark_runs_on_a_local_cluster(tmp_path):
                  "chain-dask (5 steps)"):
         assert case in proc.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_definition_benchmark_runs_every_case_against_its_floor(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH.parent / "definition.py"), "--steps", "50",
+                           "--repeat", "1"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for case in ("no checks (the floor)", "Flow(...) of a 50-step chain, then its engine",
+                 "Eventor.add_step x 50, each with config="):
+        assert case in proc.stdout
+    assert list(tmp_path.iterdir()) == []  # nothing written where it ran
