@@ -79,24 +79,31 @@ class GraphBuilder:
             self.where[str(assoc)] = where
         return assoc
 
-    def _add_node(self, name: str, kind: str, where: str) -> None:
+    def check_name(self, name: str, kind: str, where: str = "") -> None:
+        """Whether ``name`` may name a new event or step (``kind``); a problem joins the rest."""
+        problem = self._name_problem(name, kind, where)
+        if problem is not None:
+            self.problems.append(problem)
+
+    def _name_problem(self, name: str, kind: str, where: str) -> Problem | None:
         if not isinstance(name, str) or not name:
-            self.problems.append(
-                Problem(f"{kind} {name!r}", "a name must be a non-empty string.", where=where)
-            )
-            return
+            return Problem(f"{kind} {name!r}", "a name must be a non-empty string.", where=where)
         if name in self._events or name in self._steps:
             other = "an event" if name in self._events else "a step"
-            self.problems.append(
-                Problem(
-                    f"{kind} {name!r}",
-                    f"the name is already used by {other}"
-                    + (f" defined at {self.where[name]}" if self.where.get(name) else "")
-                    + ".",
-                    "Give each event and step its own name.",
-                    where,
-                )
+            return Problem(
+                f"{kind} {name!r}",
+                f"the name is already used by {other}"
+                + (f" defined at {self.where[name]}" if self.where.get(name) else "")
+                + ".",
+                "Give each event and step its own name.",
+                where,
             )
+        return None
+
+    def _add_node(self, name: str, kind: str, where: str) -> None:
+        problem = self._name_problem(name, kind, where)
+        if problem is not None:
+            self.problems.append(problem)
             return
         self._order.append(name)
         self.where[name] = where

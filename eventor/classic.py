@@ -315,6 +315,7 @@ class Eventor:
         else:
             spec = StepSpec.make(name, func, args, kwargs, triggers, acquires, releases, recovery,
                                  config, host, emits=_events_of(emits))
+        self._builder.check_name(spec.name, "step", where)
         self._builder.check_step(spec, where)  # now, not at run()
         if len(self._builder.problems) == before:  # sound: held to the config before it is added
             self._check_by_config(spec)
@@ -481,7 +482,11 @@ class Eventor:
     __call__ = run  # Eventor 1.x programs ran a flow with ev()
 
     def close(self) -> None:
-        """Stop executors (no process or thread is left behind) and close the store."""
+        """
+        Stop executors and close the store. No process or thread is left behind, but for a
+        thread step past its timeout that has not returned within its ``timeout_grace``
+        (Python cannot stop a thread): it is named in a warning.
+        """
         self._closed = True
         self._session.close()
 

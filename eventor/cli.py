@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import difflib
 import importlib
 import importlib.util
 import inspect
@@ -481,13 +482,14 @@ def _require_run(store: Store, run_id: str) -> None:
 def _note_unrecorded(store: Store, run_id: str) -> None:
     """
     Recovering a run id the store never recorded starts it (its first engine died before
-    its first write); when it looks like a typo of one it holds, say so.
+    its first write): say so, even when quiet, and name a recorded run one typo away.
     """
     if store.run(run_id) is None:
-        hint = did_you_mean(run_id, [r["run_id"] for r in store.runs()])
-        if hint:
-            _con.err.print(f"note: no run {run_id!r} in {store.address}.{hint} It is started "
-                           "as its first attempt.", markup=False, soft_wrap=True)
+        near = difflib.get_close_matches(run_id, [r["run_id"] for r in store.runs()], n=1,
+                                         cutoff=0.9)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        _con.err.print(f"note: run {run_id!r} was never recorded in {store.address}{hint}: "
+                       "it is started as its first attempt", markup=False, soft_wrap=True)
 
 
 def _short(path: str) -> str:
@@ -533,8 +535,9 @@ Params = Annotated[list[str], typer.Option("--param", "-p", help="A parameter, N
 StoreOpt = Annotated[str | None, typer.Option(
     "--store", help="The run store: a path, a URL or a DATABASES tag.", metavar="STORE")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="A YAML config file.", metavar="FILE")]
-LoopsOpt = Annotated[int, typer.Option("--max-loops", help="Stop after this many rounds (-1: no limit).",
-    metavar="N")]
+LoopsOpt = Annotated[int, typer.Option(
+    "--max-loops", help="Stop after this many rounds, or once only delays are left to wait for "
+    "(-1: no limit).", metavar="N")]
 
 
 def _run_target(target: Any, values: dict[str, Any], *, store: str | None, config: Path | None,

@@ -125,7 +125,8 @@ class Config:
             none.
         timeout: Every step's default seconds a try may run; None (or 0) for no limit.
         timeout_grace: Every step's default seconds between stopping a timed-out process
-            (SIGTERM) and killing it (SIGKILL).
+            (SIGTERM) and killing it (SIGKILL); for a timed-out thread step, how long after
+            its timeout ``close()`` waits for it to return.
         envvar_prefix: The prefix of the variables each task gets in its environment
             (``EVENTOR_STEP_NAME``, ``EVENTOR_STEP_SEQUENCE``, ``EVENTOR_STEP_RECOVERY``,
             ``EVENTOR_LOGGER_NAME``).

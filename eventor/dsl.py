@@ -284,7 +284,7 @@ class _Compiler:
                     "Override a step with a method (with or without @step).", self.where,
                 )
         elif attr in self.params and not callable(value):
-            if attr in vars(klass).get("__annotations__", {}):
+            if attr in inspect.get_annotations(klass):
                 return  # this class's own annotated parameter: collected with its default
             old = self.params[attr]
             self.params[attr] = self._param(Param(attr, old.type, value, old.doc))  # a new default

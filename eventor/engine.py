@@ -417,8 +417,9 @@ class Engine:
         Run until nothing is left to do, or for ``max_loops`` rounds.
 
         Returns when no trigger, task or timer is pending (or the bound is reached, after the
-        running tasks finished and were recorded). Ready tasks that were not started and
-        delays not yet due stay recorded for a later run or ``continue``.
+        running tasks finished and were recorded, or a bounded run has only delays left to
+        wait for). Ready tasks that were not started and delays not yet due stay recorded
+        for a later run or ``continue``.
         """
         if self._closed:
             raise EventorUsageError(f"run {self.run_id!r} is closed; create a new Eventor to run again")
@@ -671,10 +672,12 @@ class Engine:
 
     def _timers_alone(self, deadline: float | object | None) -> bool:
         """
-        Nothing runs and nothing can start before a delay or a retry is due: a bounded run
-        returns then, its delays pending, rather than wait for them (continue goes on).
+        Nothing runs and nothing can start before a delay is due: a bounded run returns
+        then, its delays pending, rather than wait for them (they are recorded: continue
+        goes on). A retry's wait is not recorded, so a bounded run waits for it.
         """
-        return not self._running and not self._pool_wait and isinstance(deadline, float | int)
+        return (not self._running and not self._pool_wait and isinstance(deadline, float | int)
+                and not self._timers.count(_RetryDue))
 
     def _deadline(self) -> float | object | None:
         """When the engine's thread must look again without a message (EMPTY: at once)."""

@@ -219,7 +219,8 @@ class Flow(metaclass=FlowMeta):
 
         Args:
             sequence: the sequence the entry events fire in.
-            max_loops: return after this many scheduling rounds (-1: none).
+            max_loops: return after this many scheduling rounds, or once only delays are
+                left to wait for (-1: no bound).
             resume_interrupted: when the store holds an interrupted run of this program and
                 flow with the same parameters (its engine was killed, or its host lost), recover
                 that run (the latest) instead of starting a new one, as `recover` would;
@@ -288,7 +289,8 @@ class Flow(metaclass=FlowMeta):
             run_id: the run; when empty, the latest run of this program in the store.
             recovery_run: the attempt to recover from (default: the latest).
             clock: a time source (tests pass a `MockClock`).
-            max_loops: return after this many scheduling rounds (-1: none).
+            max_loops: return after this many scheduling rounds, or once only delays are
+                left to wait for (-1: no bound).
             progress: called after every scheduling round with task counts (see `Flow`).
             expect_attempt: recover only while this attempt is still the run's latest, else
                 raise `RunClaimedError`: how a program that takes up an interrupted run it
@@ -331,7 +333,8 @@ class Flow(metaclass=FlowMeta):
             run_id: the run; when empty, the latest run of this program in the store. Its
                 latest attempt is continued.
             clock: a time source (tests pass a `MockClock`).
-            max_loops: return after this many scheduling rounds (-1: none).
+            max_loops: return after this many scheduling rounds, or once only delays are
+                left to wait for (-1: no bound).
             progress: called after every scheduling round with task counts (see `Flow`).
             **values: parameter overrides and flow options (``store``, ``config``, ...);
                 the run's recorded parameters are used for the rest.

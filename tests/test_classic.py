@@ -125,8 +125,18 @@ def test_a_step_add_step_refuses_is_not_added_and_not_reported_again(make_evento
     with pytest.raises(evr.FlowDefinitionError, match="config key 'retires' is unknown"):
         ev.add_step("s", func=lambda: 1, config={"retires": 2})
     ev.add_assoc("go", ev.add_step("s", func=lambda: 1, config={"retries": 2}))  # mended
+    ev.add_event("other")
+
+    @evr.step(name="s", on="other")
+    def again() -> int:
+        return 2
+
+    with pytest.raises(evr.FlowDefinitionError, match="the name is already used by a step"):
+        ev.add_step(again)  # a taken name: nor is its association added
     ev.trigger_event("go")
+    ev.trigger_event("other", 1)  # reaches no step
     assert ev.run() and statuses(ev) == {("s", "0"): "success"}
+    assert ev.store.tasks(ev.run_id)[0]["result"] == "1"
 
 
 def test_a_pool_a_step_declares_serves_the_steps_added_after_it(make_eventor):

@@ -161,7 +161,8 @@ def test_a_worker_whose_step_survived_sigterm_is_not_killed_under_the_next_task(
 
 def test_a_thread_step_past_its_timeout_fails_and_is_abandoned(make_eventor, caplog):
     release = threading.Event()
-    ev = flow_with(make_eventor, lambda: release.wait(30), step_config={"timeout": 0.2})
+    ev = flow_with(make_eventor, lambda: release.wait(30),
+                   step_config={"timeout": 0.2, "timeout_grace": 0.3})
     began = time.monotonic()
     try:
         assert ev.run()
@@ -170,11 +171,25 @@ def test_a_thread_step_past_its_timeout_fails_and_is_abandoned(make_eventor, cap
         assert task["error_message"] == (
             "step 's' timed out after 0.2 s; its thread cannot be stopped and was left to "
             "finish unobserved")
-        ev.close()  # returns, and says which step it left running
-        assert "Step s[1] timed out and still runs in thread eventor-step-0; close() does not " \
-            "wait for it" in caplog.text
+        ev.close()  # returns after the step's grace, and says which step it left running
+        assert "Step s[1] timed out and still runs in thread eventor-step-0 after its " \
+            "timeout_grace; close() leaves it" in caplog.text
     finally:
         release.set()
+
+
+def test_close_waits_for_a_timed_out_thread_step_within_its_grace(make_eventor, tmp_path):
+    marker, ran_in = tmp_path / "finished", []
+
+    def slow() -> None:
+        ran_in.append(threading.current_thread())
+        time.sleep(1.0)
+        marker.write_text("done")  # what a step past its timeout still does
+
+    ev = flow_with(make_eventor, slow, step_config={"timeout": 0.2, "timeout_grace": 20})
+    assert ev.run()
+    ev.close()
+    assert marker.read_text() == "done" and not ran_in[0].is_alive()  # nothing left behind
 
 
 def test_a_timeout_is_retried_like_any_failure(make_eventor, tmp_path):

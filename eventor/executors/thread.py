@@ -6,6 +6,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from typing import Any, ClassVar
 
 from eventor.executors.base import (
@@ -42,7 +43,8 @@ class ThreadExecutor(Executor):
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._idle = 0
-        self._abandoned: set[int] = set()  # keys of tasks given up on at their timeout
+        # keys of tasks given up on at their timeout -> until when close() waits for them
+        self._abandoned: dict[int, float] = {}
         self._running: dict[threading.Thread, TaskRun] = {}  # thread -> its task
         self._closed = False
         self._pid = os.getpid()
@@ -78,7 +80,7 @@ class ThreadExecutor(Executor):
                 del running[me]
                 replaced = task.key in self._abandoned
                 if replaced:  # its replacement goes on; this thread ends
-                    self._abandoned.discard(task.key)
+                    del self._abandoned[task.key]
                     self._max -= 1
                     self._threads.remove(me)
                 else:
@@ -91,30 +93,34 @@ class ThreadExecutor(Executor):
         """
         A thread cannot be stopped: the task past its timeout is given up on (False), and
         its thread is replaced until the task returns, so the engine's other tasks still
-        have ``workers`` threads.
+        have ``workers`` threads. `close` waits ``grace`` seconds from now for it to return.
         """
         with self._lock:
             if not self._closed:
-                self._abandoned.add(key)
+                self._abandoned[key] = time.monotonic() + grace
                 self._max += 1
         return False
 
     def close(self) -> None:
         """
-        Let running tasks finish, drop queued ones, and join every thread but those running
-        a task given up on at its timeout: it may never return, and `close` must. Those are
-        daemon threads, named in a warning: they end when their step returns, or with the
-        process.
+        Let running tasks finish, drop queued ones, and join every thread. A task given up
+        on at its timeout may never return, and `close` must: its thread is waited for until
+        the task's grace (``timeout_grace`` from its timeout) is over, then named in a
+        warning and left (a daemon thread: it ends when its task returns, or with the
+        process).
         """
         with self._lock:
             self._closed = True
-            stuck = {t: task for t, task in self._running.items() if task.key in self._abandoned}
+            stuck = {t: (task, self._abandoned[task.key]) for t, task in self._running.items()
+                     if task.key in self._abandoned}
             threads = [t for t in self._threads if t not in stuck]
-        for thread, task in stuck.items():
-            _log.warning("Step %s[%s] timed out and still runs in thread %s; close() does not "
-                         "wait for it, and it ends with the program if it has not returned "
-                         "(run steps that may hang with the process executor)",
-                         task.step, task.sequence, thread.name)
+        for thread, (task, until) in stuck.items():
+            thread.join(max(0.0, until - time.monotonic()))
+            if thread.is_alive():
+                _log.warning("Step %s[%s] timed out and still runs in thread %s after its "
+                             "timeout_grace; close() leaves it, and it ends with the program if "
+                             "it has not returned (run steps that may hang with the process "
+                             "executor)", task.step, task.sequence, thread.name)
         while True:  # drop tasks that never started
             try:
                 self._queue.get_nowait()

@@ -193,7 +193,7 @@ def _mask_text(text: str) -> str:
     try:
         return make_url(text).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):  # malformed: hide what stands for the password
-        return re.sub(r"(://[^/@:]*:)[^@/]*@", r"\1***@", text)
+        return re.sub(r"(://[^/@:]*:).*@", r"\1***@", text)  # to the last @: it may hold / or @
 
 
 class SqlStore:
