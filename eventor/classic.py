@@ -23,7 +23,7 @@ from eventor.exceptions import (
     Problem,
     did_you_mean,
 )
-from eventor.graph import And, EventSpec, FlowGraph, JoinRef, Or, StepSpec
+from eventor.graph import And, EventSpec, FlowGraph, JoinRef, Or, StepSpec, is_number
 from eventor.options import UNSET, EngineOptions, StepOptions
 from eventor.params import recorded
 from eventor.recovery import RecoveryPlan, plan_recovery
@@ -354,6 +354,9 @@ class Eventor:
                 store, so a delay survives a crash.
 
         Raises:
+            FlowDefinitionError: ``delay`` is not a number of seconds >= 0 (whether the
+                events and steps exist is checked when `run` builds the flow: they may be
+                added later).
             EventorUsageError: no ``assocs``, or the run started (or the Eventor is closed).
         """
         self._check_open("add an association")
@@ -361,8 +364,14 @@ class Eventor:
             raise EventorUsageError("add_assoc needs at least one event or step to associate")
         source = _name_of(event, "an event")
         where = _caller()
-        for target in assocs:
-            self._builder.add_assoc(source, _name_of(target, "an event or a step"), delay, where)
+        targets = [_name_of(target, "an event or a step") for target in assocs]
+        if not is_number(delay) or delay < 0:
+            raise FlowDefinitionError(self.name, [Problem(
+                f"association {source} -> {', '.join(targets)}",
+                f"delay {delay!r} is not a number of seconds >= 0.", "Use delay=0 for no delay.",
+                where)])
+        for target in targets:
+            self._builder.add_assoc(source, target, delay, where)
 
     def trigger_event(self, event: Any, sequence: Any = None) -> None:
         """

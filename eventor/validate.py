@@ -86,27 +86,12 @@ def check_assocs(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem
 
 
 def check_triggers(graph: FlowGraph, where: Mapping[str, str]) -> Iterator[Problem]:
-    """A step's triggers map a known status to defined events."""
+    """A step's triggers fire defined events (their statuses: see `step_problems`)."""
     for step in graph.steps.values():
         loc = where.get(step.name, "")
         for status, names in step.triggers.items():
-            if not isinstance(status, StepStatus):
-                yield Problem(
-                    f"step {step.name!r}",
-                    f"triggers key {status!r} is not a step status."
-                    + did_you_mean(status, _STATUSES),
-                    f"Use one of {', '.join(_STATUSES)}.",
-                    loc,
-                )
             for name in names:
-                if not isinstance(name, str):
-                    yield Problem(
-                        f"step {step.name!r}",
-                        f"triggers {{{status}: ...}} holds {name!r}, which is not an event.",
-                        "Give events returned by add_event() or their names.",
-                        loc,
-                    )
-                elif name not in graph.events:
+                if isinstance(name, str) and name not in graph.events:
                     yield Problem(
                         f"step {step.name!r}",
                         f"triggers unknown event {name!r} on {status}."
@@ -197,6 +182,16 @@ def step_problems(step: Any, loc: str = "",
     subject = f"step {step.name!r}"
     if step.func is not None and not callable(step.func):
         yield Problem(subject, f"func {step.func!r} is not callable.", "Pass a function or None.", loc)
+    for status, names in step.triggers.items():
+        if not isinstance(status, StepStatus):
+            yield Problem(subject, f"triggers key {status!r} is not a step status."
+                          + did_you_mean(status, _STATUSES), f"Use one of {', '.join(_STATUSES)}.",
+                          loc)
+        for name in names:
+            if not isinstance(name, str):
+                yield Problem(subject,
+                              f"triggers {{{status}: ...}} holds {name!r}, which is not an event.",
+                              "Give events returned by add_event() or their names.", loc)
     for status, replay in step.recovery.items():
         if not isinstance(status, StepStatus):
             yield Problem(

@@ -124,6 +124,9 @@ def test_a_step_add_step_refuses_is_not_added_and_not_reported_again(make_evento
     ev.add_event("go")
     with pytest.raises(evr.FlowDefinitionError, match="config key 'retires' is unknown"):
         ev.add_step("s", func=lambda: 1, config={"retires": 2})
+    with pytest.raises(evr.FlowDefinitionError, match="triggers key 'succes' is not a step "
+                       "status. Did you mean 'success'"):
+        ev.add_step("s", func=lambda: 1, triggers={"succes": "go"})
     ev.add_assoc("go", ev.add_step("s", func=lambda: 1, config={"retries": 2}))  # mended
     ev.add_event("other")
 

@@ -527,9 +527,15 @@ def test_a_bad_delay_is_a_definition_error_in_both_front_ends(make_eventor):
             def s(self): ...
     ev = make_eventor()
     go = ev.add_event("go")
-    ev.add_assoc(go, ev.add_step("s"), delay="soon")
-    with pytest.raises(evr.FlowDefinitionError, match="delay 'soon' is not a number of seconds"):
-        ev.run()
+    s = ev.add_step("s")
+    with pytest.raises(evr.FlowDefinitionError, match="association go -> s: delay 'soon' is "
+                       "not a number of seconds"):
+        ev.add_assoc(go, s, delay="soon")  # where it is made
+    with pytest.raises(evr.FlowDefinitionError, match="delay -1.0 is not a number of seconds"):
+        ev.add_assoc(go, s, delay=-1.0)
+    ev.add_assoc(go, s, delay=0.5)  # nothing was added by the refused ones
+    ev.trigger_event(go)
+    assert ev.run()
 
 
 def test_the_flow_base_itself_has_no_graph():
