@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import difflib
+import enum
 import importlib
 import importlib.util
 import inspect
@@ -1111,6 +1112,34 @@ def cmd_graph(flow: FlowArg,
 _add_reading_commands(app)
 
 
+def _run_option(name: str, param: Param) -> inspect.Parameter:
+    """
+    The ``run`` option of a flow parameter. Types typer knows (str, int, float, bool, an
+    Enum: its values are the choices) are typed; others are text, made the parameter's type
+    by `coerce`. A parameter not given is left to its default (shown, not passed), so a
+    default of None or of any type is the flow's own. A bool is ``--x/--no-x``.
+    """
+    native = param.type in (str, int, float, bool) or (
+        isinstance(param.type, type) and issubclass(param.type, enum.Enum))
+    flag = name.replace("_", "-")
+    names = [f"--{flag}/--no-{flag}"] if param.type is bool else [f"--{flag}"]
+    if param.required:
+        default: Any = ...
+        shown: bool | str = False
+    elif param.type is bool:
+        default, shown = param.default, True
+    else:
+        default = None
+        value = param.default.value if isinstance(param.default, enum.Enum) else param.default
+        shown = "none" if value is None else str(value)
+    metavar = " " if param.type is bool else None if native and param.type not in (
+        str, int, float) else name.upper()  # an Enum's choices show as its metavar
+    option = typer.Option(default, *names, help=param.doc or None, show_default=shown,
+                          metavar=metavar)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                             annotation=param.type if native else str)
+
+
 def flow_app(flow: FlowMeta) -> typer.Typer:
     """The commands of ``eventor`` for one flow; ``run`` has an option per flow parameter."""
     new = _new_app(inspect.getdoc(flow) or f"Run the {flow.__name__} flow.")
@@ -1120,22 +1149,12 @@ def flow_app(flow: FlowMeta) -> typer.Typer:
     def run(**kwargs: Any) -> None:
         with _errors():
             _verbosity(kwargs.pop("quiet"), kwargs.pop("verbose"), kwargs.pop("log_level"))
-            values = {name: coerce(params[name], kwargs.pop(name)) for name in list(params)
-                      if kwargs.get(name) is not None}
+            given = {name: kwargs.pop(name) for name in params}
+            values = {name: coerce(params[name], value) for name, value in given.items()
+                      if value is not None}  # one not given keeps the flow's default
             _run_target(flow, values, **kwargs)
 
-    options = [
-        inspect.Parameter(
-            name, inspect.Parameter.KEYWORD_ONLY,
-            annotation=p.type if p.type in (str, int, float, bool) else str,
-            default=typer.Option(
-                ... if p.required else (p.default if p.type in (str, int, float, bool)
-                                        else str(p.default)),
-                f"--{name.replace('_', '-')}", help=p.doc or None,
-                metavar=" " if p.type is bool else name.upper()),
-        )
-        for name, p in params.items()
-    ]
+    options = [_run_option(name, p) for name, p in params.items()]
     hints = typing.get_type_hints(_common_run_options, include_extras=True)
     common = [p.replace(annotation=hints[p.name])
               for p in inspect.signature(_common_run_options).parameters.values()]

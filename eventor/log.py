@@ -249,6 +249,41 @@ class AtomicStreamHandler(_AtomicWrites, logging.StreamHandler):
             self.handleError(record)
 
 
+class _Console(AtomicStreamHandler):
+    """
+    The console: whatever ``sys.stderr`` is when a record is written (a test runner or a
+    program may replace it), for the flows whose ``LOGGING.console`` is not false.
+    """
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # always sys.stderr
+
+
+class _QuietFlows(logging.Filter):
+    """Drops the records of flows (``eventor.{flow}...``) made with ``console: false``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flows: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        if not self.flows or not name.startswith("eventor."):
+            return True
+        return name[8:].split(".", 1)[0] not in self.flows
+
+
+_quiet_flows = _QuietFlows()
+
+
 class AtomicFileHandler(_AtomicWrites, logging.FileHandler):
     """A log file opened for appending, written one whole record at a time."""
 
@@ -314,11 +349,16 @@ def make_logger(name: str, settings: Mapping[str, Any] | None = None) -> EventLo
     """
     The event logger for one flow, writing to the stdlib logger ``eventor.{name}``.
 
-    Unless ``LOGGING.console`` is false, the ``eventor`` logger gets one console handler
-    (added once per process). ``LOGGING.renderer: json`` writes JSON lines instead of the
-    bracketed format; ``level_formats`` gives some levels their own format.
+    The ``eventor`` logger has one console handler (added once per process); it leaves out
+    the records of a flow whose ``LOGGING.console`` is false, as its latest logger was
+    made. ``LOGGING.renderer: json`` writes JSON lines instead of the bracketed format;
+    ``level_formats`` gives some levels their own format.
     """
     settings = settings or {}
+    if settings.get("console", True):
+        _quiet_flows.flows.discard(name)
+    else:
+        _quiet_flows.flows.add(name)
     level = _level(settings.get("logging_level", logging.INFO))
     if _console_choice.level and _console_choice.level < level:
         level = _console_choice.level  # --log-level DEBUG asks for more than the config
@@ -327,9 +367,10 @@ def make_logger(name: str, settings: Mapping[str, Any] | None = None) -> EventLo
     if settings.get("console", True) and not any(
         getattr(h, "_eventor_console", False) for h in root.handlers
     ):
-        console = AtomicStreamHandler(sys.stderr)
+        console = _Console()
         console.addFilter(_HostFilter())
         console.addFilter(_console_choice)
+        console.addFilter(_quiet_flows)
         console._eventor_console = True  # type: ignore[attr-defined]
         root.addHandler(console)
     for handler in root.handlers:

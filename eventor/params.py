@@ -5,6 +5,7 @@ given in Python, typed on a command line or read back from a run's record become
 
 from __future__ import annotations
 
+import enum
 import inspect
 import json
 import types
@@ -34,8 +35,17 @@ class Param:
 
 
 def recorded(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Parameter values as a run's record holds them: JSON (a date as its ISO text)."""
-    return dict(json.loads(json.dumps(dict(values), default=str)))
+    """
+    Parameter values as a run's record holds them: JSON (a date as its ISO text, an Enum
+    member as its value).
+    """
+    return dict(json.loads(json.dumps(dict(values), default=_as_json)))
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value if isinstance(value.value, str | int | float | bool) else value.name
+    return str(value)
 
 
 def type_name(tp: Any) -> str:
@@ -55,17 +65,34 @@ def coerce(param: Param, value: Any) -> Any:
     for candidate in typing.get_args(tp) or (tp,):
         if not isinstance(candidate, type) or candidate is type(None):
             continue
+        if issubclass(candidate, enum.Enum):  # by value (as recorded), by name, or as 'Mode.A'
+            member = _member(candidate, value)
+            if member is not None:
+                return member
+            continue
         if candidate is bool and isinstance(value, str):
             lowered = value.strip().lower()
             if lowered in ("true", "1", "yes", "on", "false", "0", "no", "off"):
                 return lowered in ("true", "1", "yes", "on")
             continue
-        convert = getattr(candidate, "fromisoformat", None) or candidate
+        convert: Any = getattr(candidate, "fromisoformat", None) or candidate
         try:
             return convert(value)
         except (TypeError, ValueError):
             continue
     return value
+
+
+def _member(cls: type[enum.Enum], value: Any) -> enum.Enum | None:
+    try:
+        return cls(value)
+    except ValueError:
+        pass
+    if isinstance(value, str):
+        name = value.removeprefix(f"{cls.__name__}.")
+        if name in cls.__members__:
+            return cls[name]
+    return None
 
 
 def checked(flow_name: str, param: Param, value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import eventor as evr
 from eventor.cli import app
 from eventor.testing import capture_events
 
@@ -767,3 +769,44 @@ def test_a_flow_nested_in_a_class_and_a_partial_builder_are_found_by_their_names
     assert info["ref"] == "Jobs.Nightly"  # which `eventor recover jobs.py:Jobs.Nightly` finds
     code, out, err = cli("run", "jobs.py:tuesday", "--store", cli.store, "--config", cli.config)
     assert code == 0, out + err
+
+
+class Mode(enum.Enum):
+    FAST = "fast"
+    SLOW = "slow"
+
+
+class Typed(evr.Flow):
+    mode: Mode = Mode.FAST
+    limit: int | None = None
+    verify: bool = True
+    start = evr.Event()
+
+    @evr.step(on=start, executor="thread")
+    def show(self):
+        if self.mode is Mode.SLOW and not self.verify:
+            raise RuntimeError("not verified")
+        return f"{self.mode.value} {self.limit} {self.verify}"
+
+
+def test_flow_cli_options_for_an_enum_a_none_default_and_a_true_bool(tmp_path, monkeypatch):
+    from eventor.cli import flow_app
+
+    monkeypatch.chdir(tmp_path)
+    app, runner, store = flow_app(Typed), CliRunner(), str(tmp_path / "typed.run.db")
+    config = tmp_path / "quiet.yaml"
+    config.write_text("EVENTOR:\n  LOGGING:\n    console: false\n")
+    help_text = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "120"}).stdout
+    assert "<fast|slow>" in help_text and "--no-verify" in help_text
+    result = runner.invoke(app, ["run", "--store", store, "--config", str(config), "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert '"fast None True"' in result.stdout  # every default is the flow's own
+    result = runner.invoke(app, ["run", "--mode", "slow", "--no-verify", "--limit", "3",
+                                 "--store", store, "--config", str(config), "-q"])
+    assert result.exit_code == 1 and "not verified" in result.stdout + result.stderr
+    failed = run_ids(store)[-1]
+    # the recorded Enum comes back as a Mode: the run can be recovered, with a fix
+    result = runner.invoke(app, ["recover", "--run-id", failed, "-p", "verify=true", "--store",
+                                 store, "--config", str(config)])
+    assert result.exit_code == 0, result.stderr
+    assert '"slow 3 True"' in result.stdout

@@ -167,6 +167,27 @@ def test_a_run_that_cannot_start_leaves_no_log_file_open(tmp_path):
         session.close()
 
 
+def test_console_false_holds_after_a_run_that_printed_in_the_same_process(tmp_path):
+    code = (
+        "import eventor as evr\n"
+        "def run(name, **logging):\n"
+        "    ev = evr.Eventor(name=name, store=':memory:', config={'LOGGING': logging})\n"
+        "    ev.add_assoc(ev.add_event('e'), ev.add_step('s', func=lambda: 1))\n"
+        "    ev.trigger_event('e')\n"
+        "    ev.run()\n"
+        "    ev.close()\n"
+        "run('loud')\n"
+        "import sys; print('--', file=sys.stderr)\n"
+        "run('loud', console=False)\n"
+        "run('other', console=False)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    printed, after = proc.stderr.split("--\n")
+    assert "Processing finished" in printed and after == ""
+
+
 def test_console_false_prints_nothing_even_for_warnings(tmp_path):
     code = (
         "import eventor as evr\n"
