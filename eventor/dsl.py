@@ -288,7 +288,8 @@ class _Compiler:
                 return  # this class's own annotated parameter: collected with its default
             old = self.params[attr]
             self.params[attr] = self._param(Param(attr, old.type, value, old.doc))  # a new default
-        elif _looks_like_parameter(attr, value) and klass is self.cls:
+        elif (_looks_like_parameter(attr, value) and klass is self.cls
+              and attr not in inspect.get_annotations(klass)):  # annotated: reported as such
             self.problem(
                 f"parameter {attr!r}",
                 f"it has no type annotation, so it is not a parameter ({attr} = {value!r}).",

@@ -81,15 +81,19 @@ RUN_CONTINUE = RunMode.continue_
 EXECUTORS = ("process", "thread", "invoke", "ssh", "dask")  # the executor registry's names
 
 
+_DOTTED = {"threading.Thread": "thread", "multiprocessing.Process": "process"}
+
+
 def executor_alias(value: object) -> str | None:
     """
     The executor name for what a user gave as ``task_construct``, or None when unknown.
 
     Besides the names, Eventor 5.1's spellings are accepted: ``threading.Thread`` and
-    ``multiprocessing.Process`` (or any of its context's ``Process`` classes).
+    ``multiprocessing.Process`` (or any of its context's ``Process`` classes), as the
+    classes or as their dotted names (what a YAML config can say).
     """
     if isinstance(value, str):
-        return value if value in EXECUTORS else None
+        return value if value in EXECUTORS else _DOTTED.get(value)
     if isinstance(value, type):
         if value.__module__ == "threading" and value.__name__ == "Thread":
             return "thread"

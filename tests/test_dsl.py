@@ -518,6 +518,18 @@ def test_a_parameter_default_of_the_wrong_type_fails_when_the_class_is_defined()
     assert len(info.value.problems) == 1  # said once
 
 
+def test_a_parameter_named_like_a_flow_option_is_one_problem():
+    with pytest.raises(evr.FlowDefinitionError,
+                       match="parameter 'name': the name is taken by a Flow option") as info:
+        class F(Flow):
+            name: str = "x"
+            start = Event()
+
+            @step(on=start)
+            def s(self): ...
+    assert len(info.value.problems) == 1  # not also "it has no type annotation"
+
+
 def test_a_bad_delay_is_a_definition_error_in_both_front_ends(make_eventor):
     with pytest.raises(evr.FlowDefinitionError, match="delay='soon' is not a number of seconds"):
         class F(Flow):

@@ -24,7 +24,9 @@ def test_per_step_task_construct_overrides_the_default(make_eventor):
 def test_seed_spellings_of_task_construct_are_accepted(make_eventor):
     import multiprocessing
 
-    for construct, expected in ((threading.Thread, "thread"), (multiprocessing.Process, "process")):
+    for construct, expected in ((threading.Thread, "thread"), (multiprocessing.Process, "process"),
+                                ("threading.Thread", "thread"),  # as a YAML config says them
+                                ("multiprocessing.Process", "process")):
         ev = make_eventor(config={"task_construct": construct})
         e = ev.add_event("e")
         ev.add_assoc(e, ev.add_step("s", func=lambda: 1))
