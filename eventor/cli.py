@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shlex
+import signal
 import sys
 import time
 import typing
@@ -1056,6 +1057,12 @@ ScheduleNameOpt = Annotated[str | None, typer.Option(
     help="The schedule's name in the store (default: program:flow and its parameters).")]
 
 
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
 def _schedule_target(target: Any, values: dict[str, Any], *, cron: str | None, every: str | None,
                      param: str | None, fmt: str | None, catchup: bool, tz: str | None,
                      runs: int | None, name: str | None, store: str | None,
@@ -1065,6 +1072,13 @@ def _schedule_target(target: Any, values: dict[str, Any], *, cron: str | None, e
                        "or a systemd timer with eventor run --resume-interrupted")
     if cron and every:
         raise CliError("give --cron or --every, not both")
+    pressed: list[bool] = []  # Ctrl-C between slots ends the schedule without raising
+
+    def interrupted(signum: int, frame: Any) -> None:
+        pressed.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupted) if _in_main_thread() else None
     try:
         results = target.schedule(cron or every, param=param, format=fmt, catchup=catchup or None,
                                   tz=tz, runs=runs, name=name, **_options(store, config), **values)
@@ -1073,6 +1087,13 @@ def _schedule_target(target: Any, values: dict[str, Any], *, cron: str | None, e
                        "scheduler started again recovers it (SIGTERM lets the slot finish)",
                        markup=False)
         raise typer.Exit(130) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if pressed:
+        _con.err.print(f"stopped by Ctrl-C between slots, after {len(results)} run"
+                       f"{'s' if len(results) != 1 else ''}", markup=False)
+        raise typer.Exit(130)
     failed = [r for r in results if not r]
     _con.out.print(f"{len(results)} runs, {len(failed)} failed"
                    + "".join(f"\n  {r.run_id}: {r.status}" for r in failed), markup=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -226,6 +227,29 @@ def test_eventor_schedule_runs_a_flow_every_second(tmp_path):
     assert len(log.read_text().splitlines()) == 2
     assert time.monotonic() - started < 10
     assert "2 runs" in done.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_between_slots_of_eventor_schedule_exits_130(tmp_path, ctrl_c):
+    log = tmp_path / "ticks"
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "eventor"), "schedule",
+         str(ROOT / "tests" / "schedule_flows.py") + ":Tick", "--every", "1h", "--slot-param", "at",
+         "--tz", "UTC", "-p", f"log={log}", "--store", str(tmp_path / "t.run.db"), "-q"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "t.run.db").exists():  # the scheduler is up, waiting for a slot
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "stopped by Ctrl-C between slots, after 0 runs" in err and "Traceback" not in err
 
 
 def test_a_schedule_given_to_a_flow_object_is_refused():
