@@ -765,6 +765,14 @@ def _defines(file: Path, name: str) -> bool:
                for node in tree.body)
 
 
+def _params_ran(run: Mapping[str, Any], attempt: Mapping[str, Any]) -> Any:
+    """The parameters ``attempt`` ran with (a recovery may change them), else the run's."""
+    if attempt.get("params"):
+        with contextlib.suppress(ValueError, TypeError):
+            return json.loads(attempt["params"])
+    return (run.get("info") or {}).get("params")
+
+
 def _params_text(params: Mapping[str, Any] | None) -> str:
     """A run's recorded parameters as ``day=2026-11-28, source=s3://a`` ('' for none)."""
     return ", ".join(f"{k}={v}" for k, v in (params or {}).items())
@@ -803,7 +811,7 @@ def _run_row(store: Store, run: Mapping[str, Any], grace: float) -> tuple[list[s
                  f"{_when(min(d['due_at'] for d in pending))})"
         hint = (f"run {run_id} is paused with delays pending: finish it with "
                 f"eventor continue {_again(store, run)}")
-    shown = _params_text(run["info"].get("params"))
+    shown = _params_text(_params_ran(run, last))
     if shown:  # which day a nightly run was for is the first question asked of it
         flow = f"{flow}({shown if len(shown) <= 40 else shown[:39] + '…'})"
     return ([run_id, flow, _when(run["created_at"]), str(len(attempts)), status, str(ok),
@@ -828,7 +836,7 @@ def cmd_show(run_id: Annotated[str, typer.Argument(help="The run's id.")],
         gone = {a["attempt"] for a in attempts if _interrupted(a, grace)}
         ended_by = {a["attempt"]: "crashed" for a in attempts if a["status"] == "crashed"}
         ended_by.update(dict.fromkeys(gone, "interrupted"))
-        shown = _params_text(((opened.run(run_id) or {}).get("info") or {}).get("params"))
+        shown = _params_text(_params_ran(opened.run(run_id) or {}, attempts[-1] if attempts else {}))
         title = f"run {run_id}" + (f" ({shown})" if shown else "")
         _con.out.print(_task_table(rows, title, ended_by=ended_by))
         for line in _joins_waiting(opened, run_id):

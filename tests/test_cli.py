@@ -810,3 +810,6 @@ def test_flow_cli_options_for_an_enum_a_none_default_and_a_true_bool(tmp_path, m
                                  store, "--config", str(config)])
     assert result.exit_code == 0, result.stderr
     assert '"slow 3 True"' in result.stdout
+    runs = runner.invoke(app, ["runs", "--store", store], env={"COLUMNS": "250"}).stdout
+    row = next(line for line in runs.splitlines() if failed in line)
+    assert "mode=slow" in row and "verify=True" in row  # as its latest attempt ran
