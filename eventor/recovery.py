@@ -385,7 +385,11 @@ def plan_recovery(store: Store, graph: FlowGraph, run_id: str,
     attempt = pick_attempt(store, run_id, recovery_run)
     zombie = attempt.get("ended_at") is None
     planned = []
-    for row in store.tasks(run_id, attempt["attempt"]):
+    rows = store.tasks(run_id, attempt["attempt"])
+    on_joins = _on_joins(graph) if graph.joins() else frozenset()
+    reruns = any(replay(graph.steps[r["step"]], _as_recovered(r["status"], zombie))[0]
+                 is not StepReplay.skip for r in rows if r["step"] in graph.steps)
+    for row in rows:
         step = graph.steps.get(row["step"])
         status = _as_recovered(row["status"], zombie)
         if step is None:
@@ -393,11 +397,33 @@ def plan_recovery(store: Store, graph: FlowGraph, run_id: str,
                                        "the step is no longer in the flow"))
             continue
         decision, reason = replay(step, status)
+        if decision is StepReplay.skip and reruns and step.name in on_joins:
+            reason += ("; but it runs again if a task of its join's fan-out, run again, ends "
+                       "otherwise than recorded")
         planned.append(PlannedTask(row["step"], row["sequence"], row["status"],
                                    decision.value, reason))
     recorded = (store.run(run_id) or {}).get("info", {}).get("fingerprint", {})
     return RecoveryPlan(run_id, attempt["attempt"], zombie, tuple(planned),
                         changed_steps(recorded, fingerprint(graph)))
+
+
+def _on_joins(graph: FlowGraph) -> frozenset[str]:
+    """The steps a join event reaches, through associations and the expressions it is in."""
+    seen: set[str] = set()
+    events = [ev.name for ev in graph.joins()]
+    steps: set[str] = set()
+    while events:
+        event = events.pop()
+        if event in seen:
+            continue
+        seen.add(event)
+        events.extend(graph.dependents(event))
+        for assoc in graph.assocs_from(event):
+            if assoc.target in graph.steps:
+                steps.add(assoc.target)
+            else:
+                events.append(assoc.target)
+    return frozenset(steps)
 
 
 def _code_parts(code: Any) -> Iterator[bytes]:

@@ -270,6 +270,11 @@ def test_recovery_runs_the_joining_step_again_when_a_child_ran_again(opts):
     first = Tolerant(executor="thread", fail_elsewhere=True, stop_on_exception=False, **opts).run()
     assert not first and first["summarize"] == {"a": 1, "ccc": 3}
     BROKEN.clear()
+    plan = {(t.step, t.sequence): t for t in Tolerant.recovery_plan(first.run_id, **opts).tasks}
+    assert plan[("summarize", "0")].decision == "skip"  # as far as the plan can tell, but:
+    assert "runs again if a task of its join's fan-out, run again, ends otherwise" in (
+        plan[("summarize", "0")].reason)
+    assert "join" not in plan[("load", "a")].reason  # not on a join
     again = Tolerant.recover(first.run_id, executor="thread", fail_elsewhere=False,
                              stop_on_exception=False, **opts)
     assert again and again["summarize"] == {"a": 1, "bb": 2, "ccc": 3}  # not the stale one
