@@ -703,6 +703,11 @@ def _name_of(target: Any) -> str:
 
 def cmd_runs(store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """List the runs (without --store: of every *.run.db store here), with their status."""
+    _list_runs(store, config)
+
+
+def _list_runs(store: str | None, config: Path | None, flow: str | None = None) -> None:
+    """The runs of the stores `_store_candidates` finds (only ``flow``'s, when given)."""
     with _errors():
         cfg = load_config(str(config) if config else None)
         candidates = _store_candidates(store, cfg)
@@ -718,6 +723,8 @@ def cmd_runs(store: StoreOpt = None, config: ConfigOpt = None) -> None:
                 if not several:
                     table.title = f"runs in {opened.address}"
                 for run in opened.runs():
+                    if flow is not None and (run.get("info") or {}).get("flow") != flow:
+                        continue
                     row, hint = _run_row(opened, run, cfg.heartbeat_grace)
                     table.add_row(*([_short(address)] if several else []), *row)
                     if hint:
@@ -959,6 +966,52 @@ def _add_reading_commands(new: typer.Typer) -> None:
     new.command("logs")(cmd_logs)
     new.command("report")(cmd_report)
     new.command("purge")(cmd_purge)
+
+
+def _add_flow_reading_commands(new: typer.Typer, flow: FlowMeta) -> None:
+    """
+    The reading commands of one flow's command line: without --store, they read the flow's
+    own store, and ``runs`` lists the flow's runs only.
+    """
+    def runs(store: StoreOpt = None, config: ConfigOpt = None) -> None:
+        """List this flow's runs (without --store: in its own store), with their status."""
+        _list_runs(store or _flow_store(flow, config), config, flow=flow._compiled().graph.name)
+
+    def show(run_id: Annotated[str, typer.Argument(help="The run's id.")],
+             store: StoreOpt = None, config: ConfigOpt = None,
+             full: Annotated[bool, typer.Option("--full", help="Whole tracebacks.",
+                                                metavar=" ")] = False,
+             as_json: Annotated[bool, typer.Option("--json", help="Print JSON.",
+                                                   metavar=" ")] = False) -> None:
+        """Show every task of a run, in every attempt, with the errors of failed tasks and tries."""
+        cmd_show(run_id, store or _flow_store(flow, config), config, full, as_json)
+
+    def logs(run_id: Annotated[str, typer.Argument(help="The run's id.")],
+             task: Annotated[str | None, typer.Argument(
+                 help="One step, or one task as STEP[SEQUENCE]; default: every task.",
+                 metavar="[STEP[SEQ]]")] = None,
+             store: StoreOpt = None, config: ConfigOpt = None) -> None:
+        """Print what a run's tasks printed (the end of their stdout and stderr), task by task."""
+        cmd_logs(run_id, task, store or _flow_store(flow, config), config)
+
+    new.command("runs")(runs)
+    new.command("show")(show)
+    new.command("logs")(logs)
+    new.command("report")(cmd_report)
+    new.command("purge")(cmd_purge)
+
+
+def _flow_store(flow: FlowMeta, config: Path | None) -> str | None:
+    """The store a flow records its runs in (its ``store=`` option, else its default file)."""
+    options = flow._compiled().options
+    store = options.get("store", "")
+    if not isinstance(store, str):
+        return str(store.address)
+    with _errors():
+        cfg = load_config(str(config) if config else options.get("config"))
+        path = sqlite_file(store, program=default_program(), workdir=cfg.workdir,
+                           databases=cfg.DATABASES)
+    return path if path is not None else (store or None)
 
 
 app = _new_app("Run, recover and inspect Eventor flows.")
@@ -1235,7 +1288,7 @@ def flow_app(flow: FlowMeta) -> typer.Typer:
     new.command("continue")(resume)
     new.command("schedule")(schedule)
     new.command("graph")(graph)
-    _add_reading_commands(new)
+    _add_flow_reading_commands(new, flow)
     return new
 
 

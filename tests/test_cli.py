@@ -813,3 +813,40 @@ def test_flow_cli_options_for_an_enum_a_none_default_and_a_true_bool(tmp_path, m
     runs = runner.invoke(app, ["runs", "--store", store], env={"COLUMNS": "250"}).stdout
     row = next(line for line in runs.splitlines() if failed in line)
     assert "mode=slow" in row and "verify=True" in row  # as its latest attempt ran
+
+
+OWN = """
+import eventor as evr
+
+class Own(evr.Flow):
+    start = evr.Event()
+
+    @evr.step(on=start, executor="thread")
+    def hello(self):
+        print("hello from own")
+        return 1
+
+if __name__ == "__main__":
+    Own.cli()
+"""
+
+
+@pytest.mark.slow
+def test_a_flow_s_own_reading_commands_read_its_store_and_its_runs(tmp_path):
+    (tmp_path / "own.py").write_text(OWN)
+    (tmp_path / "other.py").write_text(OWN.replace("Own", "Other").replace("own", "other"))
+    env = {**os.environ, "EVENTOR_CONFIG_TAG": "EVENTOR", "COLUMNS": "200"}
+
+    def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, script, *args, *(["-q"] if args == ("run",) else [])],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+
+    assert run("own.py", "run").returncode == 0 and run("other.py", "run").returncode == 0
+    (other,) = run_ids(str(tmp_path / "other.run.db"))
+    listed = run("own.py", "runs")
+    assert listed.returncode == 0 and "runs in sqlite:///" in listed.stdout  # one store, its own
+    assert other not in listed.stdout and "Own" in listed.stdout
+    logs = run("own.py", "logs", other)
+    assert logs.returncode == 2 and f"no run {other!r}" in logs.stderr
+    (own,) = run_ids(str(tmp_path / "own.run.db"))
+    assert "hello from own" in run("own.py", "logs", own).stdout
