@@ -65,6 +65,12 @@ def _graph_svg(graph: Mapping[str, Any]) -> str:
         if e.get("expr"):
             edges.extend((n, e["name"], "") for n in events if _mentions(e["expr"], n)
                          and n != e["name"])
+        join = e.get("join")
+        if join:  # what it joins: an event, or the events an expression names
+            joined = join["event"]
+            sources = [joined] if joined in events else [
+                n for n in events if n != e["name"] and _mentions(joined, n)]
+            edges.extend((n, e["name"], f"join over {join['over']}") for n in sources)
     order = list(graph.get("order") or [*events, *steps])
     depth = dict.fromkeys(order, 0)
     for _ in range(len(order)):  # longest path, bounded: loops do not run away

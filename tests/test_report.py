@@ -46,9 +46,17 @@ def test_the_report_draws_what_a_step_emits(tmp_path):
         def scan(self, ctx):
             ctx.trigger(self.found, "a")
 
-        @step(on=found)
+        loaded = Event()
+        rejected = Event()
+        settled = evr.join(loaded | rejected, over=found)
+
+        @step(on=found, success=loaded, failure=rejected)
         def load(self):
             return 1
+
+        @step(on=settled)
+        def summarize(self):
+            return "done"
 
     result = Fan(store=str(tmp_path / "fan.run.db"), executor="thread",
                  config={"LOGGING": {"console": False}}).run()
@@ -56,6 +64,7 @@ def test_the_report_draws_what_a_step_emits(tmp_path):
     page = render_report(store, result.run_id)
     store.close()
     assert ">emits</text>" in page
+    assert ">join over found</text>" in page  # the join's arrow, into the event it fires
 
 
 def noisy_then_boom():
