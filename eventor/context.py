@@ -202,7 +202,11 @@ def _reads_log(func: Callable[..., Any]) -> bool:
 
 
 def _render(_logger: Any, _method: str, event_dict: Any) -> Any:
-    """The event as one line, logged as if from the step's own function (its call site)."""
+    """
+    The event as one line, logged as if from the step's own function (its call site); its
+    fields go with the record too, for the JSON renderer (``LOGGING.renderer: json``).
+    """
+    fields = dict(event_dict)
     event = event_dict.pop("event", "")
     context = " ".join(f"{k}={event_dict.pop(k)}" for k in ("step", "sequence")
                        if k in event_dict)
@@ -210,7 +214,8 @@ def _render(_logger: Any, _method: str, event_dict: Any) -> Any:
     event_dict.pop("run_id", None)
     extra = " ".join(f"{k}={v!r}" for k, v in event_dict.items())
     text = " ".join(part for part in (event, extra, f"({context})" if context else "") if part)
-    return (text,), {"stacklevel": 3}  # past structlog's two frames, to the step
+    return (text,), {"stacklevel": 3,  # past structlog's two frames, to the step
+                     "extra": {"eventor_fields": fields}}
 
 
 class StepCall:

@@ -211,12 +211,16 @@ class _JsonFormatter(logging.Formatter):
     """A JSON line: the event's fields plus time, host, process, level and logger."""
 
     def format(self, record: logging.LogRecord) -> str:
-        try:
-            data = json.loads(record.getMessage())
-            if not isinstance(data, dict):
-                data = {"event": data}
-        except ValueError:  # a plain stdlib record (a step's own logger)
-            data = {"event": record.getMessage()}
+        fields = getattr(record, "eventor_fields", None)  # a step's ctx.log: its own fields
+        if isinstance(fields, dict):
+            data = dict(fields)
+        else:
+            try:
+                data = json.loads(record.getMessage())
+                if not isinstance(data, dict):
+                    data = {"event": data}
+            except ValueError:  # a plain stdlib record (a step's own logger)
+                data = {"event": record.getMessage()}
         data.update(time=self.formatTime(record), host=getattr(record, "hostname", ""),
                     process=record.process, level=record.levelname, logger=record.name)
         return json.dumps(data, default=str)

@@ -66,9 +66,15 @@ def test_json_lines_carry_the_run_context(tmp_path):
     logdir = tmp_path / "logs"
     config = {"LOGGING": {"console": False, "renderer": "json", "logdir": str(logdir)},
               "task_construct": "thread"}
+
+    @evr.step
+    def s(ctx: evr.StepContext) -> int:
+        ctx.log.info("working", rows=3, day="d1")
+        return 7
+
     with evr.Eventor(name="js", store=str(tmp_path / "j.db"), config=config) as ev:
         ev.add_event("go")
-        ev.add_assoc("go", ev.add_step("s", lambda: 7))
+        ev.add_assoc("go", ev.add_step(s))
         ev.trigger_event("go", 3)
         assert ev.run()
         run_id = ev.run_id
@@ -77,6 +83,10 @@ def test_json_lines_carry_the_run_context(tmp_path):
     assert done["step"] == "s" and done["sequence"] == "3" and done["result"] == "7"
     assert (done["flow"], done["run_id"], done["attempt"]) == ("js", run_id, 0)
     assert done["level"] == "INFO" and done["process"] == os.getpid() and done["host"]
+    # what a step logs with ctx.log keeps its fields, and the run's, as JSON
+    said = next(r for r in records if r["event"] == "working")
+    assert (said["rows"], said["day"], said["step"], said["sequence"]) == (3, "d1", "s", "3")
+    assert (said["flow"], said["run_id"]) == ("js", run_id) and said["logger"] == "eventor.js.s"
 
 
 def test_level_formats_and_rotation_are_configurable(tmp_path):
