@@ -32,6 +32,7 @@ import shlex
 import signal
 import sys
 import time
+import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -776,7 +777,9 @@ def _params_ran(run: Mapping[str, Any], attempt: Mapping[str, Any]) -> Any:
     """The parameters ``attempt`` ran with (a recovery may change them), else the run's."""
     if attempt.get("params"):
         with contextlib.suppress(ValueError, TypeError):
-            return json.loads(attempt["params"])
+            params = json.loads(attempt["params"])
+            if isinstance(params, dict):
+                return params
     return (run.get("info") or {}).get("params")
 
 
@@ -1006,7 +1009,7 @@ def _flow_store(flow: FlowMeta, config: Path | None) -> str | None:
     options = flow._compiled().options
     store = options.get("store", "")
     if not isinstance(store, str):
-        return str(store.address)
+        return None  # an open Store cannot be named again (its password is hidden): look here
     with _errors():
         cfg = load_config(str(config) if config else options.get("config"))
         path = sqlite_file(store, program=default_program(), workdir=cfg.workdir,
@@ -1201,8 +1204,9 @@ def _run_option(name: str, param: Param) -> inspect.Parameter:
     by `coerce`. A parameter not given is left to its default (shown, not passed), so a
     default of None or of any type is the flow's own. A bool is ``--x/--no-x``.
     """
-    native = param.type in (str, int, float, bool) or (
-        isinstance(param.type, type) and issubclass(param.type, enum.Enum))
+    kind = _optional_enum(param.type) or param.type
+    native = kind in (str, int, float, bool) or (
+        isinstance(kind, type) and issubclass(kind, enum.Enum))
     flag = name.replace("_", "-")
     names = [f"--{flag}/--no-{flag}"] if param.type is bool else [f"--{flag}"]
     if param.required:
@@ -1214,12 +1218,23 @@ def _run_option(name: str, param: Param) -> inspect.Parameter:
         default = None
         value = param.default.value if isinstance(param.default, enum.Enum) else param.default
         shown = "none" if value is None else str(value)
-    metavar = " " if param.type is bool else None if native and param.type not in (
+    metavar = " " if param.type is bool else None if native and kind not in (
         str, int, float) else name.upper()  # an Enum's choices show as its metavar
     option = typer.Option(default, *names, help=param.doc or None, show_default=shown,
                           metavar=metavar)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                             annotation=param.type if native else str)
+                             annotation=kind if native else str)
+
+
+def _optional_enum(tp: Any) -> Any:
+    """The Enum of ``Mode | None`` (or ``Optional[Mode]``); None for any other type."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 2 \
+            and type(None) in args:
+        inner = args[0] if args[1] is type(None) else args[1]
+        if isinstance(inner, type) and issubclass(inner, enum.Enum):
+            return inner
+    return None
 
 
 def flow_app(flow: FlowMeta) -> typer.Typer:

@@ -282,10 +282,13 @@ class _QuietFlows(logging.Filter):
         name = record.name
         if not self.flows or not name.startswith("eventor."):
             return True
-        return name[8:].split(".", 1)[0] not in self.flows
+        flow = max((f for f in _flow_names if name == f"eventor.{f}"
+                    or name.startswith(f"eventor.{f}.")), key=len, default=None)
+        return flow not in self.flows  # the longest flow name it is under (names may hold dots)
 
 
 _quiet_flows = _QuietFlows()
+_flow_names: set[str] = set()  # every flow a logger was made for, quiet or not
 
 
 class AtomicFileHandler(_AtomicWrites, logging.FileHandler):
@@ -359,6 +362,7 @@ def make_logger(name: str, settings: Mapping[str, Any] | None = None) -> EventLo
     ``level_formats`` gives some levels their own format.
     """
     settings = settings or {}
+    _flow_names.add(name)
     if settings.get("console", True):
         _quiet_flows.flows.discard(name)
     else:

@@ -43,8 +43,9 @@ def recorded(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _as_json(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value if isinstance(value.value, str | int | float | bool) else value.name
+    if isinstance(value, enum.Enum):  # by value when it is plain, else as Mode.NAME
+        plain = isinstance(value.value, str | int | float | bool)
+        return value.value if plain else f"{type(value).__name__}.{value.name}"
     return str(value)
 
 
@@ -84,14 +85,15 @@ def coerce(param: Param, value: Any) -> Any:
 
 
 def _member(cls: type[enum.Enum], value: Any) -> enum.Enum | None:
+    prefix = f"{cls.__name__}."
+    if isinstance(value, str) and value.startswith(prefix) and value[len(prefix):] in cls.__members__:
+        return cls[value[len(prefix):]]  # as recorded when its value is not plain
     try:
         return cls(value)
     except ValueError:
         pass
-    if isinstance(value, str):
-        name = value.removeprefix(f"{cls.__name__}.")
-        if name in cls.__members__:
-            return cls[name]
+    if isinstance(value, str) and value in cls.__members__:
+        return cls[value]  # by name, as typed
     return None
 
 

@@ -474,3 +474,18 @@ def test_options_changed_after_the_object_was_made_are_run_with(tmp_path):
     flow.options["executor"] = "invoke"  # after the plan was made: the run follows the change
     with flow:
         assert flow.run()["s"] == threading.current_thread().name
+
+
+def test_enum_parameters_are_recorded_and_read_back_whatever_their_values():
+    import enum
+
+    from eventor.params import Param, coerce, recorded
+
+    class Mixed(enum.Enum):
+        A = "B"  # a value that is another member's name
+        B = (1, 2)  # a value JSON cannot hold
+
+    param = Param("p", Mixed, Mixed.A)
+    for member in Mixed:
+        assert coerce(param, recorded({"p": member})["p"]) is member
+    assert coerce(param, "Mixed.A") is Mixed.A and coerce(param, "B") is Mixed.A  # by value

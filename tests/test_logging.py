@@ -187,9 +187,11 @@ def test_console_false_holds_after_a_run_that_printed_in_the_same_process(tmp_pa
         "    ev.run()\n"
         "    ev.close()\n"
         "run('loud')\n"
+        "run('etl')\n"
         "import sys; print('--', file=sys.stderr)\n"
         "run('loud', console=False)\n"
         "run('other', console=False)\n"
+        "run('etl.nightly', console=False)\n"  # a dotted name, beside a flow 'etl' that prints
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
