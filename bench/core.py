@@ -202,14 +202,19 @@ def run_flow(folder: Path | None, name: str, n: int, executor: str, shape: str, 
     return elapsed * 1000 / n
 
 
-def run_dsl_chain(folder: Path, n: int, executor: str) -> float:
-    """The chain as a Flow class: each step gets a StepContext and returns a stored result."""
+def dsl_chain(n: int) -> Any:
+    """A Flow class of n chained steps, e0 -> s0 -> e1 -> ...; each returns a stored result."""
     events = [evr.Event() for _ in range(n)]
     ns: dict[str, object] = {f"e{i}": ev for i, ev in enumerate(events)}
     for i in range(n):
         success = events[i + 1] if i + 1 < n else ()
         ns[f"s{i}"] = evr.step(on=events[i], success=success)(lambda ctx: len(ctx.results))
-    chain = type(evr.Flow)("Chain", (evr.Flow,), ns)
+    return type(evr.Flow)("Chain", (evr.Flow,), ns)
+
+
+def run_dsl_chain(folder: Path, n: int, executor: str) -> float:
+    """The chain as a Flow class: each step gets a StepContext and returns a stored result."""
+    chain = dsl_chain(n)
     flow = chain(store=str(folder / "dsl.run.db"), config=QUIET, executor=executor)
     flow.trigger("e0", 1)  # opens the store and binds the steps, as Eventor() does, untimed
     start = time.perf_counter()

@@ -39,17 +39,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.root:
         sys.path.insert(0, args.root)
+    from core import dsl_chain  # the chain bench/core.py runs (bench/ is on sys.path)
+
     import eventor as evr
     from eventor.builder import GraphBuilder
     from eventor.graph import StepSpec
 
     n = args.steps
-    events = [evr.Event() for _ in range(n)]
-    members: dict[str, object] = {f"e{i}": ev for i, ev in enumerate(events)}
-    for i in range(n):
-        success = events[i + 1] if i + 1 < n else ()
-        members[f"s{i}"] = evr.step(on=events[i], success=success)(lambda ctx: len(ctx.results))
-    chain = type(evr.Flow)("Chain", (evr.Flow,), members)
+    chain = dsl_chain(n)
     chain._compiled()  # the class's graph, made once: not what is measured
 
     def flow_object(engine: bool) -> Callable[[], None]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import difflib
 import enum
 import importlib
 import importlib.util
@@ -31,6 +30,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 import time
 import types
 import typing
@@ -46,7 +46,13 @@ from eventor.classic import Eventor
 from eventor.config import default_program, load_config
 from eventor.dsl import FlowMeta
 from eventor.enums import RunMode
-from eventor.exceptions import EventorError, FlowDefinitionError, RunClaimedError, did_you_mean
+from eventor.exceptions import (
+    EventorError,
+    FlowDefinitionError,
+    RunClaimedError,
+    closest,
+    did_you_mean,
+)
 from eventor.joins import waiting_in
 from eventor.log import set_console_level
 from eventor.params import Param, checked, coerce, recorded
@@ -488,9 +494,8 @@ def _note_unrecorded(store: Store, run_id: str) -> None:
     its first write): say so, even when quiet, and name a recorded run one typo away.
     """
     if store.run(run_id) is None:
-        near = difflib.get_close_matches(run_id, [r["run_id"] for r in store.runs()], n=1,
-                                         cutoff=0.9)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        near = closest(run_id, [r["run_id"] for r in store.runs()], cutoff=0.9)
+        hint = f" (did you mean {near!r}?)" if near else ""
         _con.err.print(f"note: run {run_id!r} was never recorded in {store.address}{hint}: "
                        "it is started as its first attempt", markup=False, soft_wrap=True)
 
@@ -1122,8 +1127,6 @@ ScheduleNameOpt = Annotated[str | None, typer.Option(
 
 
 def _in_main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 

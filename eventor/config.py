@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from eventor.exceptions import EventorConfigError, did_you_mean
+from eventor.exceptions import EventorConfigError, closest
 from eventor.options import EngineOptions, StepOptions, default_workers
 
 __all__ = ["DEFAULT_TAG", "Config", "default_program", "load_config"]
@@ -474,9 +474,9 @@ def _check_host(entry: Any, key: str, source: str) -> None:
 
 def _unknown_key(key: Any, known: Iterable[str]) -> str:
     """'unknown key; did you mean ...?' for a near one, else the keys there are."""
-    hint = did_you_mean(key, known)  # " Did you mean 'x'?"
-    if hint:
-        return "unknown key;" + hint.replace(" Did", " did", 1)
+    close = closest(key, known)
+    if close:
+        return f"unknown key; did you mean {close!r}?"
     return f"unknown key; known keys: {', '.join(known)}"
 
 

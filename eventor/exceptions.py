@@ -47,12 +47,18 @@ class EventorError(Exception):
     """
 
 
+def closest(name: Any, candidates: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The candidate most like ``name``, when one is at least ``cutoff`` alike (0 to 1)."""
+    if not isinstance(name, str):
+        return None
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
 def did_you_mean(name: Any, candidates: Iterable[str]) -> str:
     """' Did you mean 'x'?' for the closest candidate, or '' when nothing is close."""
-    if not isinstance(name, str):
-        return ""
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    close = closest(name, candidates)
+    return f" Did you mean {close!r}?" if close else ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -506,28 +506,17 @@ def test_bad_flow_options_on_the_object_are_config_errors():
         Etl(max_concurrent="four")
 
 
-def test_a_parameter_default_of_the_wrong_type_fails_when_the_class_is_defined():
-    with pytest.raises(evr.FlowDefinitionError,
-                       match="parameter 'rows': its default 'ten' is not int") as info:
-        class F(Flow):
-            rows: int = "ten"
-            start = Event()
-
-            @step(on=start)
-            def s(self): ...
-    assert len(info.value.problems) == 1  # said once
-
-
-def test_a_parameter_named_like_a_flow_option_is_one_problem():
-    with pytest.raises(evr.FlowDefinitionError,
-                       match="parameter 'name': the name is taken by a Flow option") as info:
-        class F(Flow):
-            name: str = "x"
-            start = Event()
-
-            @step(on=start)
-            def s(self): ...
-    assert len(info.value.problems) == 1  # not also "it has no type annotation"
+@pytest.mark.parametrize(("param", "annotation", "default", "problem"), [
+    ("rows", int, "ten", "parameter 'rows': its default 'ten' is not int"),
+    ("name", str, "x", "parameter 'name': the name is taken by a Flow option"),
+])
+def test_a_bad_parameter_fails_when_the_class_is_defined_and_is_said_once(param, annotation,
+                                                                          default, problem):
+    body = {"__annotations__": {param: annotation}, param: default, "start": Event()}
+    body["s"] = step(on=body["start"])(lambda self: None)
+    with pytest.raises(evr.FlowDefinitionError, match=problem) as info:
+        type(Flow)("F", (Flow,), body)
+    assert len(info.value.problems) == 1  # not also "it has no type annotation", nor twice
 
 
 def test_a_bad_delay_is_a_definition_error_in_both_front_ends(make_eventor):
